@@ -1,0 +1,139 @@
+"""The engine contract: what every engine (real, fake, remote) implements.
+
+The graph scheduler turns a ready node into an :class:`EngineRequest`; an engine
+scheduler groups requests into batches; the engine runs a batch and resolves one
+future per request. Invariants:
+
+- ``submit`` never blocks the event loop: CPU work runs on the engine's own thread(s).
+- Each future resolves with the node's outputs (output port name -> value) when the
+  work has really finished, or fails with :class:`EngineError` naming the engine and
+  the node. A failure of one request need not fail the others in its batch.
+- ``abort(query_id)`` drops that query's queued work and frees its state (KV
+  sequences, per-query collections) at once; its futures are cancelled.
+- ``profile`` predicts latency; passes and schedulers read it, never constants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Op
+
+Outputs = dict[str, Any]
+
+
+class EngineKind(StrEnum):
+    LLM = "llm"
+    EMBEDDER = "embedder"
+    VECTOR_INDEX = "vector_index"
+    RERANKER = "reranker"
+    WEB_SEARCH = "web_search"
+
+
+# Which ops each kind of engine runs.
+OPS_BY_KIND: dict[EngineKind, frozenset[Op]] = {
+    EngineKind.LLM: frozenset(
+        {
+            Op.LLM_PREFILL,
+            Op.LLM_PARTIAL_PREFILL,
+            Op.LLM_FULL_PREFILL,
+            Op.LLM_DECODE,
+            Op.LLM_PARTIAL_DECODE,
+        }
+    ),
+    EngineKind.EMBEDDER: frozenset({Op.EMBED}),
+    EngineKind.VECTOR_INDEX: frozenset({Op.VECTOR_INGEST, Op.VECTOR_SEARCH}),
+    EngineKind.RERANKER: frozenset({Op.RERANK}),
+    EngineKind.WEB_SEARCH: frozenset({Op.WEB_SEARCH}),
+}
+
+
+@dataclass(eq=False, slots=True)
+class EngineRequest:
+    """One primitive of one query, ready to run (all its inputs are present).
+
+    ``num_items`` and ``num_tokens`` size the work for batch budgets and profiles.
+    ``llm_request_id`` is unique per (query, LLM call) and shared by that call's
+    phases. ``priority`` is set by the batching policy (higher runs first).
+    ``on_text`` receives decoded text as it streams (LLM_DECODE only).
+    """
+
+    query_id: str
+    node: str
+    op: Op
+    inputs: Mapping[str, Any]
+    params: Mapping[str, Any]
+    num_items: int = 1
+    num_tokens: int = 0
+    llm_request_id: str | None = None
+    depth: int = 0
+    priority: float = 0.0
+    arrival_s: float = 0.0
+    deadline_s: float | None = None
+    on_text: Callable[[str], None] | None = None
+    future: asyncio.Future[Outputs] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.query_id}/{self.node}"
+
+
+class EngineError(RuntimeError):
+    """An engine failed a request. The message names the engine and the node."""
+
+    def __init__(self, engine: str, node: str, reason: str) -> None:
+        super().__init__(f"engine {engine!r} failed node {node!r}: {reason}")
+        self.engine = engine
+        self.node = node
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    is_healthy: bool
+    detail: str = ""
+    num_queued: int = 0
+    num_running: int = 0
+    load: float = 0.0  # queue length, or KV occupancy in [0, 1] for LLM engines
+
+
+class Engine(ABC):
+    """Base class of all engines. Subclasses implement :meth:`submit`."""
+
+    kind: EngineKind
+
+    def __init__(self, name: str, profile: LatencyProfile | None = None) -> None:
+        self.name = name
+        self.profile = profile or LatencyProfile.default_for(self.kind)
+
+    @property
+    def max_batch_size(self) -> int:
+        """Largest number of requests the engine accepts in one batch."""
+        return self.profile.max_batch_size
+
+    @property
+    def max_concurrent_batches(self) -> int:
+        """How many batches may be in flight at once (LLM engines: many)."""
+        return 1
+
+    async def start(self) -> None:
+        """Load models, open connections. Idempotent."""
+
+    async def close(self) -> None:
+        """Release everything. Idempotent."""
+
+    @abstractmethod
+    def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
+        """Start running ``batch``; return one future per request, in order."""
+
+    def abort(self, query_id: str) -> None:  # noqa: B027 - engines without state keep this
+        """Drop the query's queued work and free its state."""
+
+    def health(self) -> EngineHealth:
+        return EngineHealth(is_healthy=True)

@@ -1,0 +1,100 @@
+"""Latency profiles: an engine's predicted latency as a function of batch size and tokens.
+
+Passes (stage decomposition's micro-batch) and schedulers (critical-path ranks, batch
+budgets) read profiles; `primflow profile` measures and saves them. Until a profile is
+measured, ``default_for`` gives defaults shaped like this machine's measurements
+(shared/design/stack.md): a fixed cost per call plus a cost per item and per token.
+
+Model: latency_s(num_items, num_tokens) = base_s + per_item_s * num_items
+                                             + per_token_s * num_tokens
+and for LLM decode, per_output_token_s per generated token (one step of a batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    base_s: float = 0.001
+    per_item_s: float = 0.0
+    per_token_s: float = 0.0
+    per_output_token_s: float = 0.0
+    # Batch sizes past this gain little throughput; stage decomposition splits there.
+    efficient_batch_size: int = 32
+    max_batch_size: int = 64
+    max_batch_tokens: int = 4096
+
+    def latency_s(self, num_items: int = 1, num_tokens: int = 0, num_output_tokens: int = 0) -> float:
+        return (
+            self.base_s
+            + self.per_item_s * num_items
+            + self.per_token_s * num_tokens
+            + self.per_output_token_s * num_output_tokens
+        )
+
+    def micro_batch_size(self, num_items: int) -> int:
+        """Items per stage when splitting ``num_items`` into pipelined stages.
+
+        Splits at the efficient batch size, then evens the stages out so the last one
+        is not a sliver (e.g. 666 items at 128 -> 6 stages of 111).
+        """
+        if num_items <= self.efficient_batch_size:
+            return num_items
+        num_stages = math.ceil(num_items / self.efficient_batch_size)
+        return math.ceil(num_items / num_stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyProfile:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def with_changes(self, **changes: Any) -> LatencyProfile:
+        return replace(self, **changes)
+
+    @staticmethod
+    def default_for(kind: str) -> LatencyProfile:
+        return DEFAULT_PROFILES.get(str(kind), LatencyProfile())
+
+
+# Defaults shaped by the CPU measurements in shared/design/stack.md (2 threads):
+# embedder ~84 chunks/s, LLM prefill ~360 tok/s and decode ~90 tok/s (SmolLM2-135M),
+# HNSW search well under a millisecond, BM25 search ~0.5 ms.
+DEFAULT_PROFILES: dict[str, LatencyProfile] = {
+    "embedder": LatencyProfile(
+        base_s=0.002, per_item_s=0.012, efficient_batch_size=32, max_batch_size=64
+    ),
+    "llm": LatencyProfile(
+        base_s=0.005,
+        per_token_s=1 / 360,
+        per_output_token_s=1 / 90,
+        efficient_batch_size=8,
+        max_batch_size=16,
+        max_batch_tokens=512,
+    ),
+    "vector_index": LatencyProfile(
+        base_s=0.0005, per_item_s=0.0002, efficient_batch_size=128, max_batch_size=256
+    ),
+    "reranker": LatencyProfile(
+        base_s=0.002, per_item_s=0.012, efficient_batch_size=32, max_batch_size=64
+    ),
+    "web_search": LatencyProfile(base_s=0.001, per_item_s=0.0005, max_batch_size=32),
+}
+
+
+def save_profiles(profiles: dict[str, LatencyProfile], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: p.to_dict() for k, p in profiles.items()}, indent=2) + "\n")
+
+
+def load_profiles(path: Path) -> dict[str, LatencyProfile]:
+    data = json.loads(path.read_text())
+    return {k: LatencyProfile.from_dict(v) for k, v in data.items()}

@@ -1,0 +1,307 @@
+"""The primitive-level dataflow graph: ops, typed ports, nodes, edges.
+
+This module owns the intermediate representation that lowering produces, the passes
+rewrite and the runtime executes. Invariants:
+
+- The graph is plain data. It holds no run state (values, status, timings live in
+  ``primflow.runtime``); two graphs built the same way compare equal.
+- Edges connect an output port of one node to an input port of another. Nothing is
+  wired by matching field names. An ``ORDER`` edge carries no data: lowering adds it
+  to keep the template's order, and dependency pruning removes it.
+- A data edge may carry a ``select`` slice: the consumer sees only ``items[start:stop]``
+  of a list-valued output. Stage decomposition uses it to shard work.
+- Node names are unique within a graph; insertion order is kept, so printing and
+  golden tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Op(StrEnum):
+    """The primitives a query is lowered into."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    EMBED = "embed"
+    VECTOR_INGEST = "vector_ingest"
+    VECTOR_SEARCH = "vector_search"
+    RERANK = "rerank"
+    WEB_SEARCH = "web_search"
+    LLM_PREFILL = "llm_prefill"
+    LLM_PARTIAL_PREFILL = "llm_partial_prefill"
+    LLM_FULL_PREFILL = "llm_full_prefill"
+    LLM_DECODE = "llm_decode"
+    LLM_PARTIAL_DECODE = "llm_partial_decode"
+    CONDITION = "condition"
+    AGGREGATE = "aggregate"
+
+
+LLM_OPS = frozenset(
+    {
+        Op.LLM_PREFILL,
+        Op.LLM_PARTIAL_PREFILL,
+        Op.LLM_FULL_PREFILL,
+        Op.LLM_DECODE,
+        Op.LLM_PARTIAL_DECODE,
+    }
+)
+# Ops the graph scheduler runs itself, with no engine behind them.
+INLINE_OPS = frozenset({Op.INPUT, Op.OUTPUT, Op.CONDITION, Op.AGGREGATE})
+
+
+class PortType(StrEnum):
+    """What flows along an edge. List types can be sliced by an edge's ``select``."""
+
+    TEXT = "text"  # str
+    TEXTS = "texts"  # list[str]
+    CHUNKS = "chunks"  # list[Chunk]
+    VECTORS = "vectors"  # numpy array, one row per item
+    HITS = "hits"  # list[Hit], best first
+    INDEX = "index"  # handle of a vector collection that holds the ingested items
+    LLM_STATE = "llm_state"  # an LLM request's KV state, handed from phase to phase
+    BOOL = "bool"
+    ANY = "any"
+
+    @property
+    def is_list(self) -> bool:
+        return self in _LIST_TYPES
+
+
+_LIST_TYPES = frozenset({PortType.TEXTS, PortType.CHUNKS, PortType.VECTORS, PortType.HITS})
+
+
+def is_assignable(src: PortType, dst: PortType) -> bool:
+    """Whether a value of type ``src`` may feed a port of type ``dst``."""
+    return src == dst or PortType.ANY in (src, dst)
+
+
+class EdgeKind(StrEnum):
+    DATA = "data"
+    ORDER = "order"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A typed input or output of a node.
+
+    ``num_items`` is the known length of a list port. An optional input receives
+    ``None`` when its producer was skipped by an untaken CONDITION branch.
+    """
+
+    name: str
+    type: PortType
+    num_items: int | None = None
+    is_optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One primitive of a query.
+
+    ``engine`` names the engine instance group that runs it (``None`` for inline ops).
+    ``params`` holds op-specific configuration (prompt template, top_k, the LLM request
+    key that ties prefill and decode phases together, aggregate mode, ...). It is
+    treated as immutable: passes build new nodes with :meth:`replace`.
+    ``origin`` names the template component the node was lowered from.
+    """
+
+    name: str
+    op: Op
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    engine: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    is_batchable: bool = False
+    is_splittable: bool = False
+    origin: str = ""
+
+    def input(self, name: str) -> Port:
+        return _find_port(self.inputs, name, self.name, "input")
+
+    def output(self, name: str) -> Port:
+        return _find_port(self.outputs, name, self.name, "output")
+
+    def replace(self, **changes: Any) -> Node:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_items(self) -> int:
+        """Work items this primitive processes: the size of its largest list input."""
+        sizes = [p.num_items for p in self.inputs if p.num_items is not None]
+        return max(sizes, default=1)
+
+
+def _find_port(ports: tuple[Port, ...], name: str, node: str, kind: str) -> Port:
+    for port in ports:
+        if port.name == name:
+            return port
+    known = ", ".join(p.name for p in ports) or "none"
+    raise KeyError(f"node {node!r} has no {kind} port {name!r} (it has: {known})")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """``src.src_port -> dst.dst_port``; ORDER edges have empty port names."""
+
+    src: str
+    dst: str
+    src_port: str = ""
+    dst_port: str = ""
+    kind: EdgeKind = EdgeKind.DATA
+    select: tuple[int, int] | None = None
+
+    def __str__(self) -> str:
+        if self.kind is EdgeKind.ORDER:
+            return f"{self.src} ~> {self.dst}"
+        sel = f"[{self.select[0]}:{self.select[1]}]" if self.select else ""
+        return f"{self.src}.{self.src_port}{sel} -> {self.dst}.{self.dst_port}"
+
+
+class GraphError(ValueError):
+    """A graph is malformed; the message names the node, port or edge at fault."""
+
+
+class Graph:
+    """A mutable container of nodes and edges with adjacency queries.
+
+    Passes take a graph and return a new one; they work on ``graph.copy()`` so the
+    input is never changed.
+    """
+
+    def __init__(self, nodes: Iterable[Node] = (), edges: Iterable[Edge] = ()) -> None:
+        self._nodes: dict[str, Node] = {}
+        self._edges: list[Edge] = []
+        for node in nodes:
+            self.add_node(node)
+        for edge in edges:
+            self.add_edge(edge)
+
+    # -- construction -------------------------------------------------------------
+    def add_node(self, node: Node) -> Node:
+        if node.name in self._nodes:
+            raise GraphError(f"duplicate node name {node.name!r}")
+        self._nodes[node.name] = node
+        return node
+
+    def replace_node(self, node: Node) -> None:
+        """Swap in a new version of an existing node, keeping its edges and position."""
+        if node.name not in self._nodes:
+            raise GraphError(f"no node named {node.name!r}")
+        self._nodes[node.name] = node
+
+    def remove_node(self, name: str) -> Node:
+        node = self.node(name)
+        del self._nodes[name]
+        self._edges = [e for e in self._edges if name not in (e.src, e.dst)]
+        return node
+
+    def add_edge(self, edge: Edge) -> Edge:
+        for end in (edge.src, edge.dst):
+            if end not in self._nodes:
+                raise GraphError(f"edge {edge} refers to unknown node {end!r}")
+        if edge.kind is EdgeKind.DATA:
+            self._nodes[edge.src].output(edge.src_port)
+            self._nodes[edge.dst].input(edge.dst_port)
+        if edge not in self._edges:
+            self._edges.append(edge)
+        return edge
+
+    def connect(
+        self,
+        src: str,
+        src_port: str,
+        dst: str,
+        dst_port: str,
+        select: tuple[int, int] | None = None,
+    ) -> Edge:
+        return self.add_edge(Edge(src, dst, src_port, dst_port, EdgeKind.DATA, select))
+
+    def order(self, src: str, dst: str) -> Edge:
+        """Add an ORDER edge: ``dst`` runs after ``src`` though no data flows."""
+        return self.add_edge(Edge(src, dst, kind=EdgeKind.ORDER))
+
+    def remove_edge(self, edge: Edge) -> None:
+        self._edges.remove(edge)
+
+    def copy(self) -> Graph:
+        return Graph(self._nodes.values(), self._edges)
+
+    # -- queries ------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise GraphError(f"no node named {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(list(self._nodes.values()))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
+    @property
+    def edges(self) -> list[Edge]:
+        return list(self._edges)
+
+    def in_edges(self, name: str) -> list[Edge]:
+        return [e for e in self._edges if e.dst == name]
+
+    def out_edges(self, name: str) -> list[Edge]:
+        return [e for e in self._edges if e.src == name]
+
+    def parents(self, name: str) -> list[str]:
+        return _unique(e.src for e in self.in_edges(name))
+
+    def children(self, name: str) -> list[str]:
+        return _unique(e.dst for e in self.out_edges(name))
+
+    def nodes_with_op(self, *ops: Op) -> list[Node]:
+        return [n for n in self._nodes.values() if n.op in ops]
+
+    def topo_order(self) -> list[str]:
+        """Kahn's algorithm, stable in insertion order. Raises GraphError on a cycle."""
+        indegree = {name: 0 for name in self._nodes}
+        children: dict[str, list[str]] = {name: [] for name in self._nodes}
+        for src, dst in {(e.src, e.dst) for e in self._edges}:
+            indegree[dst] += 1
+            children[src].append(dst)
+        position = {name: i for i, name in enumerate(self._nodes)}
+        ready = [n for n, d in indegree.items() if d == 0]
+        order: list[str] = []
+        while ready:
+            ready.sort(key=position.__getitem__)
+            name = ready.pop(0)
+            order.append(name)
+            for child in children[name]:
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+        if len(order) != len(self._nodes):
+            stuck = sorted(n for n, d in indegree.items() if d > 0)
+            raise GraphError(f"graph has a cycle through {', '.join(stuck)}")
+        return order
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return self.nodes == other.nodes and set(self._edges) == set(other._edges)
+
+    def __repr__(self) -> str:
+        return f"Graph({len(self._nodes)} nodes, {len(self._edges)} edges)"
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

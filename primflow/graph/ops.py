@@ -1,0 +1,90 @@
+"""The contract of each primitive: its ports and params, shared by lowering, passes,
+lint, the runtime and the engines.
+
+Port names are fixed per op (below), except LLM prompt ops, whose inputs are the
+placeholders of their prompt template, and AGGREGATE, whose inputs are ``part_<i>``.
+
+| op                  | inputs                                   | outputs          | params |
+|---------------------|------------------------------------------|------------------|--------|
+| input               | -                                        | value            | key (the query input it holds) |
+| output              | value                                    | -                | key (the result field it fills) |
+| embed               | items: texts or chunks                   | vectors          | - |
+| vector_ingest       | chunks, vectors                          | index            | collection |
+| vector_search       | vectors, index                           | hits             | top_k |
+| rerank              | query: text, hits                        | hits             | top_k |
+| web_search          | queries: texts                           | hits             | top_k |
+| llm_prefill         | one per template placeholder             | state            | request, template, system |
+| llm_partial_prefill | placeholders of the prefix               | state            | request, template (prefix), system |
+| llm_full_prefill    | state + placeholders of the suffix       | state            | request, template (suffix) |
+| llm_decode          | state                                    | text             | request, max_tokens, grammar, stop |
+| llm_partial_decode  | state                                    | item, state      | request, index, num_items, parser |
+| condition           | decision: text, value: any               | if_true, if_false| predicate ("yes"), ... |
+| aggregate           | part_0 .. part_{k-1}                     | result           | mode: concat, top_k, all, first; top_k |
+
+``request`` ties the phases of one LLM call together within a graph; the runtime
+prefixes it with the query id so concurrent queries never share an engine request.
+A partial decode's ``state`` output is the hand-off to item ``index + 1``: the items
+of one call arrive in order, so each waits on its predecessor (the paper's chain).
+"""
+
+from __future__ import annotations
+
+import string
+from enum import StrEnum
+
+from primflow.graph.ir import Op, PortType
+
+ITEMS = "items"
+VECTORS = "vectors"
+CHUNKS = "chunks"
+INDEX = "index"
+HITS = "hits"
+QUERY = "query"
+QUERIES = "queries"
+STATE = "state"
+TEXT = "text"
+ITEM = "item"
+VALUE = "value"
+DECISION = "decision"
+IF_TRUE = "if_true"
+IF_FALSE = "if_false"
+RESULT = "result"
+
+
+def part(i: int) -> str:
+    """Name of an aggregate's i-th input port."""
+    return f"part_{i}"
+
+
+class AggregateMode(StrEnum):
+    CONCAT = "concat"  # join list values in part order
+    TOP_K = "top_k"  # merge hits, keep the best ``top_k`` by score (dedup by chunk)
+    ALL = "all"  # a barrier: wait for every part, pass part_0 on
+    FIRST = "first"  # the first part that is not None (joins CONDITION branches)
+
+
+class DecodeParser(StrEnum):
+    JSON_LIST = "json_list"  # items of a top-level JSON array of strings
+    JSON_OBJECT = "json_object"  # values of a flat JSON object, in key order
+    LINES = "lines"  # non-empty lines, numbering and bullets stripped
+
+
+# Fixed port types per op (LLM prompt placeholders and aggregate parts vary).
+FIXED_OUTPUTS: dict[Op, dict[str, PortType]] = {
+    Op.EMBED: {VECTORS: PortType.VECTORS},
+    Op.VECTOR_INGEST: {INDEX: PortType.INDEX},
+    Op.VECTOR_SEARCH: {HITS: PortType.HITS},
+    Op.RERANK: {HITS: PortType.HITS},
+    Op.WEB_SEARCH: {HITS: PortType.HITS},
+    Op.LLM_PREFILL: {STATE: PortType.LLM_STATE},
+    Op.LLM_PARTIAL_PREFILL: {STATE: PortType.LLM_STATE},
+    Op.LLM_FULL_PREFILL: {STATE: PortType.LLM_STATE},
+    Op.LLM_DECODE: {TEXT: PortType.TEXT},
+    Op.LLM_PARTIAL_DECODE: {ITEM: PortType.TEXT, STATE: PortType.LLM_STATE},
+}
+
+
+def placeholders(template: str) -> list[str]:
+    """The ``{name}`` fields of a prompt template, in order of first appearance."""
+    names = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    return list(dict.fromkeys(names))
