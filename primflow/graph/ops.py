@@ -16,13 +16,16 @@ placeholders of their prompt template, and AGGREGATE, whose inputs are ``part_<i
 | llm_prefill         | one per template placeholder             | state            | request, template, system |
 | llm_partial_prefill | placeholders of the prefix               | state            | request, template (prefix), system |
 | llm_full_prefill    | state + placeholders of the suffix       | state            | request, template (suffix) |
-| llm_decode          | state                                    | text             | request, max_tokens, grammar, stop |
-| llm_partial_decode  | state                                    | item, state      | request, index, num_items, parser |
+| llm_decode          | state                                    | text [, items]   | request, max_tokens, parser, num_items, json_schema, stop |
+| llm_partial_decode  | state                                    | items, state     | request, index, num_items, parser |
 | condition           | decision: text, value: any               | if_true, if_false| predicate ("yes"), ... |
 | aggregate           | part_0 .. part_{k-1}                     | result           | mode: concat, top_k, all, first; top_k |
 
 ``request`` ties the phases of one LLM call together within a graph; the runtime
 prefixes it with the query id so concurrent queries never share an engine request.
+A decode with a ``parser`` is splittable: besides ``text`` it outputs ``items`` (a list of
+``num_items`` strings). Decode pipelining replaces it with ``num_items`` partial decodes,
+each outputting ``items`` as a one-element list, so downstream list ports keep their type.
 A partial decode's ``state`` output is the hand-off to item ``index + 1``: the items
 of one call arrive in order, so each waits on its predecessor (the paper's chain).
 """
@@ -43,7 +46,6 @@ QUERY = "query"
 QUERIES = "queries"
 STATE = "state"
 TEXT = "text"
-ITEM = "item"
 VALUE = "value"
 DECISION = "decision"
 IF_TRUE = "if_true"
@@ -80,7 +82,7 @@ FIXED_OUTPUTS: dict[Op, dict[str, PortType]] = {
     Op.LLM_PARTIAL_PREFILL: {STATE: PortType.LLM_STATE},
     Op.LLM_FULL_PREFILL: {STATE: PortType.LLM_STATE},
     Op.LLM_DECODE: {TEXT: PortType.TEXT},
-    Op.LLM_PARTIAL_DECODE: {ITEM: PortType.TEXT, STATE: PortType.LLM_STATE},
+    Op.LLM_PARTIAL_DECODE: {ITEMS: PortType.TEXTS, STATE: PortType.LLM_STATE},
 }
 
 
