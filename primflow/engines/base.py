@@ -8,6 +8,8 @@ future per request. Invariants:
 - Each future resolves with the node's outputs (output port name -> value) when the
   work has really finished, or fails with :class:`EngineError` naming the engine and
   the node. A failure of one request need not fail the others in its batch.
+- ``release(query_id)`` is called once when a query ends normally; per-query state
+  (collections, KV sequences) must not outlive it.
 - ``abort(query_id)`` drops that query's queued work and frees its state (KV
   sequences, per-query collections) at once; its futures are cancelled.
 - ``profile`` predicts latency; passes and schedulers read it, never constants.
@@ -134,6 +136,9 @@ class Engine(ABC):
 
     def abort(self, query_id: str) -> None:  # noqa: B027 - engines without state keep this
         """Drop the query's queued work and free its state."""
+
+    def release(self, query_id: str) -> None:  # noqa: B027
+        """The query finished: free its per-query state (collections, KV prefixes)."""
 
     def health(self) -> EngineHealth:
         return EngineHealth(is_healthy=True)
