@@ -1,0 +1,114 @@
+"""Core placement: how many threads each engine may use right now.
+
+Engines that share a few cores slow each other down badly when both run with all the
+cores (shared/design/placement.md: LLM 2 threads + embedder 2 threads on 2 cores was
+worse for both than taking turns). This module owns the rule that prevents it.
+
+- ``SHARED`` (default): the cores are split among the engines that currently have work.
+  An engine alone gets every core; two busy engines on 2 cores get 1 thread each
+  (measured: each then runs at its 1-thread speed with no stalls).
+- ``DEDICATED``: each engine owns a fixed share of the cores whether or not the others
+  are busy, as if each were its own accelerator. For benchmarks.
+
+Invariants: ``threads_for`` is always in ``[1, num_cores]``; the thread counts of the
+busy engines never add up to more than ``num_cores`` unless more engines are busy than
+there are cores. The class does no I/O and never blocks beyond its own small lock;
+engines call ``begin``/``end`` around work they hold and ``threads_for`` before each
+batch or step (thread counts change between steps, never within one).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+
+
+class Placement(StrEnum):
+    SHARED = "shared"
+    DEDICATED = "dedicated"
+
+
+class CoreBudget:
+    """Thread counts per engine from which engines are busy (shared) or fixed shares.
+
+    ``priority`` orders engines when the cores do not divide evenly: earlier engines get
+    the spare cores. Engine names not listed come after, in name order.
+    """
+
+    def __init__(
+        self,
+        num_cores: int | None = None,
+        placement: Placement = Placement.SHARED,
+        priority: Sequence[str] = ("llm", "embedder", "reranker"),
+        dedicated_shares: Mapping[str, int] | None = None,
+    ) -> None:
+        self.num_cores = num_cores if num_cores is not None else (os.cpu_count() or 1)
+        if self.num_cores < 1:
+            raise ValueError(f"num_cores must be >= 1, got {self.num_cores}")
+        self.placement = placement
+        self.priority = tuple(priority)
+        self.dedicated_shares = dict(dedicated_shares or {})
+        for name, share in self.dedicated_shares.items():
+            if share < 1:
+                raise ValueError(f"dedicated share of {name!r} must be >= 1, got {share}")
+        self._num_active: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, engine: str) -> None:
+        """``engine`` has work (queued or running). Calls nest; each needs an ``end``."""
+        with self._lock:
+            self._num_active[engine] = self._num_active.get(engine, 0) + 1
+
+    def end(self, engine: str) -> None:
+        with self._lock:
+            count = self._num_active.get(engine, 0)
+            if count <= 0:
+                raise RuntimeError(f"CoreBudget.end({engine!r}) without a matching begin")
+            if count == 1:
+                del self._num_active[engine]
+            else:
+                self._num_active[engine] = count - 1
+
+    @contextmanager
+    def working(self, engine: str) -> Iterator[None]:
+        self.begin(engine)
+        try:
+            yield
+        finally:
+            self.end(engine)
+
+    def busy_engines(self) -> list[str]:
+        with self._lock:
+            return self._ordered(self._num_active)
+
+    def threads_for(self, engine: str) -> int:
+        """Threads ``engine`` should use for its next batch or step."""
+        if self.placement is Placement.DEDICATED:
+            return self._dedicated_threads(engine)
+        with self._lock:
+            contenders = set(self._num_active) | {engine}
+        return self._split(self._ordered(contenders))[engine]
+
+    def _dedicated_threads(self, engine: str) -> int:
+        if engine in self.dedicated_shares:
+            return min(self.dedicated_shares[engine], self.num_cores)
+        # Engines without a configured share split the cores the configured ones leave.
+        num_left = self.num_cores - sum(self.dedicated_shares.values())
+        return max(1, num_left)
+
+    def _split(self, engines: list[str]) -> dict[str, int]:
+        base, num_spare = divmod(self.num_cores, len(engines))
+        # More busy engines than cores: each still needs one thread to make progress.
+        return {name: max(1, base + (1 if i < num_spare else 0)) for i, name in enumerate(engines)}
+
+    def _ordered(self, engines: Mapping[str, int] | set[str]) -> list[str]:
+        rank = {name: i for i, name in enumerate(self.priority)}
+        return sorted(engines, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def dedicated_budget(num_cores: int, shares: Mapping[str, int]) -> CoreBudget:
+    """A budget that gives each engine a fixed number of cores (e.g. llm=1, embedder=1)."""
+    return CoreBudget(num_cores=num_cores, placement=Placement.DEDICATED, dedicated_shares=shares)

@@ -1,0 +1,161 @@
+"""Base for engines whose work is synchronous CPU or blocking I/O: one worker thread each.
+
+Owns the hand-off between the event loop and an engine's thread. Invariants:
+
+- ``submit`` returns at once; batches run in submission order on one dedicated OS
+  thread (never the event loop, and always the same thread, so libraries with
+  per-thread state such as OpenMP teams or DB connections see one caller).
+- ``run_batch`` returns one outcome per request; an exception outcome fails only that
+  request's future, as an :class:`EngineError` naming the engine and the node.
+- ``abort(query_id)`` cancels that query's futures at once; its requests still queued
+  are skipped when their batch starts. ``release``/``abort`` call ``free_query`` and
+  remember the query as closed, so late work for it is refused.
+- While a batch is queued or running the engine counts as busy in its ``CoreBudget``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import abstractmethod
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from primflow.engines.base import Engine, EngineError, EngineHealth, EngineRequest, Outputs
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
+
+Outcome = Outputs | BaseException
+
+# Closed query ids are remembered to refuse late work; old ones are forgotten.
+MAX_NUM_CLOSED_QUERIES = 10_000
+
+
+class ThreadedEngine(Engine):
+    def __init__(
+        self,
+        name: str,
+        profile: LatencyProfile | None = None,
+        budget: CoreBudget | None = None,
+    ) -> None:
+        super().__init__(name, profile)
+        self.budget = budget
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
+        self._lock = threading.Lock()
+        self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
+        self._closed_queries: OrderedDict[str, None] = OrderedDict()
+        self._num_queued = 0
+        self._num_running = 0
+
+    @abstractmethod
+    def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
+        """Run the requests on the engine thread; one outcome per request, in order."""
+
+    def free_query(self, query_id: str) -> None:
+        """Free the query's state. Called on the loop thread by release and abort."""
+
+    def threads(self) -> int:
+        """Threads for the next batch (or sub-batch), from the core budget."""
+        if self.budget is None:
+            return 0  # 0 = let the library decide
+        return self.budget.threads_for(self.name)
+
+    def is_closed(self, query_id: str) -> bool:
+        with self._lock:
+            return query_id in self._closed_queries
+
+    def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
+        loop = asyncio.get_running_loop()
+        requests = list(batch)
+        futures: list[asyncio.Future[Outputs]] = [loop.create_future() for _ in requests]
+        for request, future in zip(requests, futures, strict=True):
+            request.future = future
+            self._futures_by_query.setdefault(request.query_id, set()).add(future)
+            future.add_done_callback(self._forget(request.query_id))
+        with self._lock:
+            self._num_queued += len(requests)
+        if self.budget is not None:
+            self.budget.begin(self.name)
+        self._executor.submit(self._run_on_thread, loop, requests, futures)
+        return futures
+
+    def _forget(self, query_id: str):  # type: ignore[no-untyped-def]
+        def callback(future: asyncio.Future[Outputs]) -> None:
+            futures = self._futures_by_query.get(query_id)
+            if futures is not None:
+                futures.discard(future)
+                if not futures:
+                    del self._futures_by_query[query_id]
+
+        return callback
+
+    def _run_on_thread(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        requests: list[EngineRequest],
+        futures: list[asyncio.Future[Outputs]],
+    ) -> None:
+        try:
+            live = [
+                (r, f)
+                for r, f in zip(requests, futures, strict=True)
+                if not f.done() and not self.is_closed(r.query_id)
+            ]
+            with self._lock:
+                self._num_queued -= len(requests)
+                self._num_running = len(live)
+            if not live:
+                return
+            try:
+                outcomes = self.run_batch([r for r, _ in live])
+            except Exception as err:  # a bug or a lost backend fails the whole batch
+                outcomes = [err] * len(live)
+            if len(outcomes) != len(live):
+                reason = f"run_batch gave {len(outcomes)} outcomes for {len(live)} requests"
+                outcomes = [RuntimeError(reason)] * len(live)
+            for (request, future), outcome in zip(live, outcomes, strict=True):
+                loop.call_soon_threadsafe(self._resolve, request, future, outcome)
+        finally:
+            self._num_running = 0
+            if self.budget is not None:
+                self.budget.end(self.name)
+
+    def _resolve(
+        self, request: EngineRequest, future: asyncio.Future[Outputs], outcome: Outcome
+    ) -> None:
+        if future.done():  # cancelled by abort meanwhile
+            return
+        if isinstance(outcome, EngineError):
+            future.set_exception(outcome)
+        elif isinstance(outcome, BaseException):
+            future.set_exception(EngineError(self.name, request.node, str(outcome)))
+        else:
+            future.set_result(outcome)
+
+    def _close_query(self, query_id: str) -> None:
+        with self._lock:
+            self._closed_queries[query_id] = None
+            while len(self._closed_queries) > MAX_NUM_CLOSED_QUERIES:
+                self._closed_queries.popitem(last=False)
+        self.free_query(query_id)
+
+    def release(self, query_id: str) -> None:
+        self._close_query(query_id)
+
+    def abort(self, query_id: str) -> None:
+        for future in list(self._futures_by_query.pop(query_id, ())):
+            future.cancel()
+        self._close_query(query_id)
+
+    def health(self) -> EngineHealth:
+        num_queued = max(0, self._num_queued)
+        return EngineHealth(
+            is_healthy=True,
+            num_queued=num_queued,
+            num_running=self._num_running,
+            load=float(num_queued),
+        )
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,118 @@
+"""CoreBudget: thread counts from which engines are busy (shared) or fixed shares."""
+
+import threading
+
+import pytest
+
+from primflow.engines.placement import CoreBudget, Placement, dedicated_budget
+
+
+def test_engine_alone_gets_every_core() -> None:
+    budget = CoreBudget(num_cores=2)
+    assert budget.threads_for("embedder") == 2
+    budget.begin("embedder")
+    assert budget.threads_for("embedder") == 2
+
+
+def test_llm_and_embedder_both_busy_get_one_thread_each() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    budget.begin("embedder")
+    assert budget.threads_for("llm") == 1
+    assert budget.threads_for("embedder") == 1
+
+
+def test_asking_engine_counts_as_a_contender_even_before_begin() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    # The embedder is about to start a batch: it must not take both cores.
+    assert budget.threads_for("embedder") == 1
+    # The LLM alone (the embedder has not begun) keeps both.
+    assert budget.threads_for("llm") == 2
+
+
+def test_cores_return_when_the_other_engine_ends() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    budget.begin("embedder")
+    budget.end("embedder")
+    assert budget.threads_for("llm") == 2
+    assert budget.busy_engines() == ["llm"]
+
+
+def test_begin_nests_and_end_without_begin_is_an_error() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("embedder")
+    budget.begin("embedder")
+    budget.end("embedder")
+    assert budget.busy_engines() == ["embedder"]
+    budget.end("embedder")
+    assert budget.busy_engines() == []
+    with pytest.raises(RuntimeError, match="without a matching begin"):
+        budget.end("embedder")
+
+
+def test_spare_cores_go_to_engines_by_priority() -> None:
+    budget = CoreBudget(num_cores=5, priority=("llm", "embedder"))
+    for name in ("reranker", "embedder", "llm"):
+        budget.begin(name)
+    threads = {name: budget.threads_for(name) for name in ("llm", "embedder", "reranker")}
+    assert threads == {"llm": 2, "embedder": 2, "reranker": 1}
+    assert sum(threads.values()) == 5
+
+
+def test_more_busy_engines_than_cores_still_get_one_thread() -> None:
+    budget = CoreBudget(num_cores=2)
+    for name in ("llm", "embedder", "reranker"):
+        budget.begin(name)
+    assert [budget.threads_for(n) for n in ("llm", "embedder", "reranker")] == [1, 1, 1]
+
+
+def test_working_context_ends_even_on_error() -> None:
+    budget = CoreBudget(num_cores=2)
+    with pytest.raises(ValueError), budget.working("embedder"):
+        assert budget.busy_engines() == ["embedder"]
+        raise ValueError("boom")
+    assert budget.busy_engines() == []
+
+
+def test_dedicated_shares_ignore_who_is_busy() -> None:
+    budget = dedicated_budget(2, {"llm": 1, "embedder": 1})
+    assert budget.placement is Placement.DEDICATED
+    assert budget.threads_for("llm") == 1
+    budget.begin("embedder")
+    assert budget.threads_for("embedder") == 1
+    assert budget.threads_for("llm") == 1
+
+
+def test_dedicated_unlisted_engine_gets_the_cores_left() -> None:
+    assert dedicated_budget(4, {"llm": 3}).threads_for("embedder") == 1
+    assert dedicated_budget(4, {"llm": 2}).threads_for("embedder") == 2
+    assert dedicated_budget(2, {"llm": 2}).threads_for("embedder") == 1
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="num_cores"):
+        CoreBudget(num_cores=0)
+    with pytest.raises(ValueError, match="share of 'llm'"):
+        dedicated_budget(2, {"llm": 0})
+
+
+def test_threads_never_exceed_cores_under_concurrent_begin_end() -> None:
+    budget = CoreBudget(num_cores=2)
+    violations: list[int] = []
+
+    def churn(name: str) -> None:
+        for _ in range(2000):
+            with budget.working(name):
+                n = budget.threads_for(name)
+                if not 1 <= n <= 2:
+                    violations.append(n)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in ("llm", "embedder")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert violations == []
+    assert budget.busy_engines() == []
