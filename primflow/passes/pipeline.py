@@ -1,0 +1,221 @@
+"""The optimization pipeline: turns a per-query p-graph into the e-graph the runtime runs.
+
+Invariants:
+
+- One ordered default pipeline (prune -> decompose -> split prefill -> pipeline decode),
+  applied round after round until a whole round changes nothing (or ``max_rounds``).
+- A pass is a pure function ``Graph -> Graph``; a pass that raises is never skipped:
+  :class:`PassError` names it and the passes that ran before it.
+- With ``lint_each`` the graph is linted after every pass, and every OUTPUT must keep
+  depending on the same INPUTs; the first pass that breaks a rule is named.
+- Optimized graphs are cached per (template id, shape key). The default shape key is
+  the whole structure of the graph, so a hit returns exactly what the passes would.
+- Every run reports its time per pass and whether it hit the cache.
+
+Custom passes: build a list from :func:`default_passes` and insert a
+``GraphPass("name", fn)`` anywhere, then pass it as ``passes=``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Graph
+from primflow.graph.lint import check_same_dependencies, lint
+from primflow.graph.printers import jsonable
+from primflow.passes.prune_dependencies import prune_dependencies
+
+DEFAULT_MAX_ROUNDS = 8
+
+PassFn = Callable[[Graph], Graph]
+Profiles = Mapping[str, LatencyProfile]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphPass:
+    """A named pass. ``run`` must not change its argument."""
+
+    name: str
+    run: PassFn
+
+
+class PassError(RuntimeError):
+    """A pass raised or produced a bad graph; names the pass and those run before it."""
+
+    def __init__(self, pass_name: str, passes_before: Sequence[str], reason: str) -> None:
+        before = ", ".join(passes_before) or "none"
+        super().__init__(f"pass {pass_name!r} failed (passes run before it: {before}): {reason}")
+        self.pass_name = pass_name
+        self.passes_before = list(passes_before)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class OptimizeReport:
+    """What one :meth:`Optimizer.optimize` call did and how long it took."""
+
+    is_cache_hit: bool = False
+    num_rounds: int = 0
+    is_fixpoint: bool = True
+    pass_s: dict[str, float] = field(default_factory=dict)  # summed over rounds
+    changed_by: list[str] = field(default_factory=list)  # pass names, one per change
+    total_s: float = 0.0
+
+
+def default_passes(profiles: Profiles | None = None) -> list[GraphPass]:
+    """The default pipeline, in order; ``profiles`` maps engine name -> latency profile."""
+    del profiles  # WIP: used by decompose_stages and split_prefill
+    return [
+        GraphPass("prune_dependencies", prune_dependencies),
+        # WIP: decompose_stages, split_prefill, pipeline_decode land next
+    ]
+
+
+def graph_shape_key(graph: Graph) -> Hashable:
+    """A hashable signature of everything a pass may read: nodes (op, engine, ports with
+    sizes, params) and edges. Graphs with equal keys optimize to equal graphs."""
+    nodes = tuple(
+        (
+            n.name,
+            str(n.op),
+            n.engine,
+            tuple((p.name, str(p.type), p.num_items, p.is_optional) for p in n.inputs),
+            tuple((p.name, str(p.type), p.num_items, p.is_optional) for p in n.outputs),
+            repr(jsonable(n.params)),
+            n.is_batchable,
+            n.is_splittable,
+            n.origin,
+        )
+        for n in graph
+    )
+    edges = tuple(
+        sorted(
+            (e.src, e.src_port, e.dst, e.dst_port, str(e.kind), e.select or (-1, -1))
+            for e in graph.edges
+        )
+    )
+    return (nodes, edges)
+
+
+class GraphCache:
+    """A small thread-safe LRU of optimized graphs keyed by (template id, shape key)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self.num_hits = 0
+        self.num_misses = 0
+        self._entries: OrderedDict[tuple[str, Hashable], Graph] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, Hashable]) -> Graph | None:
+        with self._lock:
+            graph = self._entries.get(key)
+            if graph is None:
+                self.num_misses += 1
+                return None
+            self.num_hits += 1
+            self._entries.move_to_end(key)
+            return graph.copy()
+
+    def put(self, key: tuple[str, Hashable], graph: Graph) -> None:
+        with self._lock:
+            self._entries[key] = graph.copy()
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Optimizer:
+    """Runs a pass list to a fixpoint, with optional lint and a cache."""
+
+    def __init__(
+        self,
+        profiles: Profiles | None = None,
+        passes: Sequence[GraphPass] | None = None,
+        *,
+        cache: GraphCache | None = None,
+        lint_each: bool = False,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+    ) -> None:
+        self.passes = list(passes) if passes is not None else default_passes(profiles)
+        self.cache = cache
+        self.lint_each = lint_each
+        self.max_rounds = max_rounds
+
+    def optimize(
+        self, graph: Graph, *, template_id: str = "", shape_key: Hashable | None = None
+    ) -> tuple[Graph, OptimizeReport]:
+        """The optimized copy of ``graph`` and a report; ``graph`` is left unchanged."""
+        started_s = time.perf_counter()
+        report = OptimizeReport()
+        key = (template_id, graph_shape_key(graph) if shape_key is None else shape_key)
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            report.is_cache_hit = True
+            report.total_s = time.perf_counter() - started_s
+            return cached, report
+        result = self._run_to_fixpoint(graph, report)
+        if self.cache is not None:
+            self.cache.put(key, result)
+        report.total_s = time.perf_counter() - started_s
+        return result, report
+
+    def _run_to_fixpoint(self, graph: Graph, report: OptimizeReport) -> Graph:
+        ran: list[str] = []
+        report.is_fixpoint = False
+        for _ in range(self.max_rounds):
+            report.num_rounds += 1
+            is_changed = False
+            for graph_pass in self.passes:
+                new_graph = self._run_one(graph_pass, graph, ran, report)
+                ran.append(graph_pass.name)
+                if new_graph != graph:
+                    is_changed = True
+                    report.changed_by.append(graph_pass.name)
+                graph = new_graph
+            if not is_changed:
+                report.is_fixpoint = True
+                break
+        return graph
+
+    def _run_one(
+        self, graph_pass: GraphPass, graph: Graph, ran: list[str], report: OptimizeReport
+    ) -> Graph:
+        started_s = time.perf_counter()
+        try:
+            new_graph = graph_pass.run(graph)
+        except Exception as exc:
+            raise PassError(graph_pass.name, ran, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            elapsed_s = time.perf_counter() - started_s
+            report.pass_s[graph_pass.name] = report.pass_s.get(graph_pass.name, 0.0) + elapsed_s
+        if self.lint_each:
+            try:
+                lint(new_graph)
+                check_same_dependencies(graph, new_graph)
+            except Exception as exc:
+                raise PassError(graph_pass.name, ran, f"produced a bad graph: {exc}") from exc
+        return new_graph
+
+
+def optimize(
+    graph: Graph,
+    profiles: Profiles | None = None,
+    *,
+    passes: Sequence[GraphPass] | None = None,
+    cache: GraphCache | None = None,
+    lint_each: bool = False,
+    template_id: str = "",
+    shape_key: Hashable | None = None,
+) -> tuple[Graph, OptimizeReport]:
+    """Optimize ``graph`` with the default (or given) passes; returns (e-graph, report)."""
+    optimizer = Optimizer(profiles, passes, cache=cache, lint_each=lint_each)
+    return optimizer.optimize(graph, template_id=template_id, shape_key=shape_key)
