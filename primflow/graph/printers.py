@@ -46,7 +46,7 @@ def _port_type(port: Port) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else json.dumps(jsonable(value))
+    text = repr(str(value)) if isinstance(value, str) else json.dumps(jsonable(value))
     if len(text) > MAX_PARAM_CHARS:
         text = text[: MAX_PARAM_CHARS - 1] + "…"
     return text
@@ -59,7 +59,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
         return [jsonable(v) for v in items]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return str(value)  # a StrEnum prints as its value
+    if value is None or isinstance(value, bool | int | float):
         return value
     return str(value)
 

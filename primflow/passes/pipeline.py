@@ -28,7 +28,10 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
 from primflow.graph.lint import check_same_dependencies, lint
 from primflow.graph.printers import jsonable
+from primflow.passes.decompose_stages import decompose_stages
+from primflow.passes.pipeline_decode import pipeline_decode
 from primflow.passes.prune_dependencies import prune_dependencies
+from primflow.passes.split_prefill import split_prefill
 
 DEFAULT_MAX_ROUNDS = 8
 
@@ -69,10 +72,12 @@ class OptimizeReport:
 
 def default_passes(profiles: Profiles | None = None) -> list[GraphPass]:
     """The default pipeline, in order; ``profiles`` maps engine name -> latency profile."""
-    del profiles  # WIP: used by decompose_stages and split_prefill
+    known: Profiles = profiles or {}
     return [
         GraphPass("prune_dependencies", prune_dependencies),
-        # WIP: decompose_stages, split_prefill, pipeline_decode land next
+        GraphPass("decompose_stages", lambda g: decompose_stages(g, known)),
+        GraphPass("split_prefill", lambda g: split_prefill(g, known)),
+        GraphPass("pipeline_decode", pipeline_decode),
     ]
 
 
