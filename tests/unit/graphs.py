@@ -19,8 +19,8 @@ EXPAND_TEMPLATE = "Write {n} search queries for: {question}"
 
 
 class GraphBuilder:
-    def __init__(self) -> None:
-        self.graph = Graph()
+    def __init__(self, graph: Graph | None = None) -> None:
+        self.graph = graph if graph is not None else Graph()
 
     def _add(self, node: Node, wires: Mapping[str, Src]) -> str:
         self.graph.add_node(node)
