@@ -1,0 +1,33 @@
+"""Settings of one LLM engine (model file, context size, batching, threads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaConfig:
+    """``model_path`` None means the default SmolLM2-135M-Instruct from its wheel.
+
+    ``n_ctx`` is the KV cache shared by all sequences (unified); one sequence may use
+    all of it. ``n_batch`` is the token budget of one step (decode tokens + prompt
+    chunks). ``n_seq_max`` bounds live requests plus cached prefixes. Flash attention
+    stays off by default: then chunked prefill is bit-exact (stack.md P5).
+    """
+
+    model_path: str | None = None
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_seq_max: int = 32
+    n_threads: int = 2
+    flash_attn: bool = False
+    min_reuse_tokens: int = 8
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_seq_max < 1 or self.n_seq_max > 256:
+            raise ValueError(f"n_seq_max must be in [1, 256], got {self.n_seq_max}")
+        if self.n_batch < 16 or self.n_ctx < self.n_batch:
+            raise ValueError(f"need 16 <= n_batch <= n_ctx, got {self.n_batch=} {self.n_ctx=}")
+        if self.n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")

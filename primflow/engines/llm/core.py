@@ -1,0 +1,329 @@
+"""The LLM engine thread: owns the model, the context and every llama call.
+
+Runs ``command -> schedule -> llama_decode -> sample -> resolve`` in a loop on ONE
+dedicated OS thread (stack.md P10: with OpenMP builds a second calling thread slows
+every call down; the warm-up runs here too). Invariants:
+
+- Every phase future resolves when its work has really been computed: a prefill when
+  its tokens are in the KV cache, a partial decode when its item is complete, a decode
+  when generation has ended. A bad request fails only its own future.
+- Per-query state dies with ``release`` / ``abort``; abort also removes KV at once.
+- ``snapshot`` is replaced (never mutated) after every step, so other threads may read it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from primflow.engines.base import EngineError
+from primflow.engines.llm import commands as cmd
+from primflow.engines.llm.config import LlamaConfig
+from primflow.engines.llm.generation import Generator
+from primflow.engines.llm.model import LlamaModel, default_model_path
+from primflow.engines.llm.prompting import PromptBuilder
+from primflow.engines.llm.runner import Chunk, DecodeError, LlamaRunner
+from primflow.engines.llm.scheduler import StepPlan, StepScheduler
+from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
+from primflow.engines.placement import CoreBudget
+from primflow.graph.ir import Op
+from primflow.graph.ops import STATE
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSnapshot:
+    is_loaded: bool = False
+    error: str = ""
+    num_waiting: int = 0
+    num_running: int = 0
+    num_used_cells: int = 0
+    kv_capacity: int = 1
+    num_threads: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class EngineCore:
+    def __init__(self, name: str, config: LlamaConfig, budget: CoreBudget | None) -> None:
+        self.name = name
+        self.config = config
+        self.budget = budget
+        self.commands: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.snapshot = CoreSnapshot()
+        self._requests: dict[str, Sequence] = {}
+        self._fixed_threads: int | None = None
+        self._is_busy = False
+        self._is_stopping = False
+
+    # -- thread main ------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._load()
+        except Exception as err:
+            self.snapshot = CoreSnapshot(error=f"model load failed: {err}")
+            self.ready.set_exception(err)
+            self._refuse_all(err)
+            return
+        self.ready.set_result(None)
+        try:
+            while not self._is_stopping:
+                has_work = self.scheduler.has_work()
+                self._set_busy(has_work)
+                self._drain(block=not has_work)
+                if not self._is_stopping and not self._step():
+                    self._drain(block=True)  # runnable but stuck (no slot): wait for news
+        finally:
+            self._set_busy(False)
+            self._shutdown()
+
+    def _load(self) -> None:
+        path = self.config.model_path or default_model_path()
+        self.model = LlamaModel(path, verbose=self.config.verbose)
+        cfg = self.config
+        self.runner = LlamaRunner(
+            self.model, cfg.n_ctx, cfg.n_batch, cfg.n_seq_max, cfg.n_threads, cfg.flash_attn
+        )
+        self.scheduler = StepScheduler(
+            num_slots=cfg.n_seq_max,
+            max_num_batched_tokens=cfg.n_batch,
+            kv_capacity=self.runner.n_ctx,
+            min_reuse_tokens=cfg.min_reuse_tokens,
+        )
+        self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
+        self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
+        self._warm_up()
+        self._publish()
+
+    def _warm_up(self) -> None:
+        """One tiny decode on this thread, so the first request pays no setup cost."""
+        tokens = self.model.tokenize("Hello", parse_special=False, add_bos=True)
+        self.runner.decode([Chunk(0, 0, tokens, wants_logits=True)])
+        self.runner.clear()
+
+    def _shutdown(self) -> None:
+        for seq in list(self._requests.values()):
+            self._drop(seq, EngineError(self.name, "<close>", "the engine closed"))
+        self.runner.close()
+        self.model.close()
+
+    def _refuse_all(self, error: Exception) -> None:
+        """Model load failed: fail every phase until the engine is closed."""
+        while not isinstance(command := self.commands.get(), cmd.Stop):
+            if isinstance(command, cmd.AddPhase):
+                reason = f"LLM engine could not start: {error}"
+                cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
+
+    def _set_busy(self, is_busy: bool) -> None:
+        if self.budget is not None and is_busy != self._is_busy:
+            (self.budget.begin if is_busy else self.budget.end)(self.name)
+        self._is_busy = is_busy
+
+    # -- commands -----------------------------------------------------------------------
+
+    def _drain(self, block: bool) -> None:
+        try:
+            command = self.commands.get(block=block)
+        except queue.Empty:
+            return
+        while True:
+            self._handle(command)
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                break
+        self._publish()
+
+    def _handle(self, command: cmd.Command) -> None:
+        if isinstance(command, cmd.AddPhase):
+            self._add_phase(command)
+        elif isinstance(command, cmd.Abort):
+            self._end_query(command.query_id, is_abort=True)
+        elif isinstance(command, cmd.Release):
+            self._end_query(command.query_id, is_abort=False)
+        elif isinstance(command, cmd.SetThreads):
+            self._fixed_threads = command.num_threads
+            self.runner.set_num_threads(command.num_threads)
+        else:
+            self._is_stopping = True
+
+    def _add_phase(self, phase: cmd.AddPhase) -> None:
+        handlers: dict[Op, Callable[[cmd.AddPhase], None]] = {
+            Op.LLM_PREFILL: self._open,
+            Op.LLM_PARTIAL_PREFILL: self._open,
+            Op.LLM_FULL_PREFILL: self._append,
+            Op.LLM_DECODE: self._decode,
+            Op.LLM_PARTIAL_DECODE: self._decode,
+        }
+        try:
+            handlers[phase.request.op](phase)
+        except (ValueError, KeyError, TypeError) as err:
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            cmd.fail(phase.future, EngineError(self.name, phase.request.node, str(reason)))
+
+    def _open(self, phase: cmd.AddPhase) -> None:
+        request = phase.request
+        if phase.request_id in self._requests:
+            raise ValueError(f"LLM request {phase.request_id!r} is already open")
+        is_closed = request.op is Op.LLM_PREFILL
+        if is_closed and not phase.content.strip():
+            raise ValueError("the prompt is empty (the template rendered no user content)")
+        system = request.params.get("system")
+        tokens = self.prompts.opening(system, phase.content, is_closed=is_closed)
+        seq = Sequence(
+            request_id=phase.request_id,
+            query_id=request.query_id,
+            tokens=tokens,
+            is_prompt_closed=is_closed,
+            system=system,
+            num_content_chars=len(phase.content.strip()),
+            priority=request.priority,
+            arrival_s=request.arrival_s or time.monotonic(),
+        )
+        self._requests[phase.request_id] = seq
+        seq.prefill_waiters.append(Waiter(phase.future, request.node, num_tokens=len(tokens)))
+        self.scheduler.add(seq)
+
+    def _append(self, phase: cmd.AddPhase) -> None:
+        seq = self._find(phase, "a full prefill needs its partial prefill first")
+        if seq.is_prompt_closed:
+            raise ValueError(f"LLM request {phase.request_id!r} already has its whole prompt")
+        seq.num_content_chars += len(phase.content.strip())
+        tokens = self.prompts.closing(seq.system, phase.content, seq.num_prompt_tokens)
+        if seq.num_content_chars == 0:
+            raise ValueError("the prompt is empty (the template rendered no user content)")
+        seq.append_prompt(tokens, is_last=True)
+        seq.priority = phase.request.priority
+        seq.prefill_waiters.append(Waiter(phase.future, phase.request.node, len(seq.tokens)))
+
+    def _decode(self, phase: cmd.AddPhase) -> None:
+        seq = self._find(phase, "a decode needs its prefill first")
+        if not seq.is_prompt_closed:
+            raise ValueError(f"LLM request {phase.request_id!r} has no full prefill yet")
+        seq.priority = phase.request.priority
+        if not seq.is_generating:
+            self.generator.start(seq, phase.request)
+            seq.loop = phase.future.get_loop()
+        self.generator.add_waiter(seq, phase.request, phase.future)
+        if seq.last_logits is not None and not seq.is_finished:
+            logits, seq.last_logits = seq.last_logits, None
+            self._take_token(seq, logits)
+
+    def _find(self, phase: cmd.AddPhase, hint: str) -> Sequence:
+        seq = self._requests.get(phase.request_id)
+        if seq is None:
+            raise ValueError(f"no open LLM request {phase.request_id!r}: {hint}")
+        return seq
+
+    def _end_query(self, query_id: str, is_abort: bool) -> None:
+        for seq in [s for s in self._requests.values() if s.query_id == query_id]:
+            reason = "the query was aborted" if is_abort else "the query ended"
+            self._drop(seq, EngineError(self.name, seq.decode_node or "<llm>", reason))
+        if is_abort:
+            for slot in self.scheduler.drop_cached(query_id):
+                self.runner.remove(slot)
+
+    def _drop(self, seq: Sequence, error: EngineError) -> None:
+        """Forget ``seq`` now: free its KV and fail whatever still waits on it."""
+        self._requests.pop(seq.request_id, None)
+        for slot in self.scheduler.remove(seq):
+            self.runner.remove(slot)
+        for waiter in seq.prefill_waiters + seq.decode_waiters:
+            cmd.fail(waiter.future, error)
+        seq.prefill_waiters.clear()
+        seq.decode_waiters.clear()
+        self.generator.close(seq)
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _step(self) -> bool:
+        """Run one scheduled step; False when nothing could be scheduled."""
+        now_s = time.monotonic()
+        self._apply_thread_budget()
+        plan = self.scheduler.schedule(now_s)
+        for seq, reason in plan.failures:
+            self._drop(seq, EngineError(self.name, seq.decode_node or "<llm>", reason))
+        for slot in plan.frees:
+            self.runner.remove(slot)
+        for src, dst, num_tokens in plan.copies:
+            self.runner.copy_prefix(src, dst, num_tokens)
+        chunks = [c for c in plan.chunks if c.seq.slot is not None]
+        if not chunks:
+            return bool(plan.copies or plan.failures)
+        try:
+            rows = self.runner.decode(
+                [
+                    Chunk(
+                        c.seq.slot,
+                        c.start,
+                        c.seq.tokens[c.start : c.start + c.num_tokens],
+                        c.wants_logits,
+                    )
+                    for c in chunks
+                    if c.seq.slot is not None
+                ]
+            )
+        except DecodeError as err:
+            self._fail_step(plan, str(err))
+            return True
+        self.scheduler.update(plan)
+        self._after_step(plan, iter(rows))
+        self._publish()
+        return True
+
+    def _after_step(self, plan: StepPlan, rows: Any) -> None:
+        for chunk in plan.chunks:
+            seq = chunk.seq
+            if chunk.wants_logits:
+                logits = next(rows)
+                if seq.is_generating and not seq.is_finished:
+                    self._take_token(seq, logits)
+                elif not seq.is_generating:
+                    seq.last_logits = logits.copy()  # the decode phase comes later
+            self._resolve_prefills(seq)
+
+    def _take_token(self, seq: Sequence, logits: Any) -> None:
+        if self.generator.take_token(seq, logits):
+            for slot in self.scheduler.finish(seq, time.monotonic()):
+                self.runner.remove(slot)
+
+    def _resolve_prefills(self, seq: Sequence) -> None:
+        done = [w for w in seq.prefill_waiters if w.num_tokens <= seq.num_computed]
+        for waiter in done:
+            seq.prefill_waiters.remove(waiter)
+            state = LLMState(self.name, seq.request_id, waiter.num_tokens)
+            cmd.resolve(waiter.future, {STATE: state})
+
+    def _fail_step(self, plan: StepPlan, reason: str) -> None:
+        for chunk in plan.chunks:
+            node = chunk.seq.decode_node or "<llm prefill>"
+            self._drop(chunk.seq, EngineError(self.name, node, f"llama_decode failed: {reason}"))
+
+    def _apply_thread_budget(self) -> None:
+        if self._fixed_threads is None and self.budget is not None:
+            self.runner.set_num_threads(self.budget.threads_for(self.name))
+
+    def _publish(self) -> None:
+        live = self.scheduler.live
+        stats = self.scheduler.stats
+        self.snapshot = CoreSnapshot(
+            is_loaded=True,
+            num_waiting=sum(1 for s in live if s.slot is None),
+            num_running=sum(1 for s in live if s.slot is not None),
+            num_used_cells=self.scheduler.num_used_cells,
+            kv_capacity=self.scheduler.kv_capacity,
+            num_threads=self.runner.n_threads,
+            stats={
+                "num_steps": stats.num_steps,
+                "num_prefilled_tokens": stats.num_prefilled_tokens,
+                "num_reused_tokens": stats.num_reused_tokens,
+                "num_prefix_hits": stats.num_prefix_hits,
+                "num_decoded_tokens": stats.num_decoded_tokens,
+                "num_cached_prefixes": len(self.scheduler.cache),
+                "num_requests": len(self._requests),
+            },
+        )

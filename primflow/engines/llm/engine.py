@@ -1,0 +1,165 @@
+"""``LlamaEngine``: the LLM engine as the runtime sees it (the event-loop side).
+
+Runs prefill, partial/full prefill, decode and partial decode phases of many requests
+with continuous batching on one llama.cpp context (see core.py for the engine thread).
+Invariants:
+
+- ``submit`` never blocks: it renders prompts, creates one future per request and
+  hands the phases to the engine thread; the model loads on that thread at ``start``
+  (or at the first submit).
+- ``abort(query_id)`` cancels the query's futures at once; the engine thread frees its
+  KV before its next step. ``release`` frees what a finished query left behind.
+- ``health().load`` is KV occupancy in [0, 1].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from primflow.engines.base import (
+    OPS_BY_KIND,
+    Engine,
+    EngineError,
+    EngineHealth,
+    EngineKind,
+    EngineRequest,
+    Outputs,
+)
+from primflow.engines.llm import commands as cmd
+from primflow.engines.llm.config import LlamaConfig
+from primflow.engines.llm.core import EngineCore
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Op
+from primflow.prompts import render
+
+_PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
+
+
+class LlamaEngine(Engine):
+    kind = EngineKind.LLM
+
+    def __init__(
+        self,
+        name: str = "llm",
+        model_path: str | None = None,
+        *,
+        config: LlamaConfig | None = None,
+        profile: LatencyProfile | None = None,
+        budget: CoreBudget | None = None,
+        **settings: Any,
+    ) -> None:
+        """``settings`` override fields of ``config`` (``n_ctx=2048``, ``n_threads=1``...)."""
+        super().__init__(name, profile)
+        config = config or LlamaConfig()
+        if model_path is not None:
+            settings["model_path"] = model_path
+        self.config = replace(config, **settings)
+        self._core = EngineCore(name, self.config, budget)
+        self._thread: threading.Thread | None = None
+        self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
+        self._is_closed = False
+
+    @property
+    def max_concurrent_batches(self) -> int:
+        return 1024  # continuous batching: every submitted request joins the running batch
+
+    async def start(self) -> None:
+        self._ensure_thread()
+        try:
+            await asyncio.wrap_future(self._core.ready)
+        except Exception as err:
+            raise EngineError(self.name, "<start>", str(err)) from err
+
+    async def close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        if self._thread is not None:
+            self._core.commands.put(cmd.Stop())
+            await asyncio.to_thread(self._thread.join)
+
+    def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
+        loop = asyncio.get_running_loop()
+        self._ensure_thread()
+        futures = []
+        for request in batch:
+            future: asyncio.Future[Outputs] = loop.create_future()
+            request.future = future
+            futures.append(future)
+            self._track(request.query_id, future)
+            try:
+                phase = self._phase(request, future)
+            except (ValueError, KeyError) as err:
+                reason = err.args[0] if err.args else str(err)
+                future.set_exception(EngineError(self.name, request.node, str(reason)))
+                continue
+            self._core.commands.put(phase)
+        return futures
+
+    def abort(self, query_id: str) -> None:
+        for future in self._futures_by_query.pop(query_id, set()):
+            future.cancel()
+        self._core.commands.put(cmd.Abort(query_id))
+
+    def release(self, query_id: str) -> None:
+        self._futures_by_query.pop(query_id, None)
+        self._core.commands.put(cmd.Release(query_id))
+
+    def set_num_threads(self, num_threads: int) -> None:
+        """Fix the thread count (a core budget's share); applies from the next step."""
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        self._core.commands.put(cmd.SetThreads(num_threads))
+
+    def health(self) -> EngineHealth:
+        snap = self._core.snapshot
+        is_alive = self._thread is None or self._thread.is_alive()
+        return EngineHealth(
+            is_healthy=not snap.error and is_alive and not self._is_closed,
+            detail=snap.error or f"{snap.num_used_cells}/{snap.kv_capacity} KV cells",
+            num_queued=snap.num_waiting,
+            num_running=snap.num_running,
+            load=snap.num_used_cells / max(snap.kv_capacity, 1),
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps."""
+        snap = self._core.snapshot
+        return {
+            **snap.stats,
+            "num_used_cells": snap.num_used_cells,
+            "num_threads": snap.num_threads,
+        }
+
+    def _ensure_thread(self) -> None:
+        if self._is_closed:
+            raise EngineError(self.name, "<submit>", "the engine is closed")
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._core.run, name=f"llm-engine-{self.name}", daemon=True
+            )
+            self._thread.start()
+
+    def _track(self, query_id: str, future: asyncio.Future[Outputs]) -> None:
+        futures = self._futures_by_query.setdefault(query_id, set())
+        futures.add(future)
+        future.add_done_callback(futures.discard)
+
+    def _phase(self, request: EngineRequest, future: asyncio.Future[Outputs]) -> cmd.AddPhase:
+        if request.op not in OPS_BY_KIND[EngineKind.LLM]:
+            raise ValueError(f"an LLM engine cannot run op {request.op.value!r}")
+        request_id = request.llm_request_id or (
+            f"{request.query_id}/{request.params.get('request', request.node)}"
+        )
+        content = ""
+        if request.op in _PREFILL_OPS:
+            template = request.params.get("template")
+            if template is None:
+                raise ValueError("an LLM prefill node needs a 'template' param")
+            content = render(str(template), request.inputs)
+        return cmd.AddPhase(request, request_id, content, future)

@@ -1,0 +1,132 @@
+"""One llama.cpp context holding many sequences: runs a step, edits the KV cache.
+
+Invariants:
+
+- One context per engine, created with ``n_seq_max`` sequences, a unified KV cache
+  (sequences share cells after ``seq_cp``) and a full-size SWA cache (so partial
+  removal works on sliding-window models).
+- ``decode`` runs ONE ``llama_decode`` for the whole step: the decode tokens of every
+  running sequence plus prompt chunks. Logit rows it returns are views that are valid
+  only until the next ``decode``; copy them to keep them.
+- Engine thread only (P10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import llama_cpp as lc
+import numpy as np
+
+from primflow.engines.llm.model import LlamaModel
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Tokens of one sequence computed in a step, starting at KV position ``start_pos``."""
+
+    seq_id: int
+    start_pos: int
+    tokens: Sequence[int]
+    wants_logits: bool
+
+
+class DecodeError(RuntimeError):
+    """``llama_decode`` failed; ``is_kv_full`` when it found no room in the KV cache."""
+
+    def __init__(self, status: int) -> None:
+        reason = (
+            "no room left in the KV cache" if status == 1 else f"llama_decode returned {status}"
+        )
+        super().__init__(reason)
+        self.is_kv_full = status == 1
+
+
+class LlamaRunner:
+    def __init__(
+        self,
+        model: LlamaModel,
+        n_ctx: int,
+        n_batch: int,
+        n_seq_max: int,
+        n_threads: int,
+        flash_attn: bool,
+    ) -> None:
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = True
+        params.swa_full = True
+        # With flash attention off, a prompt prefilled in chunks gives bit-identical
+        # logits to one-shot prefill when the last chunk has >= 8 tokens (stack.md P5).
+        params.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        self.model = model
+        self.ctx = lc.llama_init_from_model(model.model, params)
+        if not self.ctx:
+            raise ValueError(f"llama.cpp could not create a context (n_ctx={n_ctx})")
+        self.memory = lc.llama_get_memory(self.ctx)
+        self.n_ctx = int(lc.llama_n_ctx(self.ctx))
+        self.n_ctx_seq = int(lc.llama_n_ctx_seq(self.ctx))
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.n_threads = n_threads
+        self._batch = lc.llama_batch_init(n_batch, 0, 1)
+
+    def close(self) -> None:
+        if self.ctx:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self.ctx)
+            self.ctx = None
+
+    def set_num_threads(self, num_threads: int) -> None:
+        if num_threads != self.n_threads:
+            lc.llama_set_n_threads(self.ctx, num_threads, num_threads)
+            self.n_threads = num_threads
+
+    def decode(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        """Compute ``chunks`` in one ``llama_decode``; one logit row per chunk that wants it."""
+        batch = self._batch
+        batch.n_tokens = 0
+        rows: list[int] = []
+        for chunk in chunks:
+            for offset, token in enumerate(chunk.tokens):
+                i = batch.n_tokens
+                batch.token[i] = token
+                batch.pos[i] = chunk.start_pos + offset
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = chunk.seq_id
+                batch.logits[i] = chunk.wants_logits and offset == len(chunk.tokens) - 1
+                batch.n_tokens = i + 1
+            if chunk.wants_logits:
+                rows.append(batch.n_tokens - 1)
+        if batch.n_tokens > self.n_batch:  # the scheduler's budget makes this a bug
+            raise ValueError(f"step of {batch.n_tokens} tokens exceeds n_batch {self.n_batch}")
+        status = lc.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise DecodeError(status)
+        shape = (self.model.num_vocab,)
+        return [
+            np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, i), shape=shape) for i in rows
+        ]
+
+    def remove(self, seq_id: int, start_pos: int = 0) -> None:
+        """Drop the sequence's KV from ``start_pos`` on (all of it by default)."""
+        lc.llama_memory_seq_rm(self.memory, seq_id, start_pos, -1)
+
+    def copy_prefix(self, src_seq_id: int, dst_seq_id: int, num_tokens: int) -> None:
+        """Share the first ``num_tokens`` KV cells of ``src`` with ``dst`` (no recompute)."""
+        lc.llama_memory_seq_cp(self.memory, src_seq_id, dst_seq_id, 0, num_tokens)
+
+    def max_pos(self, seq_id: int) -> int:
+        """Largest KV position held by the sequence, -1 when it holds none."""
+        return int(lc.llama_memory_seq_pos_max(self.memory, seq_id))
+
+    def clear(self) -> None:
+        lc.llama_memory_clear(self.memory, True)
