@@ -1,0 +1,277 @@
+"""Batching policies: which queued requests an engine scheduler puts into the next batch.
+
+A policy owns the order of one engine's queue and nothing else: the scheduler decides
+*when* a batch forms and for *which* instance; the policy decides *what* goes in it.
+Policies are pure (no clock, no I/O) and cheap per event: pushing is O(log n) at most,
+and a batch of b requests costs O(b log n) plus the requests it has to step over.
+
+- ``fifo``: blind batching in arrival order (the paper's strawman).
+- ``topology``: the paper's Algorithm 2. Each query's queued primitives form a bucket;
+  buckets are visited in the order of their earliest queued arrival; from each bucket
+  the highest-depth primitive (longest hop distance to an output) is taken. Buckets
+  are visited round-robin, one primitive per bucket per round, so a batch advances
+  several queries instead of draining one (Fig. 7: A+G, not A+B).
+- ``critical_path``: beyond the paper. The request's ``priority`` is its upward rank
+  (remaining critical path in seconds, from the engines' latency profiles); the
+  largest goes first; ties go to the query seen first, then to arrival order.
+
+Every policy stops filling a batch at the first request that does not fit the budget,
+so no request is overtaken by a smaller one of lower rank (no starvation by size).
+Removal is lazy: a removed request stays in the heap and is skipped when reached.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from primflow.engines.base import EngineRequest
+
+Accepts = Callable[[EngineRequest], bool]
+
+
+@dataclass(slots=True)
+class BatchBudget:
+    """How much one batch may hold; the first request is always admitted."""
+
+    max_num_items: int
+    max_num_tokens: int
+    num_items: int = 0
+    num_tokens: int = 0
+    requests: list[EngineRequest] = field(default_factory=list)
+
+    def fits(self, request: EngineRequest) -> bool:
+        if not self.requests:
+            return True
+        return (
+            self.num_items + request.num_items <= self.max_num_items
+            and self.num_tokens + request.num_tokens <= self.max_num_tokens
+        )
+
+    def take(self, request: EngineRequest) -> None:
+        self.requests.append(request)
+        self.num_items += request.num_items
+        self.num_tokens += request.num_tokens
+
+    @property
+    def is_full(self) -> bool:
+        return self.num_items >= self.max_num_items or self.num_tokens >= self.max_num_tokens
+
+
+class BatchingPolicy(ABC):
+    """The order of one engine's queue. ``select`` removes what it returns."""
+
+    name: str = ""
+
+    @abstractmethod
+    def push(self, request: EngineRequest) -> None: ...
+
+    @abstractmethod
+    def discard(self, request: EngineRequest) -> None:
+        """Forget a queued request (its query ended)."""
+
+    @abstractmethod
+    def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
+        """Fill ``budget`` with requests that ``accepts`` allows; return them in order."""
+
+    def forget_query(self, query_id: str) -> None:  # noqa: B027 - stateless policies keep this
+        """The query ended: drop per-query bookkeeping."""
+
+
+class FifoPolicy(BatchingPolicy):
+    name = "fifo"
+
+    def __init__(self) -> None:
+        self._queue: OrderedDict[EngineRequest, None] = OrderedDict()
+
+    def push(self, request: EngineRequest) -> None:
+        self._queue[request] = None
+
+    def discard(self, request: EngineRequest) -> None:
+        self._queue.pop(request, None)
+
+    def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
+        for request in self._queue:
+            if budget.is_full:
+                break
+            if not accepts(request):
+                continue
+            if not budget.fits(request):
+                break
+            budget.take(request)
+        for request in budget.requests:
+            del self._queue[request]
+        return budget.requests
+
+
+class _Bucket:
+    """One query's queued requests on this engine (a handful at a time)."""
+
+    __slots__ = ("earliest_s", "entry_seq", "query_id", "requests")
+
+    def __init__(self, query_id: str) -> None:
+        self.query_id = query_id
+        self.requests: list[EngineRequest] = []
+        self.earliest_s = float("inf")
+        self.entry_seq = -1  # the seq of this bucket's one live heap entry
+
+    def best(self, accepts: Accepts) -> EngineRequest | None:
+        """The highest-depth acceptable request; the earliest arrival breaks ties."""
+        best: EngineRequest | None = None
+        for request in self.requests:
+            if accepts(request) and (best is None or request.depth > best.depth):
+                best = request
+        return best
+
+    def remove(self, request: EngineRequest) -> None:
+        self.requests.remove(request)
+        self.earliest_s = min((r.arrival_s for r in self.requests), default=float("inf"))
+
+
+class TopologyPolicy(BatchingPolicy):
+    name = "topology"
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        # (earliest_s, seq, bucket); only the entry whose seq is bucket.entry_seq is live.
+        self._heap: list[tuple[float, int, _Bucket]] = []
+        self._seq = itertools.count()
+
+    def push(self, request: EngineRequest) -> None:
+        bucket = self._buckets.get(request.query_id)
+        if bucket is None:
+            bucket = self._buckets[request.query_id] = _Bucket(request.query_id)
+        bucket.requests.append(request)
+        if request.arrival_s < bucket.earliest_s:
+            bucket.earliest_s = request.arrival_s
+            self._enqueue(bucket)
+
+    def discard(self, request: EngineRequest) -> None:
+        bucket = self._buckets.get(request.query_id)
+        if bucket is not None and request in bucket.requests:
+            earliest_s = bucket.earliest_s
+            bucket.remove(request)
+            if not bucket.requests:
+                del self._buckets[bucket.query_id]
+            elif bucket.earliest_s != earliest_s:
+                self._enqueue(bucket)
+
+    def forget_query(self, query_id: str) -> None:
+        self._buckets.pop(query_id, None)
+
+    def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
+        visited: list[_Bucket] = []
+        is_stopped = False
+        # First round: buckets in order of earliest arrival, one primitive each.
+        while not is_stopped and not budget.is_full:
+            bucket = self._pop_bucket()
+            if bucket is None:
+                break
+            visited.append(bucket)
+            is_stopped = self._take_one(bucket, budget, accepts) is False
+        # Later rounds over the same buckets while the batch has room.
+        is_progressing = True
+        while not is_stopped and is_progressing and not budget.is_full:
+            is_progressing = False
+            for bucket in visited:
+                taken = self._take_one(bucket, budget, accepts)
+                if taken is False:
+                    is_stopped = True
+                    break
+                is_progressing = is_progressing or taken is True
+                if budget.is_full:
+                    break
+        for bucket in visited:
+            if bucket.requests:
+                self._enqueue(bucket)
+            else:
+                del self._buckets[bucket.query_id]
+        return budget.requests
+
+    def _take_one(self, bucket: _Bucket, budget: BatchBudget, accepts: Accepts) -> bool | None:
+        """True: took one; None: nothing acceptable here; False: the best does not fit."""
+        request = bucket.best(accepts)
+        if request is None:
+            return None
+        if not budget.fits(request):
+            return False
+        budget.take(request)
+        bucket.remove(request)
+        return True
+
+    def _pop_bucket(self) -> _Bucket | None:
+        while self._heap:
+            _, seq, bucket = heapq.heappop(self._heap)
+            if seq == bucket.entry_seq and self._buckets.get(bucket.query_id) is bucket:
+                bucket.entry_seq = -1
+                return bucket
+        return None
+
+    def _enqueue(self, bucket: _Bucket) -> None:
+        """Give the bucket one live heap entry under its current earliest arrival."""
+        bucket.entry_seq = next(self._seq)
+        heapq.heappush(self._heap, (bucket.earliest_s, bucket.entry_seq, bucket))
+        if len(self._heap) > 4 * len(self._buckets) + 64:
+            # Too many stale entries: rebuild from the live buckets.
+            self._heap = [(b.earliest_s, b.entry_seq, b) for b in self._buckets.values()]
+            self._heap = [e for e in self._heap if e[1] >= 0]
+            heapq.heapify(self._heap)
+
+
+class CriticalPathPolicy(BatchingPolicy):
+    name = "critical_path"
+
+    def __init__(self) -> None:
+        # (-priority, query order, arrival order, request)
+        self._heap: list[tuple[float, int, int, EngineRequest]] = []
+        self._live: set[EngineRequest] = set()
+        self._query_order: dict[str, int] = {}
+        self._seq = itertools.count()
+
+    def push(self, request: EngineRequest) -> None:
+        query_order = self._query_order.setdefault(request.query_id, len(self._query_order))
+        entry = (-request.priority, query_order, next(self._seq), request)
+        heapq.heappush(self._heap, entry)
+        self._live.add(request)
+
+    def discard(self, request: EngineRequest) -> None:
+        self._live.discard(request)
+
+    def forget_query(self, query_id: str) -> None:
+        self._query_order.pop(query_id, None)
+
+    def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
+        skipped: list[tuple[float, int, int, EngineRequest]] = []
+        while self._heap and not budget.is_full:
+            entry = self._heap[0]
+            request = entry[3]
+            if request not in self._live:
+                heapq.heappop(self._heap)
+            elif not accepts(request):
+                skipped.append(heapq.heappop(self._heap))
+            elif budget.fits(request):
+                heapq.heappop(self._heap)
+                self._live.discard(request)
+                budget.take(request)
+            else:
+                break
+        for entry in skipped:
+            heapq.heappush(self._heap, entry)
+        return budget.requests
+
+
+POLICIES: dict[str, type[BatchingPolicy]] = {
+    cls.name: cls for cls in (FifoPolicy, TopologyPolicy, CriticalPathPolicy)
+}
+
+
+def make_policy(name: str) -> BatchingPolicy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        known = ", ".join(POLICIES)
+        raise ValueError(f"unknown batching policy {name!r} (known: {known})") from None

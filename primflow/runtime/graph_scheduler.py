@@ -1,0 +1,323 @@
+"""The graph scheduler (upper tier): runs one query's e-graph, event by event.
+
+``QueryRun`` owns one query. It never polls and starts no tasks: it reacts to three
+events, each a plain method call on the event loop:
+
+- ``start()``: INPUT nodes run, their children are unblocked;
+- ``on_dispatched(request, ...)``: an engine worker handed the request to its engine
+  (the node is RUNNING; chained LLM phases waiting on it are unblocked, §5.5);
+- ``on_result(request, outputs, error)``: the engine finished the request.
+
+State: ``num_waiting[node]`` counts the in-edges not yet satisfied (an edge is
+satisfied when its producer is DONE or SKIPPED, or, for a relaxed edge, dispatched);
+``ready`` is the worklist of nodes whose count reached zero; values, status and
+timings live in ``QueryState``.
+
+Selection: a ready node is dispatched at once. Inline ops (INPUT, OUTPUT, CONDITION,
+AGGREGATE) run right here; engine ops become an ``EngineRequest`` carrying the node's
+depth and its current upward rank (``priority``) for the engine's batching policy.
+
+Skipping: a node whose required input is ``SKIPPED`` is skipped (all its outputs are
+``SKIPPED``); an optional input receives ``None``; an AGGREGATE is skipped only when
+all its parts are; an OUTPUT of a skipped value yields ``None``. Ranks are recomputed
+without the skipped nodes, so later requests carry the shorter remaining path.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from primflow.engines.base import EngineRequest, Outputs
+from primflow.graph import ops
+from primflow.graph.ir import LLM_OPS, Graph, Op
+from primflow.runtime.clock import Clock
+from primflow.runtime.errors import QueryFailed
+from primflow.runtime.hooks import Hook
+from primflow.runtime.inline_ops import run_inline
+from primflow.runtime.plan import CHARS_PER_TOKEN, GraphPlan, NodePlan
+from primflow.runtime.query_state import (
+    MISSING,
+    SKIPPED,
+    NodeStatus,
+    NodeTiming,
+    QueryResult,
+    QueryState,
+)
+from primflow.values import Chunk, Hit
+
+PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
+
+Submit = Callable[[str, EngineRequest], None]
+
+
+class QueryRun:
+    def __init__(
+        self,
+        query_id: str,
+        graph: Graph,
+        plan: GraphPlan,
+        inputs: Mapping[str, Any],
+        *,
+        clock: Clock,
+        submit: Submit,
+        on_end: Callable[[QueryRun], None],
+        hooks: Sequence[Hook] = (),
+        deadline_at_s: float | None = None,
+    ) -> None:
+        self.query_id = query_id
+        self.graph = graph
+        self.plan = plan
+        self.inputs = inputs
+        self.state = QueryState(query_id, plan.order, plan.num_readers)
+        self.engines_seen: set[str] = set()
+        self.result: QueryResult | None = None
+        self.error: BaseException | None = None
+        self.deadline_at_s = deadline_at_s
+        self._clock = clock
+        self._submit = submit
+        self._on_end = on_end
+        self._hooks = hooks
+        self._num_waiting = {name: p.num_deps for name, p in plan.nodes.items()}
+        self._ready: deque[str] = deque()
+        self._requests: dict[str, EngineRequest] = {}  # node -> request not yet finished
+        self._ranks = plan.ranks()
+        self._is_rank_stale = False
+        self.start_s = clock.now_s()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    # -- events -------------------------------------------------------------------
+    def start(self) -> None:
+        for hook in self._hooks:
+            hook.on_query_start(self.query_id, self.graph, self.start_s)
+        self._ready.extend(n for n in self.plan.order if self._num_waiting[n] == 0)
+        self._drain()
+
+    def on_dispatched(self, request: EngineRequest, batch_size: int, engine: str) -> None:
+        if self.is_finished or self._requests.get(request.node) is not request:
+            return
+        name = request.node
+        self.state.set_status(name, NodeStatus.RUNNING)
+        timing = self.state.timings[name]
+        timing.start_s = self._clock.now_s()
+        timing.batch_size = batch_size
+        timing.engine = engine
+        self._unblock(name, is_dispatch=True)
+        self._drain()
+
+    def on_result(
+        self, request: EngineRequest, outputs: Outputs | None, error: BaseException | None
+    ) -> None:
+        if self.is_finished or self._requests.pop(request.node, None) is not request:
+            return
+        node = self.plan.nodes[request.node].node
+        if error is not None or outputs is None:
+            reason = str(error) if error is not None else "no outputs"
+            self.fail(QueryFailed(self.query_id, node.name, node.engine, reason), node.name)
+            return
+        missing = [
+            p.name
+            for p in node.outputs
+            if p.name not in outputs and (node.name, p.name) in self.plan.num_readers
+        ]
+        if missing:
+            got = ", ".join(outputs) or "nothing"
+            reason = f"returned no {', '.join(missing)} output (got: {got})"
+            self.fail(QueryFailed(self.query_id, node.name, node.engine, reason), node.name)
+            return
+        self._complete(node.name, outputs)
+        self._drain()
+
+    def fail(self, error: BaseException, failed_node: str | None = None) -> None:
+        """End the query with ``error``; unfinished nodes become CANCELLED."""
+        if self.is_finished:
+            return
+        self.error = error
+        now_s = self._clock.now_s()
+        for name, status in self.state.status.items():
+            if status.is_terminal:
+                continue
+            final = NodeStatus.FAILED if name == failed_node else NodeStatus.CANCELLED
+            self.state.set_status(name, final)
+            timing = self.state.timings.get(name)
+            if timing is not None:
+                timing.end_s = now_s
+                self._node_done(name, final, timing)
+        self._end(now_s)
+
+    def unfinished_nodes(self) -> list[str]:
+        return [n for n, s in self.state.status.items() if not s.is_terminal]
+
+    def pending_requests(self) -> list[EngineRequest]:
+        return list(self._requests.values())
+
+    # -- the worklist -------------------------------------------------------------
+    def _drain(self) -> None:
+        while self._ready and not self.is_finished:
+            self._dispatch(self._ready.popleft())
+        if not self.is_finished and self.state.num_unfinished == 0:
+            self._finish()
+
+    def _dispatch(self, name: str) -> None:
+        plan = self.plan.nodes[name]
+        now_s = self._clock.now_s()
+        values, is_skipped = self._gather_inputs(plan)
+        timing = self.state.timings[name] = NodeTiming(ready_s=now_s)
+        if is_skipped:
+            self._skip(plan, timing)
+            return
+        self.state.set_status(name, NodeStatus.READY)
+        for hook in self._hooks:
+            hook.on_node_ready(self.query_id, name, now_s)
+        if plan.is_inline:
+            self._run_inline(plan, values, timing)
+        else:
+            self._send(plan, values)
+
+    def _gather_inputs(self, plan: NodePlan) -> tuple[dict[str, Any], bool]:
+        """Read every input (releasing values); whether a required one was skipped."""
+        values: dict[str, Any] = {}
+        num_skipped = 0
+        for binding in plan.inputs:
+            value = self.state.take(binding.src, binding.src_port)
+            if value is MISSING:  # a chained LLM phase: the engine links the state
+                continue
+            if value is SKIPPED:
+                if binding.is_optional:
+                    value = None
+                else:
+                    num_skipped += 1
+            elif binding.select is not None and value is not None:
+                value = value[binding.select[0] : binding.select[1]]
+            values[binding.port] = value
+        op = plan.node.op
+        if op is Op.AGGREGATE:
+            return values, num_skipped == len(plan.inputs) and num_skipped > 0
+        if op is Op.OUTPUT and num_skipped:
+            self.state.outputs[plan.node.params.get("key", plan.node.name)] = None
+        return values, num_skipped > 0
+
+    def _run_inline(self, plan: NodePlan, values: dict[str, Any], timing: NodeTiming) -> None:
+        node = plan.node
+        timing.start_s = timing.ready_s
+        try:
+            if node.op is Op.INPUT:
+                outputs = {ops.VALUE: self.inputs[node.params.get("key", node.name)]}
+            elif node.op is Op.OUTPUT:
+                self.state.outputs[node.params.get("key", node.name)] = values.get(ops.VALUE)
+                outputs = {}
+            else:
+                outputs = run_inline(node, values)
+        except Exception as exc:  # a bad value in an inline op fails only this query
+            self.fail(QueryFailed(self.query_id, node.name, None, repr(exc)), node.name)
+            return
+        self._complete(node.name, outputs)
+
+    def _send(self, plan: NodePlan, values: dict[str, Any]) -> None:
+        node = plan.node
+        assert node.engine is not None
+        self._refresh_ranks()
+        is_llm = node.op in LLM_OPS
+        request = EngineRequest(
+            query_id=self.query_id,
+            node=node.name,
+            op=node.op,
+            inputs=values,
+            params=node.params,
+            num_items=1 if is_llm else _num_items(values),
+            num_tokens=_num_prompt_tokens(node.params, values) if node.op in PREFILL_OPS else 0,
+            llm_request_id=f"{self.query_id}/{node.params.get('request', node.name)}"
+            if is_llm
+            else None,
+            depth=plan.depth,
+            priority=self._ranks[node.name],
+            deadline_s=self.deadline_at_s,
+        )
+        self._requests[node.name] = request
+        self.engines_seen.add(node.engine)
+        self._submit(node.engine, request)
+
+    # -- completion ---------------------------------------------------------------
+    def _complete(self, name: str, outputs: Mapping[str, Any]) -> None:
+        node = self.plan.nodes[name].node
+        for port in node.outputs:
+            self.state.put(name, port.name, outputs.get(port.name))
+        self.state.set_status(name, NodeStatus.DONE)
+        timing = self.state.timings[name]
+        timing.end_s = self._clock.now_s()
+        self._node_done(name, NodeStatus.DONE, timing)
+        self._unblock(name, is_dispatch=False)
+
+    def _skip(self, plan: NodePlan, timing: NodeTiming) -> None:
+        name = plan.node.name
+        for port in plan.node.outputs:
+            self.state.put(name, port.name, SKIPPED)
+        self.state.set_status(name, NodeStatus.SKIPPED)
+        timing.end_s = timing.ready_s
+        self._is_rank_stale = True
+        self._node_done(name, NodeStatus.SKIPPED, timing)
+        # A skipped producer never dispatches: its relaxed edges unblock now too.
+        self._unblock(name, is_dispatch=False, include_relaxed=True)
+
+    def _unblock(self, name: str, *, is_dispatch: bool, include_relaxed: bool = False) -> None:
+        for child, is_relaxed in self.plan.nodes[name].children:
+            if is_relaxed != is_dispatch and not include_relaxed:
+                continue
+            self._num_waiting[child] -= 1
+            if self._num_waiting[child] == 0:
+                self._ready.append(child)
+
+    def _node_done(self, name: str, status: NodeStatus, timing: NodeTiming) -> None:
+        for hook in self._hooks:
+            hook.on_node_done(self.query_id, name, status, timing)
+
+    def _finish(self) -> None:
+        now_s = self._clock.now_s()
+        self.result = QueryResult(
+            query_id=self.query_id,
+            outputs=self.state.outputs,
+            latency_s=now_s - self.start_s,
+            timings=self.state.timings,
+        )
+        self._end(now_s)
+
+    def _end(self, now_s: float) -> None:
+        self.state.clear_values()
+        self._ready.clear()
+        for hook in self._hooks:
+            hook.on_query_done(self.query_id, self.result, self.error, now_s)
+        self._on_end(self)
+
+    def _refresh_ranks(self) -> None:
+        if self._is_rank_stale:
+            skipped = self.state.nodes_with(NodeStatus.SKIPPED)
+            self._ranks = self.plan.ranks(skipped)
+            self._is_rank_stale = False
+
+
+def _num_items(values: Mapping[str, Any]) -> int:
+    sizes = [len(v) for v in values.values() if isinstance(v, list | tuple | np.ndarray)]
+    return max(sizes, default=1) or 1
+
+
+def _num_prompt_tokens(params: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+    num_chars = len(str(params.get("template", ""))) + sum(_text_size(v) for v in values.values())
+    return num_chars // CHARS_PER_TOKEN
+
+
+def _text_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Hit):
+        return len(value.chunk.text)
+    if isinstance(value, Chunk):
+        return len(value.text)
+    if isinstance(value, list | tuple):
+        return sum(_text_size(v) for v in value)
+    return 0

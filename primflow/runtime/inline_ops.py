@@ -1,0 +1,91 @@
+"""The ops the graph scheduler runs itself: CONDITION and AGGREGATE (INPUT and OUTPUT
+only move values and live in the graph scheduler).
+
+Skipped values (``SKIPPED``, from an untaken CONDITION branch):
+- CONDITION puts its ``value`` on the taken port and ``SKIPPED`` on the other.
+- AGGREGATE ignores skipped parts; it is skipped itself only when every part is
+  (the graph scheduler checks that before calling in here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from primflow.graph import ops
+from primflow.graph.ir import Node, Op
+from primflow.runtime.query_state import SKIPPED
+from primflow.values import Hit
+
+DEFAULT_PREDICATE = "yes"
+
+
+def run_inline(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs of a CONDITION or AGGREGATE node from its input values."""
+    if node.op is Op.CONDITION:
+        return run_condition(node, values)
+    if node.op is Op.AGGREGATE:
+        return {ops.RESULT: run_aggregate(node, values)}
+    raise ValueError(f"node {node.name!r}: {node.op} is not an inline op")
+
+
+def run_condition(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
+    is_taken = is_decision_true(values.get(ops.DECISION), node.params)
+    value = values.get(ops.VALUE)
+    return {
+        ops.IF_TRUE: value if is_taken else SKIPPED,
+        ops.IF_FALSE: SKIPPED if is_taken else value,
+    }
+
+
+def is_decision_true(decision: Any, params: Mapping[str, Any]) -> bool:
+    """A bool decides itself; text is true when it starts with ``params["predicate"]``
+    (case-insensitive, ignoring surrounding whitespace, quotes and punctuation)."""
+    if isinstance(decision, bool):
+        return decision
+    if decision is None:
+        return False
+    predicate = str(params.get("predicate", DEFAULT_PREDICATE)).strip().lower()
+    text = str(decision).strip().strip("\"'`*.,:;!").lower()
+    return text.startswith(predicate)
+
+
+def run_aggregate(node: Node, values: Mapping[str, Any]) -> Any:
+    parts = [values.get(p.name, SKIPPED) for p in node.inputs]
+    present = [v for v in parts if v is not SKIPPED]
+    mode = ops.AggregateMode(node.params.get("mode", ops.AggregateMode.CONCAT))
+    if mode is ops.AggregateMode.FIRST:
+        return next((v for v in present if v is not None), SKIPPED)
+    if mode is ops.AggregateMode.ALL:
+        return parts[0] if parts and parts[0] is not SKIPPED else None
+    if mode is ops.AggregateMode.TOP_K:
+        return merge_top_k(present, node.params.get("top_k"))
+    return concat(present)
+
+
+def concat(parts: list[Any]) -> Any:
+    """Join list values in part order; arrays stack by rows; ``None`` parts are dropped."""
+    parts = [p for p in parts if p is not None]
+    if parts and all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts, axis=0)
+    joined: list[Any] = []
+    for part in parts:
+        if isinstance(part, list | tuple | np.ndarray):
+            joined.extend(part)
+        else:
+            joined.append(part)
+    return joined
+
+
+def merge_top_k(parts: list[Any], top_k: int | None) -> list[Hit]:
+    """Merge hit lists, keep each chunk once at its best score, best first."""
+    best: dict[tuple[str, int], Hit] = {}
+    for part in parts:
+        for hit in part or ():
+            key = (hit.chunk.source, hit.chunk.chunk_id)
+            if key not in best or hit.score > best[key].score:
+                best[key] = hit
+    hits = sorted(best.values(), key=lambda h: h.score, reverse=True)
+    return hits if top_k is None else hits[: int(top_k)]

@@ -1,0 +1,161 @@
+"""The static analysis of an e-graph that the graph scheduler runs on.
+
+``GraphPlan`` is computed once per query from the graph and never changes; run state
+lives in ``QueryState``. It holds, per node: where each input port reads from, how
+many edges it waits on, which children each of its edges unblocks, its depth (longest
+hop distance to an output, the paper's Algorithm 2) and its cost estimate for the
+critical-path rank. All of it is O(V + E).
+
+Relaxed edges (dependent pre-scheduling, design §5.5). The ``state`` edge from an LLM
+phase to the next phase of the same call on the same engine (prefill -> decode,
+partial prefill -> full prefill, partial decode i -> i + 1) is satisfied when the
+producer is *dispatched*, not when it finishes: the engine links the phases by
+``llm_request_id`` and runs them in order, so the next phase can wait inside the
+engine instead of paying a scheduling round trip.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from primflow.engines.profile import LatencyProfile
+from primflow.graph import ops
+from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, GraphError, Node, Op
+from primflow.runtime.query_state import PortKey
+
+# Ops whose ``state`` input may be satisfied by the previous phase's dispatch.
+CHAINED_OPS = frozenset({Op.LLM_DECODE, Op.LLM_FULL_PREFILL, Op.LLM_PARTIAL_DECODE})
+
+# Cost estimates when a prompt's size is unknown before run time.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_PROMPT_INPUT = 100
+DEFAULT_MAX_TOKENS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class InputBinding:
+    """Input ``port`` reads ``src.src_port`` (sliced by ``select``)."""
+
+    port: str
+    src: str
+    src_port: str
+    select: tuple[int, int] | None
+    is_optional: bool
+
+
+@dataclass(slots=True)
+class NodePlan:
+    node: Node
+    inputs: list[InputBinding] = field(default_factory=list)
+    num_deps: int = 0  # in-edges (data and order) the node waits on
+    # One entry per out-edge: (child, is_relaxed). A relaxed edge unblocks on dispatch.
+    children: list[tuple[str, bool]] = field(default_factory=list)
+    depth: int = 0
+    cost_s: float = 0.0
+
+    @property
+    def is_inline(self) -> bool:
+        return self.node.op in INLINE_OPS
+
+
+class GraphPlan:
+    def __init__(self, graph: Graph, cost_s: Callable[[Node], float]) -> None:
+        self.nodes: dict[str, NodePlan] = {n.name: NodePlan(n, cost_s=cost_s(n)) for n in graph}
+        self.num_readers: dict[PortKey, int] = {}
+        for edge in graph.edges:
+            self._add_edge(edge.src, edge.dst, edge.src_port, edge.dst_port, edge.kind, edge.select)
+        self.order = self._topo_order()
+        self._set_depths()
+        self.input_keys = [p.node.params.get("key", p.node.name) for p in self._of(Op.INPUT)]
+
+    def _add_edge(
+        self,
+        src: str,
+        dst: str,
+        src_port: str,
+        dst_port: str,
+        kind: EdgeKind,
+        select: tuple[int, int] | None,
+    ) -> None:
+        producer, consumer = self.nodes[src], self.nodes[dst]
+        consumer.num_deps += 1
+        is_relaxed = False
+        if kind is EdgeKind.DATA:
+            if any(b.port == dst_port for b in consumer.inputs):
+                raise GraphError(f"input {dst}.{dst_port} is fed by more than one edge")
+            port = consumer.node.input(dst_port)
+            consumer.inputs.append(InputBinding(dst_port, src, src_port, select, port.is_optional))
+            key = (src, src_port)
+            self.num_readers[key] = self.num_readers.get(key, 0) + 1
+            is_relaxed = _is_chained(producer.node, consumer.node, dst_port)
+        producer.children.append((dst, is_relaxed))
+
+    def _of(self, op: Op) -> Iterable[NodePlan]:
+        return (p for p in self.nodes.values() if p.node.op is op)
+
+    def _topo_order(self) -> list[str]:
+        num_waiting = {name: p.num_deps for name, p in self.nodes.items()}
+        ready = deque(name for name, n in num_waiting.items() if n == 0)
+        order: list[str] = []
+        while ready:
+            name = ready.popleft()
+            order.append(name)
+            for child, _ in self.nodes[name].children:
+                num_waiting[child] -= 1
+                if num_waiting[child] == 0:
+                    ready.append(child)
+        if len(order) != len(self.nodes):
+            stuck = sorted(n for n, k in num_waiting.items() if k > 0)
+            raise GraphError(f"graph has a cycle through {', '.join(stuck)}")
+        return order
+
+    def _set_depths(self) -> None:
+        for name in reversed(self.order):
+            plan = self.nodes[name]
+            plan.depth = max((self.nodes[c].depth + 1 for c, _ in plan.children), default=0)
+
+    def ranks(self, excluded: Iterable[str] = ()) -> dict[str, float]:
+        """Upward rank: cost(v) + max over children of rank(child), in seconds.
+
+        Nodes in ``excluded`` (skipped ones) count as absent.
+        """
+        skip = set(excluded)
+        rank: dict[str, float] = {}
+        for name in reversed(self.order):
+            if name in skip:
+                rank[name] = 0.0
+                continue
+            plan = self.nodes[name]
+            below = max((rank[c] for c, _ in plan.children if c not in skip), default=0.0)
+            rank[name] = plan.cost_s + below
+        return rank
+
+
+def _is_chained(producer: Node, consumer: Node, dst_port: str) -> bool:
+    return (
+        dst_port == ops.STATE
+        and consumer.op in CHAINED_OPS
+        and producer.op in LLM_OPS
+        and producer.engine == consumer.engine
+        and producer.params.get("request") == consumer.params.get("request")
+    )
+
+
+def estimate_cost_s(node: Node, profile: LatencyProfile | None) -> float:
+    """Predicted latency of ``node`` from its engine profile; inline ops cost nothing."""
+    if profile is None or node.op in INLINE_OPS:
+        return 0.0
+    num_tokens = 0
+    num_output_tokens = 0
+    if node.op in (Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL):
+        template = str(node.params.get("template", ""))
+        num_tokens = len(template) // CHARS_PER_TOKEN + TOKENS_PER_PROMPT_INPUT * len(node.inputs)
+    elif node.op is Op.LLM_DECODE:
+        num_output_tokens = int(node.params.get("max_tokens", DEFAULT_MAX_TOKENS))
+    elif node.op is Op.LLM_PARTIAL_DECODE:
+        max_tokens = int(node.params.get("max_tokens", DEFAULT_MAX_TOKENS))
+        num_output_tokens = max(1, max_tokens // max(1, int(node.params.get("num_items", 1))))
+    num_items = 1 if node.op in LLM_OPS else node.num_items
+    return profile.latency_s(num_items, num_tokens, num_output_tokens)

@@ -1,0 +1,132 @@
+"""Per-query run state, kept outside the IR: node status, port values, timings.
+
+One ``QueryState`` per running query. Invariants:
+
+- A value is stored per (node, output port) only while a consumer still has to read
+  it: each port starts with its number of reading edges, every ``take`` counts one
+  down, and the value is dropped at zero. A value nobody reads is never stored. A
+  consumer that starts before its producer finished (a pre-scheduled LLM phase) counts
+  down early, so the late value is dropped on arrival if no one else needs it.
+- ``SKIPPED`` stands for the value of a port on an untaken CONDITION branch.
+- Status moves PENDING -> READY -> RUNNING -> DONE, or to SKIPPED / FAILED / CANCELLED;
+  the last four are terminal and counted once in ``num_unfinished``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+
+class NodeStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {NodeStatus.DONE, NodeStatus.SKIPPED, NodeStatus.FAILED, NodeStatus.CANCELLED}
+)
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+SKIPPED: Final = _Marker("SKIPPED")  # the value of a port on an untaken branch
+MISSING: Final = _Marker("MISSING")  # not produced yet (read by a pre-scheduled phase)
+
+PortKey = tuple[str, str]  # (node, output port)
+
+
+@dataclass(slots=True)
+class NodeTiming:
+    """When a node became ready, was handed to its engine, and finished (clock seconds)."""
+
+    ready_s: float
+    start_s: float | None = None
+    end_s: float | None = None
+    engine: str | None = None
+    batch_size: int = 0
+
+    @property
+    def queue_wait_s(self) -> float:
+        return 0.0 if self.start_s is None else self.start_s - self.ready_s
+
+    @property
+    def exec_s(self) -> float:
+        if self.start_s is None or self.end_s is None:
+            return 0.0
+        return self.end_s - self.start_s
+
+
+@dataclass(slots=True)
+class QueryResult:
+    query_id: str
+    outputs: dict[str, Any]  # OUTPUT node params["key"] -> value
+    latency_s: float
+    timings: dict[str, NodeTiming] = field(default_factory=dict)
+
+
+class QueryState:
+    def __init__(
+        self, query_id: str, nodes: Iterable[str], num_readers: Mapping[PortKey, int]
+    ) -> None:
+        self.query_id = query_id
+        self.status: dict[str, NodeStatus] = dict.fromkeys(nodes, NodeStatus.PENDING)
+        self.timings: dict[str, NodeTiming] = {}
+        self.outputs: dict[str, Any] = {}
+        self.num_unfinished = len(self.status)
+        self._values: dict[PortKey, Any] = {}
+        self._num_readers: dict[PortKey, int] = dict(num_readers)
+
+    def put(self, node: str, port: str, value: Any) -> None:
+        key = (node, port)
+        if self._num_readers.get(key, 0) > 0:
+            self._values[key] = value
+
+    def take(self, node: str, port: str) -> Any:
+        """Read a value for one consuming edge; the last reader releases it."""
+        key = (node, port)
+        num_left = self._num_readers[key] - 1
+        self._num_readers[key] = num_left
+        if num_left > 0:
+            return self._values.get(key, MISSING)
+        return self._values.pop(key, MISSING)
+
+    def set_status(self, node: str, status: NodeStatus) -> None:
+        old = self.status[node]
+        if old.is_terminal:
+            raise RuntimeError(f"node {node!r} is already {old}; cannot become {status}")
+        self.status[node] = status
+        if status.is_terminal:
+            self.num_unfinished -= 1
+
+    def clear_values(self) -> None:
+        self._values.clear()
+
+    @property
+    def num_values(self) -> int:
+        return len(self._values)
+
+    def has_value(self, node: str, port: str) -> bool:
+        return (node, port) in self._values
+
+    def nodes_with(self, *statuses: NodeStatus) -> list[str]:
+        return [n for n, s in self.status.items() if s in statuses]

@@ -1,0 +1,304 @@
+"""The public runtime: runs e-graphs on named engines with the two-tier scheduler.
+
+``Runtime`` owns one ``EngineWorker`` (engine scheduler + instances) per named engine
+and one ``QueryRun`` (graph scheduler) per running query, and routes events between
+them: a query's ready engine node goes to its engine's worker; a worker's dispatch
+and results go back to the query. Nothing here starts a task: a query is a future
+plus callbacks, so cancelling the caller's await cancels the query and everything it
+started, and no orphan task can outlive it.
+
+Ending a query:
+- normally: every engine the query touched gets ``release(query_id)``;
+- on deadline, cancel, caller cancellation or failure: its queued requests are dropped
+  from the engine schedulers, every engine it touched gets ``abort(query_id)`` (which
+  cancels its running work), and the caller gets QueryTimeout / QueryCancelled /
+  QueryFailed. Other queries, even ones sharing a batch with it, go on.
+
+Chained LLM phases reach the engine before their predecessor finished (see
+``runtime/plan.py``). Such a request has no ``state`` in its inputs: the engine links
+it to the earlier phase by ``llm_request_id`` and resolves its future only when the
+phase has really run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+from primflow.engines.base import OPS_BY_KIND, Engine, EngineRequest, Outputs
+from primflow.engines.policies import POLICIES
+from primflow.engines.profile import LatencyProfile
+from primflow.engines.scheduler import Batch, EngineScheduler
+from primflow.engines.worker import EngineWorker
+from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
+from primflow.runtime.clock import Clock, LoopClock, Timer
+from primflow.runtime.errors import QueryCancelled, QueryTimeout
+from primflow.runtime.graph_scheduler import QueryRun
+from primflow.runtime.hooks import Hook
+from primflow.runtime.plan import GraphPlan, estimate_cost_s
+from primflow.runtime.query_state import QueryResult
+
+
+class Runtime:
+    def __init__(
+        self,
+        engines: Mapping[str, Engine | Sequence[Engine]],
+        *,
+        policy: str | Mapping[str, str] = "topology",
+        max_wait_ms: float = 2.0,
+        hooks: Sequence[Hook] = (),
+        profiles: Mapping[str, LatencyProfile] | None = None,
+    ) -> None:
+        if not engines:
+            raise ValueError("a runtime needs at least one engine")
+        self.instances = {name: _as_list(name, e) for name, e in engines.items()}
+        self.profiles = {
+            name: (profiles or {}).get(name) or instances[0].profile
+            for name, instances in self.instances.items()
+        }
+        self.policies = {name: _policy_for(name, policy) for name in self.instances}
+        self.max_wait_ms = max_wait_ms
+        self.hooks = tuple(hooks)
+        self.workers: dict[str, EngineWorker] = {}
+        self._runs: dict[str, QueryRun] = {}
+        self._futures: dict[str, asyncio.Future[QueryResult]] = {}
+        self._deadline_timers: dict[str, Timer] = {}
+        self._num_open_requests = 0  # queued or running on any engine
+        self._query_ids = itertools.count()
+        self._clock: Clock | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self, clock: Clock | None = None) -> None:
+        self._clock = clock or LoopClock()
+        for name, instances in self.instances.items():
+            for instance in instances:
+                await instance.start()
+            self.workers[name] = self._make_worker(name, instances, self._clock)
+
+    async def close(self) -> None:
+        for query_id in list(self._runs):
+            self.cancel(query_id, reason="cancelled: the runtime closed")
+        for worker in self.workers.values():
+            worker.close()
+        for instances in self.instances.values():
+            for instance in instances:
+                await instance.close()
+        self.workers.clear()
+
+    def _make_worker(self, name: str, instances: list[Engine], clock: Clock) -> EngineWorker:
+        scheduler = EngineScheduler(
+            name,
+            self.profiles[name],
+            policy=self.policies[name],
+            num_instances=len(instances),
+            max_concurrent_batches=instances[0].max_concurrent_batches,
+            max_wait_ms=self.max_wait_ms,
+            max_num_items=min(self.profiles[name].max_batch_size, instances[0].max_batch_size),
+        )
+        return EngineWorker(
+            name,
+            instances,
+            scheduler,
+            clock,
+            on_dispatch=self._on_dispatch,
+            on_result=self._on_result,
+            is_more_expected=self._is_more_expected,
+            hooks=self.hooks,
+        )
+
+    # -- queries ------------------------------------------------------------------
+    async def run(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        *,
+        query_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> QueryResult:
+        """Run one query; ``deadline_s`` is seconds from now. Cancelling the caller
+        cancels the query."""
+        return await self.submit(graph, inputs, query_id=query_id, deadline_s=deadline_s)
+
+    async def run_many(
+        self,
+        queries: Iterable[tuple[Graph, Mapping[str, Any]]],
+        *,
+        deadline_s: float | None = None,
+    ) -> list[QueryResult | BaseException]:
+        """Run queries concurrently; each entry is its result or its error."""
+        futures = [self.submit(g, inputs, deadline_s=deadline_s) for g, inputs in queries]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    def submit(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        *,
+        query_id: str | None = None,
+        deadline_s: float | None = None,
+    ) -> asyncio.Future[QueryResult]:
+        """Start a query now; the future resolves with its result. Cancelling the future
+        cancels the query."""
+        clock = self._require_started()
+        query_id = query_id if query_id is not None else f"q{next(self._query_ids)}"
+        if query_id in self._runs:
+            raise ValueError(f"query id {query_id!r} is already running")
+        plan = self._plan(graph, inputs)
+        now_s = clock.now_s()
+        deadline_at_s = None if deadline_s is None else now_s + deadline_s
+        future: asyncio.Future[QueryResult] = asyncio.get_running_loop().create_future()
+        run = QueryRun(
+            query_id,
+            graph,
+            plan,
+            inputs,
+            clock=clock,
+            submit=self._submit_request,
+            on_end=self._on_end,
+            hooks=self.hooks,
+            deadline_at_s=deadline_at_s,
+        )
+        self._runs[query_id] = run
+        self._futures[query_id] = future
+        future.add_done_callback(partial(self._on_future_done, query_id))
+        if deadline_s is not None:
+            expire = partial(self._expire, query_id, deadline_s)
+            self._deadline_timers[query_id] = clock.call_at(now_s + deadline_s, expire)
+        run.start()
+        return future
+
+    def cancel(self, query_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a running query; False if no such query is running."""
+        run = self._runs.get(query_id)
+        if run is None:
+            return False
+        run.fail(QueryCancelled(query_id, reason))
+        return True
+
+    @property
+    def num_running_queries(self) -> int:
+        return len(self._runs)
+
+    @property
+    def num_open_requests(self) -> int:
+        return self._num_open_requests
+
+    # -- routing ------------------------------------------------------------------
+    def _submit_request(self, engine: str, request: EngineRequest) -> None:
+        self._num_open_requests += 1
+        self.workers[engine].add(request)
+
+    def _on_dispatch(self, engine: str, batch: Batch) -> None:
+        batch_size = len(batch.requests)
+        for request in batch.requests:
+            run = self._runs.get(request.query_id)
+            if run is not None:
+                run.on_dispatched(request, batch_size, engine)
+
+    def _on_result(
+        self, request: EngineRequest, outputs: Outputs | None, error: BaseException | None
+    ) -> None:
+        self._num_open_requests -= 1
+        run = self._runs.get(request.query_id)
+        if run is not None:
+            run.on_result(request, outputs, error)
+
+    def _is_more_expected(self, scheduler: EngineScheduler) -> bool:
+        # Only requests already in flight (or queued elsewhere) can lead to more work here.
+        return self._num_open_requests > scheduler.num_queued
+
+    def _expire(self, query_id: str, deadline_s: float) -> None:
+        self._deadline_timers.pop(query_id, None)
+        run = self._runs.get(query_id)
+        if run is not None:
+            run.fail(QueryTimeout(query_id, deadline_s, run.unfinished_nodes()))
+
+    def _on_future_done(self, query_id: str, future: asyncio.Future[QueryResult]) -> None:
+        if future.cancelled() and query_id in self._runs:
+            self.cancel(query_id, reason="cancelled by its caller")
+
+    def _on_end(self, run: QueryRun) -> None:
+        query_id = run.query_id
+        del self._runs[query_id]
+        timer = self._deadline_timers.pop(query_id, None)
+        if timer is not None:
+            timer.cancel()
+        for engine in sorted(run.engines_seen):
+            worker = self.workers[engine]
+            dropped = worker.remove_query(query_id)
+            self._num_open_requests -= len(dropped)
+            if run.error is None:
+                worker.release(query_id)
+            else:
+                worker.abort(query_id)
+        future = self._futures.pop(query_id)
+        if future.done():
+            return
+        if run.error is not None:
+            future.set_exception(run.error)
+        else:
+            assert run.result is not None
+            future.set_result(run.result)
+
+    # -- checks -------------------------------------------------------------------
+    def _require_started(self) -> Clock:
+        if self._clock is None or not self.workers:
+            raise RuntimeError("the runtime is not started: use `async with runtime:`")
+        return self._clock
+
+    def _plan(self, graph: Graph, inputs: Mapping[str, Any]) -> GraphPlan:
+        for node in graph:
+            if node.op in INLINE_OPS:
+                continue
+            self._check_engine(node.name, node.op, node.engine)
+        plan = GraphPlan(graph, self._cost_s)
+        missing = [key for key in plan.input_keys if key not in inputs]
+        if missing:
+            raise ValueError(f"query inputs lack {', '.join(map(repr, missing))}")
+        return plan
+
+    def _check_engine(self, node: str, op: Op, engine: str | None) -> None:
+        if engine not in self.instances:
+            known = ", ".join(self.instances)
+            raise ValueError(f"node {node!r} runs on engine {engine!r}, not one of: {known}")
+        kind = self.instances[engine][0].kind
+        if op not in OPS_BY_KIND[kind]:
+            raise ValueError(f"node {node!r} ({op}) cannot run on engine {engine!r} ({kind})")
+
+    def _cost_s(self, node: Node) -> float:
+        profile = self.profiles.get(node.engine) if node.engine else None
+        return estimate_cost_s(node, profile)
+
+
+def _as_list(name: str, engines: Engine | Sequence[Engine]) -> list[Engine]:
+    instances = [engines] if isinstance(engines, Engine) else list(engines)
+    if not instances:
+        raise ValueError(f"engine {name!r} has no instances")
+    kinds = {instance.kind for instance in instances}
+    if len(kinds) > 1:
+        raise ValueError(f"engine {name!r} mixes instance kinds: {sorted(kinds)}")
+    return instances
+
+
+def _policy_for(name: str, policy: str | Mapping[str, str]) -> str:
+    chosen = policy if isinstance(policy, str) else policy.get(name, "topology")
+    if chosen not in POLICIES:
+        known = ", ".join(POLICIES)
+        raise ValueError(f"engine {name!r}: unknown batching policy {chosen!r} (known: {known})")
+    return chosen
