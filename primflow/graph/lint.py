@@ -48,9 +48,12 @@ def lint(graph: Graph) -> None:
 def find_problems(graph: Graph) -> list[str]:
     """Every rule violation in ``graph``, in a deterministic order (empty when clean)."""
     problems = _check_acyclic(graph) + _check_edges(graph)
+    in_edges: dict[str, list[Edge]] = {node.name: [] for node in graph}
+    for edge in graph.edges:
+        in_edges[edge.dst].append(edge)
     for node in graph:
         for check in _NODE_CHECKS:
-            problems.extend(check(graph, node))
+            problems.extend(check(graph, node, in_edges[node.name]))
     return problems
 
 
@@ -96,9 +99,9 @@ def _check_select(edge: Edge, src: Port) -> list[str]:
     return []
 
 
-def _check_inputs_fed(graph: Graph, node: Node) -> list[str]:
+def _check_inputs_fed(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     problems: list[str] = []
-    data_in = [e for e in graph.in_edges(node.name) if e.kind is EdgeKind.DATA]
+    data_in = [e for e in in_edges if e.kind is EdgeKind.DATA]
     for port in node.inputs:
         num_edges = sum(1 for e in data_in if e.dst_port == port.name)
         if num_edges > 1:
@@ -108,13 +111,13 @@ def _check_inputs_fed(graph: Graph, node: Node) -> list[str]:
     return problems
 
 
-def _check_engine(graph: Graph, node: Node) -> list[str]:
+def _check_engine(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     if node.op in INLINE_OPS or node.engine:
         return []
     return [f"node {node.name!r} ({node.op}) has no engine"]
 
 
-def _check_fixed_outputs(graph: Graph, node: Node) -> list[str]:
+def _check_fixed_outputs(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     problems: list[str] = []
     for name, port_type in ops.FIXED_OUTPUTS.get(node.op, {}).items():
         port = _port_or_none(node.outputs, name)
@@ -125,7 +128,7 @@ def _check_fixed_outputs(graph: Graph, node: Node) -> list[str]:
     return problems
 
 
-def _check_prompt(graph: Graph, node: Node) -> list[str]:
+def _check_prompt(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     if node.op not in PROMPT_OPS:
         return []
     template = node.params.get("template")
@@ -135,7 +138,7 @@ def _check_prompt(graph: Graph, node: Node) -> list[str]:
         names = ops.placeholders(template)
     except ValueError as exc:
         return [f"node {node.name!r}: prompt template is malformed: {exc}"]
-    fed = {e.dst_port for e in graph.in_edges(node.name) if e.kind is EdgeKind.DATA}
+    fed = {e.dst_port for e in in_edges if e.kind is EdgeKind.DATA}
     problems = [
         f"node {node.name!r}: placeholder {{{name}}} has no "
         + ("incoming edge" if _port_or_none(node.inputs, name) else "input port")
@@ -149,7 +152,7 @@ def _check_prompt(graph: Graph, node: Node) -> list[str]:
     return problems
 
 
-def _check_llm_request(graph: Graph, node: Node) -> list[str]:
+def _check_llm_request(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     if node.op not in LLM_OPS:
         return []
     request = node.params.get("request")
@@ -157,11 +160,7 @@ def _check_llm_request(graph: Graph, node: Node) -> list[str]:
         return [f"node {node.name!r} ({node.op}) has no params['request']"]
     if node.op not in STATE_FED_OPS:
         return []
-    sources = [
-        e.src
-        for e in graph.in_edges(node.name)
-        if e.kind is EdgeKind.DATA and e.dst_port == ops.STATE
-    ]
+    sources = [e.src for e in in_edges if e.kind is EdgeKind.DATA and e.dst_port == ops.STATE]
     problems: list[str] = []
     for src in sources:
         src_request = graph.node(src).params.get("request")
@@ -173,7 +172,7 @@ def _check_llm_request(graph: Graph, node: Node) -> list[str]:
     return problems
 
 
-def _check_aggregate(graph: Graph, node: Node) -> list[str]:
+def _check_aggregate(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
     if node.op is not Op.AGGREGATE:
         return []
     names = [p.name for p in node.inputs]
@@ -193,7 +192,7 @@ def _check_aggregate(graph: Graph, node: Node) -> list[str]:
     return problems
 
 
-_NODE_CHECKS: tuple[Callable[[Graph, Node], list[str]], ...] = (
+_NODE_CHECKS: tuple[Callable[[Graph, Node, list[Edge]], list[str]], ...] = (
     _check_inputs_fed,
     _check_engine,
     _check_fixed_outputs,

@@ -64,28 +64,32 @@ def _batch_items(graph: Graph, node: Node) -> int | None:
     return size if size is not None and can_join_stages(graph, node, None, size) else None
 
 
-def _decompose_one(graph: Graph, node: Node, profiles: Mapping[str, LatencyProfile]) -> bool:
-    """Decompose ``node`` in place if it qualifies; returns whether it did."""
+def plan_stages(
+    graph: Graph, node: Node, profiles: Mapping[str, LatencyProfile]
+) -> tuple[list[Node], list[tuple[int, int]]] | None:
+    """(chain to replicate, stage ranges) when ``node`` should be decomposed, else None."""
     num_items = _batch_items(graph, node)
     output = single_output(node)
     if node.op not in PER_ITEM_OPS or num_items is None or output is None:
-        return False
+        return None
     micro_batch_size = profile_for(node, profiles).micro_batch_size(num_items)
     if micro_batch_size >= num_items:
-        return False
+        return None
     consumers = follow_chain(graph, node.name, output.name, num_items)
     if not consumers:
-        return False
-    ranges = stage_ranges(num_items, micro_batch_size)
-    replicate_chain(graph, [node, *consumers], ranges, STAGE_SUFFIX)
-    return True
+        return None
+    return [node, *consumers], stage_ranges(num_items, micro_batch_size)
 
 
 def decompose_stages(graph: Graph, profiles: Mapping[str, LatencyProfile] | None = None) -> Graph:
-    """A copy of ``graph`` with every oversized pipelinable batch split into stages."""
-    result = graph.copy()
+    """``graph`` with every oversized pipelinable batch split into stages: a new graph,
+    or ``graph`` itself when nothing qualifies (passes never mutate their input)."""
     known = profiles or {}
+    if not any(plan_stages(graph, node, known) for node in graph):
+        return graph
+    result = graph.copy()
     for name in graph.topo_order():
-        if name in result:
-            _decompose_one(result, result.node(name), known)
+        plan = plan_stages(result, result.node(name), known) if name in result else None
+        if plan is not None:
+            replicate_chain(result, plan[0], plan[1], STAGE_SUFFIX)
     return result

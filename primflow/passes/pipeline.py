@@ -4,7 +4,9 @@ Invariants:
 
 - One ordered default pipeline (prune -> decompose -> split prefill -> pipeline decode),
   applied round after round until a whole round changes nothing (or ``max_rounds``).
-- A pass is a pure function ``Graph -> Graph``; a pass that raises is never skipped:
+- A pass is a pure function ``Graph -> Graph``: it never mutates its argument and may
+  return it as is when nothing applies (copying big graphs is the main cost here).
+  A pass that raises is never skipped:
   :class:`PassError` names it and the passes that ran before it.
 - With ``lint_each`` the graph is linted after every pass, and every OUTPUT must keep
   depending on the same INPUTs; the first pass that breaks a rule is named.
@@ -168,6 +170,8 @@ class Optimizer:
             report.total_s = time.perf_counter() - started_s
             return cached, report
         result = self._run_to_fixpoint(graph, report)
+        if result is graph:
+            result = graph.copy()  # the caller owns what it gets back
         if self.cache is not None:
             self.cache.put(key, result)
         report.total_s = time.perf_counter() - started_s
@@ -182,7 +186,7 @@ class Optimizer:
             for graph_pass in self.passes:
                 new_graph = self._run_one(graph_pass, graph, ran, report)
                 ran.append(graph_pass.name)
-                if new_graph != graph:
+                if new_graph is not graph and new_graph != graph:
                     is_changed = True
                     report.changed_by.append(graph_pass.name)
                 graph = new_graph

@@ -93,13 +93,17 @@ def _item_chain(graph: Graph, decode: Node, num_items: int) -> tuple[list[Node],
     return [], ""
 
 
-def _pipeline_one(graph: Graph, decode: Node) -> bool:
+def _qualifies(graph: Graph, decode: Node) -> bool:
     num_items = _num_items(decode)
     if num_items is None or data_out(graph, decode.name, ops.TEXT):
         return False
+    return bool(_item_chain(graph, decode, num_items)[0])
+
+
+def _pipeline_one(graph: Graph, decode: Node) -> None:
+    num_items = _num_items(decode)
+    assert num_items is not None
     chain, head_port = _item_chain(graph, decode, num_items)
-    if not chain:
-        return False
     partials = _add_partial_decodes(graph, decode, num_items)
     sources = [Source(name, ops.ITEMS) for name in partials]
     ranges = [(i, i + 1) for i in range(num_items)]
@@ -113,12 +117,16 @@ def _pipeline_one(graph: Graph, decode: Node) -> bool:
         if edge.kind is EdgeKind.ORDER:
             graph.order(partials[-1], edge.dst)
     graph.remove_node(decode.name)
-    return True
 
 
 def pipeline_decode(graph: Graph) -> Graph:
-    """A copy of ``graph`` with every pipelinable splittable decode split per item."""
+    """``graph`` with every pipelinable splittable decode split per item: a new graph,
+    or ``graph`` itself when none qualifies."""
+    decodes = [n.name for n in graph.nodes_with_op(Op.LLM_DECODE) if _qualifies(graph, n)]
+    if not decodes:
+        return graph
     result = graph.copy()
-    for node in graph.nodes_with_op(Op.LLM_DECODE):
-        _pipeline_one(result, result.node(node.name))
+    for name in decodes:
+        if name in result and _qualifies(result, result.node(name)):
+            _pipeline_one(result, result.node(name))
     return result

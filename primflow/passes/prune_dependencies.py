@@ -19,7 +19,9 @@ from primflow.graph.ir import EdgeKind, Graph
 
 
 def prune_dependencies(graph: Graph) -> Graph:
-    """A copy of ``graph`` without ORDER edges."""
+    """``graph`` without ORDER edges: a new graph, or ``graph`` itself if it has none."""
+    if all(e.kind is EdgeKind.DATA for e in graph.edges):
+        return graph
     pruned = graph.copy()
     for edge in pruned.edges:
         if edge.kind is EdgeKind.ORDER:

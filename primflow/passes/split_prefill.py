@@ -135,15 +135,20 @@ def _retarget(edge: Edge, dst: str) -> Edge:
 
 
 def split_prefill(graph: Graph, profiles: Mapping[str, LatencyProfile] | None = None) -> Graph:
-    """A copy of ``graph`` with every prefill whose inputs arrive at different times
-    split into a partial and a full prefill."""
-    result = graph.copy()
+    """``graph`` with every prefill whose inputs arrive at different times split into a
+    partial and a full prefill: a new graph, or ``graph`` itself when none qualifies."""
     finish = finish_times_s(graph, profiles or {})
+    cuts: list[tuple[Node, str, str]] = []
     for node in graph.nodes_with_op(Op.LLM_PREFILL):
         template = node.params.get("template")
         if not isinstance(template, str):
             continue
         cut = cut_template(template, _late_placeholders(graph, node, finish))
         if cut is not None:
-            _split_one(result, node, *cut)
+            cuts.append((node, *cut))
+    if not cuts:
+        return graph
+    result = graph.copy()
+    for node, prefix, suffix in cuts:
+        _split_one(result, node, prefix, suffix)
     return result
