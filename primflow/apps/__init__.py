@@ -1,0 +1,27 @@
+"""The paper's applications as templates, by name: :func:`get_app`."""
+
+from __future__ import annotations
+
+from primflow.apps import advanced_rag, contextual_retrieval, naive_rag, search_augmented
+from primflow.apps.app import App
+
+APPS: dict[str, App] = {
+    app.name: app
+    for app in (naive_rag.APP, advanced_rag.APP, search_augmented.APP, contextual_retrieval.APP)
+}
+
+
+class UnknownAppError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_app(name: str) -> App:
+    try:
+        return APPS[name]
+    except KeyError:
+        known = ", ".join(APPS)
+        raise UnknownAppError(f"unknown app {name!r}; known apps: {known}") from None
+
+
+__all__ = ["APPS", "App", "UnknownAppError", "get_app"]

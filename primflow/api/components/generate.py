@@ -1,0 +1,136 @@
+"""LLM generation with a prompt whose placeholders read channels; and the judge.
+
+A :class:`Generate` prompt is either given literally or named from the query's config
+(``config_prompt``, e.g. "search_answer"), so each query may change it. Every
+placeholder must be bound to a channel explicitly; placeholders listed in ``optional``
+may receive nothing at run time (their producer was skipped by a CONDITION) and then
+render as "".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from primflow.api.component import Component, Role
+from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call, text_of
+from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
+from primflow.graph import ops
+from primflow.graph.ir import PortType
+from primflow.graph.lower import LoweringContext
+
+_ANY_VALUE = Role((PortType.ANY,))
+_CONFIG_VALUES = frozenset({"num_expansions"})  # filled from the config, not a channel
+
+
+class Generate(Component):
+    kind = "generate"
+    default_engine = "llm"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        prompt: str | None = None,
+        config_prompt: str | None = None,
+        reads: Mapping[str, str] | None = None,
+        optional: Iterable[str] = (),
+        text: str = "text",
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        engine: str | None = None,
+    ) -> None:
+        self.prompt = prompt
+        self.config_prompt = config_prompt
+        self._placeholders = self._find_placeholders()
+        self.optional = frozenset(optional)
+        self.max_tokens = max_tokens
+        self.stop = list(stop) if stop else None
+        self._given_reads = dict(reads or {})
+        super().__init__(name, engine=engine, reads=self._given_reads, writes={"text": text})
+
+    def _find_placeholders(self) -> list[str]:
+        if (self.prompt is None) == (self.config_prompt is None):
+            raise ValueError("give exactly one of prompt= or config_prompt=")
+        if self.config_prompt is not None:
+            if self.config_prompt not in PROMPT_PLACEHOLDERS:
+                known = ", ".join(PROMPT_PLACEHOLDERS)
+                raise ValueError(f"config_prompt {self.config_prompt!r} is unknown ({known})")
+            _, allowed = PROMPT_PLACEHOLDERS[self.config_prompt]
+            return sorted(allowed - _CONFIG_VALUES)
+        assert self.prompt is not None
+        try:
+            return ops.placeholders(self.prompt)
+        except ValueError as exc:
+            raise ValueError(f"prompt is malformed ({exc}); write {{{{ for a brace") from None
+
+    def input_roles(self) -> dict[str, Role]:
+        return {
+            n: Role(_ANY_VALUE.types, is_optional=n in self.optional) for n in self._placeholders
+        }
+
+    def output_roles(self) -> tuple[str, ...]:
+        return ("text",)
+
+    def output_types(self, input_types: Mapping[str, PortType]) -> dict[str, PortType]:
+        return {"text": PortType.TEXT}
+
+    def validate(self) -> None:
+        unbound = [n for n in self._placeholders if n not in self._given_reads]
+        if unbound:
+            raise ValueError(
+                f"prompt placeholder {{{unbound[0]}}} is not bound to a channel; "
+                f"bind it with reads={{'{unbound[0]}': <channel>}}"
+            )
+        stray = sorted(self.optional - set(self._placeholders))
+        if stray:
+            raise ValueError(f"optional names {stray[0]!r}, which is not a prompt placeholder")
+        if self.max_tokens is not None and self.max_tokens <= 0:
+            raise ValueError(f"max_tokens must be > 0, got {self.max_tokens}")
+
+    def template_for(self, ctx: LoweringContext) -> str:
+        if self.prompt is not None:
+            return self.prompt
+        assert self.config_prompt is not None
+        template: str = getattr(ctx.config.prompts, self.config_prompt)
+        required, allowed = PROMPT_PLACEHOLDERS[self.config_prompt]
+        check_placeholders(template, required, allowed, f"prompts.{self.config_prompt}")
+        return template.replace("{num_expansions}", str(ctx.config.num_expansions))
+
+    def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
+        return DecodeSpec(max_tokens=self.max_tokens or ctx.config.max_tokens, stop=self.stop)
+
+    def expand(self, ctx: LoweringContext) -> None:
+        template = self.template_for(ctx)
+        bindings = {
+            n: Binding(ctx.read(n), is_optional=n in self.optional)
+            for n in ops.placeholders(template)
+        }
+        decoder = add_llm_call(ctx, ctx.name(), template, bindings, self.decode_spec(ctx))
+        ctx.write("text", text_of(decoder))
+
+
+class Judge(Generate):
+    """A short yes/no decision by a (usually smaller) LLM, e.g. whether to search."""
+
+    kind = "judge"
+    default_engine = "judge"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        question: str = "question",
+        decision: str = "decision",
+        engine: str | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            config_prompt="judge",
+            reads={"question": question},
+            text=decision,
+            stop=["\n"],
+            engine=engine,
+        )
+
+    def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
+        return DecodeSpec(max_tokens=ctx.config.judge_max_tokens, stop=self.stop)

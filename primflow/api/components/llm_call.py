@@ -1,0 +1,102 @@
+"""One LLM call as primitives: a prefill fed by the prompt's placeholders, then a decode.
+
+Shared by every component that calls an LLM. The two phases share the ``request``
+param (the call's base node name, unique in the graph); the prefill's input ports are
+exactly the prompt's placeholders, each fed by one DATA edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from primflow.graph import ops
+from primflow.graph.ir import Node, Op, Port, PortType
+from primflow.graph.lower import LoweringContext, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The value behind one placeholder: a source, optionally a slice of its items."""
+
+    source: Source
+    select: tuple[int, int] | None = None
+    is_optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSpec:
+    max_tokens: int
+    parser: ops.DecodeParser | None = None
+    num_items: int | None = None
+    json_schema: Mapping[str, Any] | None = None
+    stop: Sequence[str] | None = None
+
+
+def add_llm_call(
+    ctx: LoweringContext,
+    base: str,
+    template: str,
+    bindings: Mapping[str, Binding],
+    decode: DecodeSpec,
+    system: str | None = None,
+) -> Node:
+    """Add ``base.prefill -> base.decode`` and return the decode node."""
+    names = ops.placeholders(template)
+    unbound = [n for n in names if n not in bindings]
+    if unbound:
+        raise ctx.error(f"prompt placeholder {{{unbound[0]}}} of {base!r} has no value")
+    inputs = tuple(
+        bindings[n].source.port_for(n, bindings[n].select, bindings[n].is_optional) for n in names
+    )
+    prefill_params: dict[str, Any] = {"request": base, "template": template}
+    if system:
+        prefill_params["system"] = system
+    prefill = ctx.add(
+        Node(
+            f"{base}.prefill",
+            Op.LLM_PREFILL,
+            inputs=inputs,
+            outputs=(Port(ops.STATE, PortType.LLM_STATE),),
+            engine=ctx.engine,
+            params=prefill_params,
+        )
+    )
+    for name in names:
+        ctx.connect(bindings[name].source, prefill.name, name, bindings[name].select)
+    decoder = ctx.add(_decode_node(ctx, base, decode))
+    ctx.connect(Source(prefill.name, ops.STATE, PortType.LLM_STATE), decoder.name, ops.STATE)
+    return decoder
+
+
+def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
+    params: dict[str, Any] = {"request": base, "max_tokens": spec.max_tokens}
+    outputs = [Port(ops.TEXT, PortType.TEXT)]
+    if spec.parser is not None:
+        params["parser"] = str(spec.parser)
+        params["num_items"] = spec.num_items
+        outputs.append(Port(ops.ITEMS, PortType.TEXTS, spec.num_items))
+    if spec.json_schema is not None:
+        params["json_schema"] = dict(spec.json_schema)
+    if spec.stop:
+        params["stop"] = list(spec.stop)
+    return Node(
+        f"{base}.decode",
+        Op.LLM_DECODE,
+        inputs=(Port(ops.STATE, PortType.LLM_STATE),),
+        outputs=tuple(outputs),
+        engine=ctx.engine,
+        params=params,
+        is_splittable=spec.parser is not None,
+    )
+
+
+def text_of(node: Node) -> Source:
+    """The text output of a decode node."""
+    return Source(node.name, ops.TEXT, PortType.TEXT)
+
+
+def item_slices(num_items: int, per_slice: int) -> list[tuple[int, int]]:
+    """``[0:k], [k:2k], ...`` covering ``num_items`` items."""
+    return [(i, min(i + per_slice, num_items)) for i in range(0, num_items, per_slice)]

@@ -1,0 +1,131 @@
+"""Loading documents from disk and chunking them into :class:`~primflow.values.Chunk` s.
+
+Owns the loaders (.txt, .md, .pdf, .jsonl) and chunking with the pinned
+``semantic-text-splitter`` (sizes in characters). Invariants: every loaded document has
+non-empty text and a ``source`` (its file name, or ``file.jsonl#line``); chunk ids run
+0..n-1 over the whole corpus in document order, so a chunk id names one chunk of a query.
+Errors name the path (and line) at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from semantic_text_splitter import MarkdownSplitter, TextSplitter
+
+from primflow.values import Chunk
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".jsonl")
+
+
+class DocumentError(ValueError):
+    """A document path cannot be loaded; the message names the path and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    text: str
+    source: str
+
+
+def load_documents(path: str | Path) -> list[Document]:
+    """Load one file, or every supported file under a folder (sorted, recursively)."""
+    root = Path(path)
+    if not root.exists():
+        raise DocumentError(f"document path {str(root)!r} does not exist")
+    if root.is_file():
+        return _load_file(root, root.name)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SUPPORTED_SUFFIXES)
+    if not files:
+        kinds = ", ".join(SUPPORTED_SUFFIXES)
+        raise DocumentError(f"folder {str(root)!r} has no documents (looked for {kinds})")
+    documents: list[Document] = []
+    for file in files:
+        documents.extend(_load_file(file, file.relative_to(root).as_posix()))
+    return documents
+
+
+def _load_file(file: Path, source: str) -> list[Document]:
+    suffix = file.suffix.lower()
+    if suffix in (".txt", ".md"):
+        docs = [Document(_read_text(file), source)]
+    elif suffix == ".pdf":
+        docs = [Document(_read_pdf(file), source)]
+    elif suffix == ".jsonl":
+        docs = _read_jsonl(file, source)
+    else:
+        kinds = ", ".join(SUPPORTED_SUFFIXES)
+        raise DocumentError(f"{str(file)!r}: unsupported file type {suffix!r} (use {kinds})")
+    docs = [d for d in docs if d.text.strip()]
+    if not docs:
+        raise DocumentError(f"{str(file)!r} has no text")
+    return docs
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{str(file)!r} is not UTF-8 text: {exc.reason}") from None
+
+
+def _read_pdf(file: Path) -> str:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError:
+        raise DocumentError(
+            f"{str(file)!r}: reading PDF needs pypdf (pip install 'primflow[engines]')"
+        ) from None
+    try:
+        reader = PdfReader(file)
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, OSError, ValueError) as exc:
+        raise DocumentError(f"{str(file)!r} is not a readable PDF: {exc}") from None
+    return "\n\n".join(pages)
+
+
+def _read_jsonl(file: Path, source: str) -> list[Document]:
+    """One document per line: an object with a ``text`` field (and optional ``source``)."""
+    docs: list[Document] = []
+    for number, line in enumerate(_read_text(file).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{str(file)!r} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DocumentError(f"{where} is not JSON: {exc.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise DocumentError(f"{where}: expected an object with a string 'text' field")
+        docs.append(Document(record["text"], str(record.get("source", f"{source}#{number}"))))
+    return docs
+
+
+def chunk_documents(
+    documents: Iterable[Document], chunk_size: int, chunk_overlap: int = 0
+) -> list[Chunk]:
+    """Split each document into chunks of at most ``chunk_size`` characters.
+
+    Markdown files are split on their structure (headings, lists) first.
+    """
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
+    if not 0 <= chunk_overlap < chunk_size:
+        raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
+    text_splitter = TextSplitter(chunk_size, overlap=chunk_overlap)
+    md_splitter = MarkdownSplitter(chunk_size, overlap=chunk_overlap)
+    chunks: list[Chunk] = []
+    for doc in documents:
+        splitter = md_splitter if doc.source.endswith(".md") else text_splitter
+        for piece in splitter.chunks(doc.text):
+            chunks.append(Chunk(text=piece, source=doc.source, chunk_id=len(chunks)))
+    return chunks
+
+
+def as_documents(items: Sequence[Document | str]) -> list[Document]:
+    """Accept plain strings as documents too (sources ``doc-0``, ``doc-1``...)."""
+    return [d if isinstance(d, Document) else Document(d, f"doc-{i}") for i, d in enumerate(items)]

@@ -1,0 +1,38 @@
+"""Search-engine-empowered generation (paper §7): a judge LLM decides whether the
+question needs a web search; if so, the web search runs and the core LLM answers with
+the hits as context, otherwise it answers without them."""
+
+from __future__ import annotations
+
+from primflow.api.components import Condition, Generate, Judge, WebSearch
+from primflow.api.config import QueryConfig
+from primflow.api.template import Template, build_template
+from primflow.apps.app import App
+
+
+def build() -> Template:
+    flow = (
+        Judge(question="question", decision="decision", engine="judge")
+        >> Condition(decision="decision", value="question_list", if_true="search_queries")
+        >> WebSearch(queries="search_queries", hits="web_hits")
+        >> Generate(
+            "answer",
+            config_prompt="search_answer",
+            reads={"question": "question", "search_results": "web_hits"},
+            optional=["search_results"],
+            text="answer",
+            engine="llm",
+        )
+    )
+    return build_template(
+        "search_augmented", flow, outputs={"answer": "answer", "hits": "web_hits"}
+    )
+
+
+APP = App(
+    name="search_augmented",
+    description="a judge LLM decides to web-search; the core LLM answers with the hits",
+    build=build,
+    default_config=QueryConfig(web_top_k=4),
+    sample_question="Who won the Nobel Prize in Physics in 1921, and for what?",
+)
