@@ -71,6 +71,17 @@ class OptimizeReport:
     changed_by: list[str] = field(default_factory=list)  # pass names, one per change
     total_s: float = 0.0
 
+    def summary(self) -> str:
+        """One line for logs and the CLI, e.g. ``optimized in 2.10 ms, 2 rounds (...)``."""
+        if self.is_cache_hit:
+            return f"optimized graph from cache in {self.total_s * 1e3:.2f} ms"
+        per_pass = ", ".join(f"{name} {s * 1e3:.2f} ms" for name, s in self.pass_s.items())
+        settled = "" if self.is_fixpoint else ", round limit reached"
+        return (
+            f"optimized in {self.total_s * 1e3:.2f} ms, {self.num_rounds} rounds{settled} "
+            f"({per_pass}); changed by: {', '.join(dict.fromkeys(self.changed_by)) or 'none'}"
+        )
+
 
 def default_passes(profiles: Profiles | None = None) -> list[GraphPass]:
     """The default pipeline, in order; ``profiles`` maps engine name -> latency profile."""

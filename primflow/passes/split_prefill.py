@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import INLINE_OPS, Edge, EdgeKind, Graph, Node, Op, Port, PortType
+from primflow.passes.chain import unique_name
 from primflow.passes.decompose_stages import kind_of, profile_for
 
 PARTIAL_SUFFIX = ".partial"
@@ -103,13 +104,13 @@ def _ports_for(node: Node, template: str) -> tuple[Port, ...]:
 def _split_one(graph: Graph, node: Node, prefix: str, suffix: str) -> None:
     base = {k: v for k, v in node.params.items() if k != "template"}
     partial = node.replace(
-        name=f"{node.name}{PARTIAL_SUFFIX}",
+        name=unique_name(graph, f"{node.name}{PARTIAL_SUFFIX}"),
         op=Op.LLM_PARTIAL_PREFILL,
         inputs=_ports_for(node, prefix),
         params={**base, "template": prefix},
     )
     full = node.replace(
-        name=f"{node.name}{FULL_SUFFIX}",
+        name=unique_name(graph, f"{node.name}{FULL_SUFFIX}"),
         op=Op.LLM_FULL_PREFILL,
         inputs=(Port(ops.STATE, PortType.LLM_STATE), *_ports_for(node, suffix)),
         params={k: v for k, v in {**base, "template": suffix}.items() if k != "system"},

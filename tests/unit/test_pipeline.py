@@ -36,6 +36,8 @@ def test_default_order_and_full_rewrite_of_advanced_rag() -> None:
     assert {Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL, Op.LLM_PARTIAL_DECODE} <= ops_used
     assert not any(e.kind is EdgeKind.ORDER for e in result.edges)
     assert graph == advanced_rag_graph(200)  # the input is untouched
+    assert report.summary().startswith("optimized in ")
+    assert "2 rounds (prune_dependencies " in report.summary()
 
 
 def test_optimized_graph_is_a_fixpoint() -> None:
@@ -110,6 +112,7 @@ def test_cache_hits_for_the_same_shape_and_misses_for_another() -> None:
     assert not report.is_cache_hit
     second, report = optimize(advanced_rag_graph(200), cache=cache, template_id="adv")
     assert report.is_cache_hit and report.pass_s == {}
+    assert "from cache" in report.summary()
     assert second == first
     _, report = optimize(advanced_rag_graph(201), cache=cache, template_id="adv")
     assert not report.is_cache_hit
