@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from graphs import advanced_rag_graph, indexing_graph, naive_rag_graph
 
+from primflow.apps import APPS
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op
-from primflow.graph.lint import lint
+from primflow.graph.lint import check_same_dependencies, lint
+from primflow.graph.lower import lower
 from primflow.passes.pipeline import (
     GraphCache,
     GraphPass,
@@ -152,3 +154,15 @@ def test_profiles_reach_stage_decomposition() -> None:
     profiles = {"embedder": LatencyProfile(efficient_batch_size=10)}
     result, _ = optimize(indexing_graph(100), profiles)
     assert len(result.nodes_with_op(Op.EMBED)) == 10
+
+
+@pytest.mark.parametrize("app_name", sorted(APPS))
+def test_lowered_sample_apps_optimize_cleanly(app_name: str) -> None:
+    """The passes on real lowered graphs: lint holds between passes, outputs keep
+    their inputs, and each app gets at least one rewrite."""
+    app = APPS[app_name]
+    graph = lower(app.template(), app.sample_query())
+    lint(graph)
+    result, report = optimize(graph, lint_each=True)
+    assert report.is_fixpoint and report.changed_by
+    check_same_dependencies(graph, result)
