@@ -11,7 +11,8 @@ Invariants:
 - With ``lint_each`` the graph is linted after every pass, and every OUTPUT must keep
   depending on the same INPUTs; the first pass that breaks a rule is named.
 - Optimized graphs are cached per (template id, shape key). The default shape key is
-  the whole structure of the graph, so a hit returns exactly what the passes would.
+  the whole structure of the graph, so a hit returns exactly what the passes would; a
+  caller-supplied key must cover everything the passes read (ops, port sizes, params).
 - Every run reports its time per pass and whether it hit the cache.
 
 Custom passes: build a list from :func:`default_passes` and insert a
