@@ -177,6 +177,7 @@ class Graph:
     def __init__(self, nodes: Iterable[Node] = (), edges: Iterable[Edge] = ()) -> None:
         self._nodes: dict[str, Node] = {}
         self._edges: list[Edge] = []
+        self._edge_set: set[Edge] = set()  # membership checks stay O(1) on big graphs
         for node in nodes:
             self.add_node(node)
         for edge in edges:
@@ -199,6 +200,7 @@ class Graph:
         node = self.node(name)
         del self._nodes[name]
         self._edges = [e for e in self._edges if name not in (e.src, e.dst)]
+        self._edge_set = set(self._edges)
         return node
 
     def add_edge(self, edge: Edge) -> Edge:
@@ -208,8 +210,9 @@ class Graph:
         if edge.kind is EdgeKind.DATA:
             self._nodes[edge.src].output(edge.src_port)
             self._nodes[edge.dst].input(edge.dst_port)
-        if edge not in self._edges:
+        if edge not in self._edge_set:
             self._edges.append(edge)
+            self._edge_set.add(edge)
         return edge
 
     def connect(
@@ -228,9 +231,15 @@ class Graph:
 
     def remove_edge(self, edge: Edge) -> None:
         self._edges.remove(edge)
+        self._edge_set.discard(edge)
 
     def copy(self) -> Graph:
-        return Graph(self._nodes.values(), self._edges)
+        """A new graph with the same nodes and edges (already validated: no re-checks)."""
+        clone = Graph()
+        clone._nodes = dict(self._nodes)
+        clone._edges = list(self._edges)
+        clone._edge_set = set(self._edge_set)
+        return clone
 
     # -- queries ------------------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -297,7 +306,7 @@ class Graph:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):
             return NotImplemented
-        return self.nodes == other.nodes and set(self._edges) == set(other._edges)
+        return self.nodes == other.nodes and self._edge_set == other._edge_set
 
     def __repr__(self) -> str:
         return f"Graph({len(self._nodes)} nodes, {len(self._edges)} edges)"
