@@ -124,10 +124,10 @@ class Engine(ABC):
         """How many batches may be in flight at once (LLM engines: many)."""
         return 1
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Load models, open connections. Idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release everything. Idempotent."""
 
     @abstractmethod

@@ -30,7 +30,9 @@ class LatencyProfile:
     max_batch_size: int = 64
     max_batch_tokens: int = 4096
 
-    def latency_s(self, num_items: int = 1, num_tokens: int = 0, num_output_tokens: int = 0) -> float:
+    def latency_s(
+        self, num_items: int = 1, num_tokens: int = 0, num_output_tokens: int = 0
+    ) -> float:
         return (
             self.base_s
             + self.per_item_s * num_items

@@ -4,22 +4,23 @@ lint, the runtime and the engines.
 Port names are fixed per op (below), except LLM prompt ops, whose inputs are the
 placeholders of their prompt template, and AGGREGATE, whose inputs are ``part_<i>``.
 
-| op                  | inputs                                   | outputs          | params |
-|---------------------|------------------------------------------|------------------|--------|
-| input               | -                                        | value            | key (the query input it holds) |
-| output              | value                                    | -                | key (the result field it fills) |
-| embed               | items: texts or chunks                   | vectors          | - |
-| vector_ingest       | chunks, vectors                          | index            | collection |
-| vector_search       | vectors, index                           | hits             | top_k |
-| rerank              | query: text, hits                        | hits             | top_k |
-| web_search          | queries: texts                           | hits             | top_k |
-| llm_prefill         | one per template placeholder             | state            | request, template, system |
-| llm_partial_prefill | placeholders of the prefix               | state            | request, template (prefix), system |
-| llm_full_prefill    | state + placeholders of the suffix       | state            | request, template (suffix) |
-| llm_decode          | state                                    | text [, items]   | request, max_tokens, parser, num_items, json_schema, stop |
-| llm_partial_decode  | state                                    | items, state     | request, index, num_items, parser |
-| condition           | decision: text, value: any               | if_true, if_false| predicate ("yes"), ... |
-| aggregate           | part_0 .. part_{k-1}                     | result           | mode: concat, top_k, all, first; top_k |
+Each op as ``inputs -> outputs; params``:
+
+- input: ``-> value``; key (the query input it holds)
+- output: ``value ->``; key (the result field it fills)
+- embed: ``items (texts or chunks) -> vectors``
+- vector_ingest: ``chunks, vectors -> index``; collection
+- vector_search: ``vectors, index -> hits``; top_k
+- rerank: ``query (text), hits -> hits``; top_k
+- web_search: ``queries (texts) -> hits``; top_k
+- llm_prefill: ``one port per template placeholder -> state``; request, template, system
+- llm_partial_prefill: ``placeholders of the prefix -> state``; request, template, system
+- llm_full_prefill: ``state + placeholders of the suffix -> state``; request, template
+- llm_decode: ``state -> text [, items]``; request, max_tokens, parser, num_items,
+  json_schema, stop
+- llm_partial_decode: ``state -> items, state``; request, index, num_items, parser
+- condition: ``decision (text), value -> if_true, if_false``; predicate
+- aggregate: ``part_0 .. part_{k-1} -> result``; mode (concat, top_k, all, first), top_k
 
 ``request`` ties the phases of one LLM call together within a graph; the runtime
 prefixes it with the query id so concurrent queries never share an engine request.
