@@ -136,12 +136,13 @@ def _check_channels(
 ) -> dict[str, Channel]:
     channels = {n: Channel(n, t, None) for n, t in inputs.items()}
     ancestors = _ancestors([c.name for c in components], edges)
+    writers = {ch: c.name for c in components for ch in c.writes.values() if ch is not None}
     for comp in components:
         try:
             comp.validate()
         except ValueError as exc:
             raise TemplateError(str(exc), comp.name) from None
-        input_types, is_conditional = _check_reads(comp, channels, ancestors[comp.name])
+        input_types, is_conditional = _check_reads(comp, channels, writers, ancestors[comp.name])
         try:
             output_types = comp.output_types(input_types)
         except ValueError as exc:
@@ -161,7 +162,10 @@ def _check_channels(
 
 
 def _check_reads(
-    comp: Component, channels: Mapping[str, Channel], upstream: set[str]
+    comp: Component,
+    channels: Mapping[str, Channel],
+    writers: Mapping[str, str],
+    upstream: set[str],
 ) -> tuple[dict[str, PortType], bool]:
     """Types of the channels ``comp`` reads, and whether a required one is conditional."""
     types: dict[str, PortType] = {}
@@ -173,17 +177,22 @@ def _check_reads(
                 raise TemplateError(f"input {role!r} must be bound to a channel", comp.name)
             continue
         channel = channels.get(channel_name)
+        writer = writers.get(channel_name)
+        if (
+            writer is not None
+            and writer not in upstream
+            and channel_name not in inputs_of(channels)
+        ):
+            raise TemplateError(
+                f"reads channel {channel_name!r} written by {writer!r}, which is not "
+                f"upstream of it; order them with {writer} >> {comp.name}",
+                comp.name,
+            )
         if channel is None:
             known = ", ".join(sorted(channels)) or "none"
             raise TemplateError(
                 f"reads channel {channel_name!r} (as {role!r}) but no upstream component "
                 f"writes it and it is not a template input (available: {known})",
-                comp.name,
-            )
-        if channel.writer is not None and channel.writer not in upstream:
-            raise TemplateError(
-                f"reads channel {channel_name!r} written by {channel.writer!r}, which is not "
-                f"upstream of it; order them with {channel.writer} >> {comp.name}",
                 comp.name,
             )
         if channel.type not in spec.types and PortType.ANY not in spec.types:
@@ -195,6 +204,10 @@ def _check_reads(
         types[role] = channel.type
         is_conditional |= channel.is_conditional and not spec.is_optional
     return types, is_conditional
+
+
+def inputs_of(channels: Mapping[str, Channel]) -> set[str]:
+    return {name for name, ch in channels.items() if ch.writer is None}
 
 
 def _check_outputs(name: str, outputs: Mapping[str, str], channels: Mapping[str, Channel]) -> None:
