@@ -23,7 +23,9 @@ soon, for at most ``max_wait_ms`` after its oldest request. It is formed at once
 (a) the queued work already fills a batch, or (b) the oldest request has waited
 ``max_wait_ms``, or (c) the caller says nothing else can arrive soon
 (``is_more_expected=False``): the runtime passes that when no request is in flight
-anywhere but this queue, so a lone query never pays the wait.
+anywhere but this queue, so a lone query never pays the wait, or (d) the engine runs
+several batches at once (``max_concurrent_batches > 1``, continuous batching): such an
+engine fuses work at its own step boundary, so holding would only add latency.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ class EngineScheduler:
     def _is_batch_due(self, now_s: float, is_more_expected: bool) -> bool:
         if not self._has_free_slot():
             return False
-        if not is_more_expected:
+        if not is_more_expected or self.max_concurrent_batches > 1:
             return True
         if self._num_queued_items >= self.max_num_items:
             return True

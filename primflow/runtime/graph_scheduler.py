@@ -97,19 +97,20 @@ class QueryRun:
         for hook in self._hooks:
             hook.on_query_start(self.query_id, self.graph, self.start_s)
         self._ready.extend(n for n in self.plan.order if self._num_waiting[n] == 0)
-        self._drain()
+        self._drain(self.start_s)
 
     def on_dispatched(self, request: EngineRequest, batch_size: int, engine: str) -> None:
         if self.is_finished or self._requests.get(request.node) is not request:
             return
         name = request.node
+        now_s = self._clock.now_s()
         self.state.set_status(name, NodeStatus.RUNNING)
         timing = self.state.timings[name]
-        timing.start_s = self._clock.now_s()
+        timing.start_s = now_s
         timing.batch_size = batch_size
         timing.engine = engine
         self._unblock(name, is_dispatch=True)
-        self._drain()
+        self._drain(now_s)
 
     def on_result(
         self, request: EngineRequest, outputs: Outputs | None, error: BaseException | None
@@ -131,8 +132,9 @@ class QueryRun:
             reason = f"returned no {', '.join(missing)} output (got: {got})"
             self.fail(QueryFailed(self.query_id, node.name, node.engine, reason), node.name)
             return
-        self._complete(node.name, outputs)
-        self._drain()
+        now_s = self._clock.now_s()
+        self._complete(node.name, outputs, now_s)
+        self._drain(now_s)
 
     def fail(self, error: BaseException, failed_node: str | None = None) -> None:
         """End the query with ``error``; unfinished nodes become CANCELLED."""
@@ -158,15 +160,14 @@ class QueryRun:
         return list(self._requests.values())
 
     # -- the worklist -------------------------------------------------------------
-    def _drain(self) -> None:
+    def _drain(self, now_s: float) -> None:
         while self._ready and not self.is_finished:
-            self._dispatch(self._ready.popleft())
+            self._dispatch(self._ready.popleft(), now_s)
         if not self.is_finished and self.state.num_unfinished == 0:
-            self._finish()
+            self._finish(now_s)
 
-    def _dispatch(self, name: str) -> None:
+    def _dispatch(self, name: str, now_s: float) -> None:
         plan = self.plan.nodes[name]
-        now_s = self._clock.now_s()
         values, is_skipped = self._gather_inputs(plan)
         timing = self.state.timings[name] = NodeTiming(ready_s=now_s)
         if is_skipped:
@@ -217,7 +218,7 @@ class QueryRun:
         except Exception as exc:  # a bad value in an inline op fails only this query
             self.fail(QueryFailed(self.query_id, node.name, None, repr(exc)), node.name)
             return
-        self._complete(node.name, outputs)
+        self._complete(node.name, outputs, timing.ready_s)
 
     def _send(self, plan: NodePlan, values: dict[str, Any]) -> None:
         node = plan.node
@@ -244,13 +245,13 @@ class QueryRun:
         self._submit(node.engine, request)
 
     # -- completion ---------------------------------------------------------------
-    def _complete(self, name: str, outputs: Mapping[str, Any]) -> None:
+    def _complete(self, name: str, outputs: Mapping[str, Any], now_s: float) -> None:
         node = self.plan.nodes[name].node
         for port in node.outputs:
             self.state.put(name, port.name, outputs.get(port.name))
         self.state.set_status(name, NodeStatus.DONE)
         timing = self.state.timings[name]
-        timing.end_s = self._clock.now_s()
+        timing.end_s = now_s
         self._node_done(name, NodeStatus.DONE, timing)
         self._unblock(name, is_dispatch=False)
 
@@ -277,8 +278,7 @@ class QueryRun:
         for hook in self._hooks:
             hook.on_node_done(self.query_id, name, status, timing)
 
-    def _finish(self) -> None:
-        now_s = self._clock.now_s()
+    def _finish(self, now_s: float) -> None:
         self.result = QueryResult(
             query_id=self.query_id,
             outputs=self.state.outputs,

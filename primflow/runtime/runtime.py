@@ -40,7 +40,7 @@ from primflow.runtime.errors import QueryCancelled, QueryTimeout
 from primflow.runtime.graph_scheduler import QueryRun
 from primflow.runtime.hooks import Hook
 from primflow.runtime.plan import GraphPlan, estimate_cost_s
-from primflow.runtime.query_state import QueryResult
+from primflow.runtime.query_state import QueryResult, QueryState
 
 
 class Runtime:
@@ -190,6 +190,11 @@ class Runtime:
             return False
         run.fail(QueryCancelled(query_id, reason))
         return True
+
+    def state_of(self, query_id: str) -> QueryState | None:
+        """The run state of a running query (for inspection and tests)."""
+        run = self._runs.get(query_id)
+        return None if run is None else run.state
 
     @property
     def num_running_queries(self) -> int:

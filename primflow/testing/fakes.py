@@ -29,7 +29,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,8 @@ from primflow.values import Chunk, Hit, IndexHandle
 EMBED_DIM = 32
 MAX_NUM_CLOSED_QUERIES = 10_000
 
+T = TypeVar("T")
+
 
 class FakeEngine(Engine):
     """Shared machinery: batch recording, latency, knobs, per-query cleanup."""
@@ -68,29 +70,35 @@ class FakeEngine(Engine):
         self.batches: list[list[EngineRequest]] = []
         self.aborted: list[str] = []
         self.released: list[str] = []
-        self._failing: dict[str, str] = {}
-        self._gates: dict[str, asyncio.Event] = {}
-        self._entered: dict[str, asyncio.Event] = {}
+        self._failing: dict[tuple[str | None, str], str] = {}
+        self._gates: dict[tuple[str | None, str], asyncio.Event] = {}
+        self._entered: dict[tuple[str | None, str], asyncio.Event] = {}
         self._responses: dict[str, str] = {}
         self._tasks: dict[asyncio.Task[None], list[asyncio.Future[Outputs]]] = {}
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
         self._closed_queries: dict[str, None] = {}
         self._num_running = 0
 
-    # -- knobs --------------------------------------------------------------------
-    def fail_on(self, node: str, reason: str = "injected failure") -> None:
-        self._failing[node] = reason
+    # -- knobs (``query_id=None`` applies to every query) ---------------------------
+    def fail_on(
+        self, node: str, reason: str = "injected failure", query_id: str | None = None
+    ) -> None:
+        self._failing[(query_id, node)] = reason
 
-    def block(self, node: str) -> asyncio.Event:
+    def block(self, node: str, query_id: str | None = None) -> asyncio.Event:
         """Hold ``node``'s requests in flight until the returned event is set."""
-        return self._gates.setdefault(node, asyncio.Event())
+        return self._gates.setdefault((query_id, node), asyncio.Event())
 
-    def entered(self, node: str) -> asyncio.Event:
+    def entered(self, node: str, query_id: str | None = None) -> asyncio.Event:
         """Set once a request of ``node`` is held by ``block``."""
-        return self._entered.setdefault(node, asyncio.Event())
+        return self._entered.setdefault((query_id, node), asyncio.Event())
 
     def set_response(self, node: str, text: str) -> None:
         self._responses[node] = text
+
+    def _knob(self, knobs: dict[tuple[str | None, str], T], request: EngineRequest) -> T | None:
+        found = knobs.get((request.query_id, request.node))
+        return found if found is not None else knobs.get((None, request.node))
 
     @property
     def max_concurrent_batches(self) -> int:
@@ -174,7 +182,7 @@ class FakeEngine(Engine):
         """Resolve one request, honouring its gate without holding up the rest."""
         if future.done():
             return
-        gate = self._gates.get(request.node)
+        gate = self._knob(self._gates, request)
         if gate is not None and not gate.is_set():
             self._start_task(self._finish_after(gate, request, future), [future])
             return
@@ -184,13 +192,15 @@ class FakeEngine(Engine):
         self, gate: asyncio.Event, request: EngineRequest, future: asyncio.Future[Outputs]
     ) -> None:
         self.entered(request.node).set()
+        self.entered(request.node, request.query_id).set()
         await gate.wait()
         if not future.done():
             self._resolve(request, future)
 
     def _resolve(self, request: EngineRequest, future: asyncio.Future[Outputs]) -> None:
-        if request.node in self._failing:
-            future.set_exception(EngineError(self.name, request.node, self._failing[request.node]))
+        failure = self._knob(self._failing, request)
+        if failure is not None:
+            future.set_exception(EngineError(self.name, request.node, failure))
             return
         try:
             outputs = self.compute(request)
