@@ -21,6 +21,7 @@ from primflow.api.config import Prompts, Query, QueryConfig, SynthesisMode
 from primflow.api.documents import Document, DocumentError, chunk_documents, load_documents
 from primflow.api.spec import SpecError, load_spec, parse_spec
 from primflow.api.template import Template, TemplateError, build_template
+from primflow.graph.lower import LoweredQuery, LoweringError, lower, lower_query
 
 __all__ = [
     "Aggregate",
@@ -35,6 +36,8 @@ __all__ = [
     "Generate",
     "Ingest",
     "Judge",
+    "LoweredQuery",
+    "LoweringError",
     "Prompts",
     "Query",
     "QueryConfig",
@@ -51,5 +54,7 @@ __all__ = [
     "chunk_documents",
     "load_documents",
     "load_spec",
+    "lower",
+    "lower_query",
     "parse_spec",
 ]

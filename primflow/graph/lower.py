@@ -19,7 +19,6 @@ as the ``request`` param, so it is unique within the graph.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -213,11 +212,3 @@ def _add_output(state: _State, key: str, source: Source) -> None:
     node = Node(f"output.{key}", Op.OUTPUT, inputs=(port,), params={"key": key}, origin="output")
     state.graph.add_node(node)
     state.graph.connect(source.node, source.port, node.name, ops.VALUE)
-
-
-def describe_sizes(graph: Graph) -> Mapping[str, int]:
-    """Primitive counts by op (for tests and the CLI summary)."""
-    counts: dict[str, int] = {}
-    for node in graph:
-        counts[str(node.op)] = counts.get(str(node.op), 0) + 1
-    return counts

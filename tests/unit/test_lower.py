@@ -205,3 +205,16 @@ def test_bad_prompt_in_config_is_caught_when_lowering() -> None:
 
 def test_lowering_is_deterministic() -> None:
     assert _graph("advanced_rag") == _graph("advanced_rag")
+
+
+def test_extra_template_inputs_come_from_the_query() -> None:
+    from primflow.api import Generate, build_template
+    from primflow.graph.ir import PortType
+
+    gen = Generate(prompt="{question} {notes}", reads={"question": "question", "notes": "notes"})
+    template = build_template("t", gen, outputs={"text": "text"}, inputs={"notes": PortType.TEXT})
+    lowered = lower_query(template, Query("q?", inputs={"notes": "remember this"}))
+    assert lowered.inputs == {"question": "q?", "notes": "remember this"}
+    assert lowered.graph.node("input.notes").params == {"key": "notes"}
+    with pytest.raises(LoweringError, match="no value for template input 'notes'"):
+        lower(template, Query("q?"))

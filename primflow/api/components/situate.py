@@ -3,6 +3,10 @@
 For chunk i the LLM sees the chunk and its ``num_neighbours`` neighbours (half before,
 half after) and writes a short context for it; an AGGREGATE (concat) joins the texts in
 chunk order, so item i of the output belongs to chunk i.
+
+Limitation: the op table has no primitive that joins two texts, so the situated text is
+the LLM's output alone (Anthropic prepends it to the chunk before embedding). The
+ingest still stores the original chunks, so hits and answers quote the chunk text.
 """
 
 from __future__ import annotations
