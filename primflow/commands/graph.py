@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import DocumentError, load_documents
 from primflow.apps import APPS, UnknownAppError, get_app
+from primflow.engines.profile import load_profiles
 from primflow.graph.ir import Graph
 from primflow.graph.lower import LoweringError, lower
 from primflow.graph.printers import to_dot, to_json, to_mermaid, to_text
@@ -28,6 +30,11 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format")
     parser.add_argument("--question", help="use this question instead of the sample one")
     parser.add_argument("--docs", help="a file or folder of documents instead of the samples")
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        help="engine latency profiles (JSON from `primflow profile`) for the passes",
+    )
 
 
 def build_graph(args: argparse.Namespace) -> Graph:
@@ -38,7 +45,8 @@ def build_graph(args: argparse.Namespace) -> Graph:
         query = Query(args.question or query.question, documents, query.config)
     graph = lower(app.template(), query)
     if args.optimized:
-        graph, _ = optimize(graph)
+        profiles = load_profiles(args.profiles) if args.profiles else None
+        graph, _ = optimize(graph, profiles)
     return graph
 
 
@@ -55,7 +63,7 @@ def render(graph: Graph, fmt: str, name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         graph = build_graph(args)
-    except (UnknownAppError, DocumentError, LoweringError, ValueError) as exc:
+    except (UnknownAppError, DocumentError, LoweringError, ValueError, OSError) as exc:
         print(f"primflow graph: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(render(graph, args.format, args.app))

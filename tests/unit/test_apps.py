@@ -17,6 +17,7 @@ import pytest
 from primflow.apps import APPS, UnknownAppError, get_app
 from primflow.apps.samples import samples_dir
 from primflow.cli import main
+from primflow.engines.profile import LatencyProfile, save_profiles
 from primflow.graph import ops
 from primflow.graph.ir import EdgeKind, Graph, Op
 from primflow.graph.lint import lint
@@ -182,3 +183,16 @@ def test_graph_command_errors(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_graph_command_uses_given_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "profiles.json"
+    save_profiles({"embedder": LatencyProfile(efficient_batch_size=1000)}, path)
+    assert main(["graph", "advanced_rag", "--optimized", "--profiles", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "embed_docs.s0" not in out  # one batch fits: no stages
+    assert "llm_partial_decode" in out
+    assert main(["graph", "naive_rag", "--optimized", "--profiles", str(tmp_path / "no")]) == 2
+    assert "No such file" in capsys.readouterr().err
