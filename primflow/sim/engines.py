@@ -1,0 +1,107 @@
+"""Simulated engines: the fakes of ``primflow.testing.fakes`` with preset profiles.
+
+Owns how a simulation's engines are built: one fake per instance of each named engine,
+its profile taken from a hardware preset by engine kind. Invariants:
+
+- Non-LLM engines run one batch at a time per instance; a batch takes the profile's
+  ``latency_s(items, tokens)``, so batching amortizes the fixed cost.
+- The LLM runs up to ``max_num_calls`` batches at once (continuous batching). Unlike
+  the bare fake, it slows down with load: a request that starts while ``n`` others run
+  takes ``(1 + llm_contention * n)`` times its profile latency, a first-order model of
+  a decode step growing with batch size. ``llm_contention=0`` gives the bare fake.
+- Everything sleeps with ``asyncio.sleep``: on the virtual loop no real time passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from primflow.engines.base import OPS_BY_KIND, Engine, EngineKind, EngineRequest
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Graph
+from primflow.testing.fakes import FAKES_BY_KIND, FakeEngine, FakeLLM
+
+DEFAULT_LLM_CONTENTION = 0.02
+DEFAULT_MAX_NUM_LLM_CALLS = 32
+
+
+class SimLLM(FakeLLM):
+    """A fake LLM whose per-request latency grows with the requests already running."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: LatencyProfile | None = None,
+        *,
+        llm_contention: float = DEFAULT_LLM_CONTENTION,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, profile, **kwargs)
+        self.llm_contention = llm_contention
+
+    def request_latency_s(self, request: EngineRequest) -> float:
+        # FakeLLM counts this request as running before asking for its latency.
+        num_others = max(0, self._num_running - 1)
+        slowdown = 1.0 + self.llm_contention * num_others
+        return slowdown * super().request_latency_s(request)
+
+
+def engine_kinds(graph: Graph) -> dict[str, EngineKind]:
+    """The kind of each engine a graph names, from the ops its nodes run there."""
+    kinds: dict[str, EngineKind] = {}
+    for node in graph:
+        if node.engine is None:
+            continue
+        kind = next((k for k, ops in OPS_BY_KIND.items() if node.op in ops), None)
+        if kind is None:
+            raise ValueError(f"node {node.name!r}: no engine kind runs {node.op}")
+        known = kinds.setdefault(node.engine, kind)
+        if known is not kind:
+            raise ValueError(
+                f"engine {node.engine!r} runs both {known} and {kind} ops (node {node.name!r})"
+            )
+    return kinds
+
+
+def check_instances(instances: Mapping[str, int], kinds: Mapping[str, EngineKind]) -> None:
+    """Every named engine exists and gets at least one instance."""
+    for name, count in instances.items():
+        if name not in kinds:
+            known = ", ".join(sorted(kinds))
+            raise ValueError(f"--instances names engine {name!r}, not one of: {known}")
+        if count < 1:
+            raise ValueError(f"engine {name!r} needs at least 1 instance, got {count}")
+
+
+def build_engines(
+    kinds: Mapping[str, EngineKind],
+    profiles: Mapping[str, LatencyProfile],
+    instances: Mapping[str, int] | None = None,
+    *,
+    llm_contention: float = DEFAULT_LLM_CONTENTION,
+    max_num_llm_calls: int = DEFAULT_MAX_NUM_LLM_CALLS,
+) -> dict[str, list[Engine]]:
+    """Fake instances per named engine; ``profiles`` is keyed by engine name."""
+    counts = dict(instances or {})
+    check_instances(counts, kinds)
+    engines: dict[str, list[Engine]] = {}
+    for name, kind in kinds.items():
+        profile = profiles[name]
+        engines[name] = [
+            _make(name, kind, profile, llm_contention, max_num_llm_calls)
+            for _ in range(counts.get(name, 1))
+        ]
+    return engines
+
+
+def _make(
+    name: str,
+    kind: EngineKind,
+    profile: LatencyProfile,
+    llm_contention: float,
+    max_num_llm_calls: int,
+) -> FakeEngine:
+    if kind is EngineKind.LLM:
+        return SimLLM(name, profile, llm_contention=llm_contention, max_num_calls=max_num_llm_calls)
+    return FAKES_BY_KIND[kind](name, profile)

@@ -1,0 +1,137 @@
+"""What a simulation runs: per-query graphs and inputs for an app and a scheme.
+
+A ``Workload`` makes the i-th query's (graph, inputs) from a seeded Generator. For an
+app, each query is lowered from the app's sample query (``queries="sample"``) or from
+generated query data (``queries="generated"``: a sample question and a random
+non-empty subset of the app's sample documents), then rewritten per the scheme:
+
+- ``primflow``: the default pass pipeline (the e-graph);
+- ``parallel``: dependency pruning only (what an ``asyncio.gather`` baseline runs);
+- ``sequential``: no passes (the lowered p-graph keeps the template's order).
+
+Invariants: a workload is deterministic given the Generator; lowering and passes take
+no virtual time (they run between events), and their results are cached by query data,
+so a long simulation lowers each distinct query once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from primflow.api.config import Query
+from primflow.apps import get_app
+from primflow.apps.samples import samples_dir
+from primflow.engines.base import EngineKind
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Graph
+from primflow.graph.lower import lower_query
+from primflow.passes import GraphCache, GraphPass, default_passes, optimize, prune_dependencies
+from primflow.sim.engines import engine_kinds
+
+SCHEMES = ("primflow", "parallel", "sequential")
+QUERY_SOURCES = ("sample", "generated")
+
+
+@dataclass(frozen=True, slots=True)
+class SimQuery:
+    graph: Graph
+    inputs: Mapping[str, Any]
+
+
+@dataclass
+class Workload:
+    """``make_query(index, rng)`` gives each query; ``kinds`` names the engines used."""
+
+    name: str
+    kinds: dict[str, EngineKind]
+    make_query: Callable[[int, np.random.Generator], SimQuery]
+    description: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    # Scenario-specific profile changes by engine name, e.g. {"llm": {"max_batch_size": 1}}.
+    profile_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The LLM's concurrent calls when the config does not say (None: the default).
+    max_num_llm_calls: int | None = None
+
+    def profiles(self, by_kind: Mapping[str, LatencyProfile]) -> dict[str, LatencyProfile]:
+        """Each engine's profile: the preset's for its kind, with this workload's changes."""
+        return {
+            name: by_kind[str(kind)].with_changes(**self.profile_changes.get(name, {}))
+            for name, kind in self.kinds.items()
+        }
+
+
+def scheme_passes(scheme: str, profiles: Mapping[str, LatencyProfile]) -> list[GraphPass]:
+    if scheme == "primflow":
+        return default_passes(profiles)
+    if scheme == "parallel":
+        return [GraphPass("prune_dependencies", prune_dependencies)]
+    if scheme == "sequential":
+        return []
+    raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+
+
+def app_workload(
+    app_name: str,
+    scheme: str,
+    profiles_by_kind: Mapping[str, LatencyProfile],
+    *,
+    queries: str = "sample",
+) -> Workload:
+    """The workload of app ``app_name`` run under ``scheme`` (see module docstring)."""
+    app = get_app(app_name)
+    if queries not in QUERY_SOURCES:
+        known = ", ".join(QUERY_SOURCES)
+        raise ValueError(f"unknown query source {queries!r} (known: {known})")
+    template = app.template()
+    sample = app.sample_query()
+    sample_graph = lower_query(template, sample).graph
+    kinds = engine_kinds(sample_graph)
+    profiles = {name: profiles_by_kind[str(kind)] for name, kind in kinds.items()}
+    passes = scheme_passes(scheme, profiles)
+    cache = GraphCache()
+    lowered: dict[tuple[str, tuple[int, ...]], SimQuery] = {}
+    questions = _sample_questions() if queries == "generated" else [sample.question]
+
+    def make_query(index: int, rng: np.random.Generator) -> SimQuery:
+        del index
+        question = questions[int(rng.integers(len(questions)))]
+        picked = _pick_documents(len(sample.documents), rng) if queries == "generated" else ()
+        key = (question, picked)
+        if key not in lowered:
+            query = _query_with(sample, question, picked)
+            low = lower_query(template, query)
+            graph = optimize(low.graph, passes=passes, cache=cache, template_id=app.name)[0]
+            lowered[key] = SimQuery(graph, low.inputs)
+        return lowered[key]
+
+    return Workload(
+        name=f"{app.name}/{scheme}",
+        kinds=kinds,
+        make_query=make_query,
+        description=app.description,
+        info={"app": app.name, "scheme": scheme, "queries": queries},
+    )
+
+
+def _sample_questions() -> list[str]:
+    lines = (samples_dir() / "questions.jsonl").read_text().splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
+
+
+def _pick_documents(num_documents: int, rng: np.random.Generator) -> tuple[int, ...]:
+    """Indices of a random non-empty subset of the documents (all when there is one)."""
+    if num_documents == 0:
+        return ()
+    size = int(rng.integers(1, num_documents + 1))
+    return tuple(sorted(int(i) for i in rng.choice(num_documents, size=size, replace=False)))
+
+
+def _query_with(sample: Query, question: str, picked: tuple[int, ...]) -> Query:
+    documents = tuple(sample.documents[i] for i in picked) if picked else sample.documents
+    return dataclasses.replace(sample, question=question, documents=documents)
