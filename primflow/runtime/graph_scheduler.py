@@ -84,7 +84,7 @@ class QueryRun:
         self._num_waiting = {name: p.num_deps for name, p in plan.nodes.items()}
         self._ready: deque[str] = deque()
         self._requests: dict[str, EngineRequest] = {}  # node -> request not yet finished
-        self._ranks = plan.ranks()
+        self._ranks = plan.base_ranks
         self._is_rank_stale = False
         self.start_s = clock.now_s()
 

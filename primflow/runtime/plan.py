@@ -68,6 +68,7 @@ class GraphPlan:
             self._add_edge(edge.src, edge.dst, edge.src_port, edge.dst_port, edge.kind, edge.select)
         self.order = self._topo_order()
         self._set_depths()
+        self.base_ranks = self.ranks()  # shared by every query; never mutated
         self.input_keys = [p.node.params.get("key", p.node.name) for p in self._of(Op.INPUT)]
 
     def _add_edge(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
@@ -34,7 +35,7 @@ from primflow.engines.policies import POLICIES
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
 from primflow.engines.worker import EngineWorker
-from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
+from primflow.graph.ir import INLINE_OPS, Edge, Graph, Node, Op
 from primflow.runtime.clock import Clock, LoopClock, Timer
 from primflow.runtime.errors import QueryCancelled, QueryTimeout
 from primflow.runtime.graph_scheduler import QueryRun
@@ -70,6 +71,7 @@ class Runtime:
         self._num_open_requests = 0  # queued or running on any engine
         self._query_ids = itertools.count()
         self._clock: Clock | None = None
+        self._plans = _PlanCache()
 
     # -- lifecycle ----------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -268,11 +270,13 @@ class Runtime:
         return self._clock
 
     def _plan(self, graph: Graph, inputs: Mapping[str, Any]) -> GraphPlan:
-        for node in graph:
-            if node.op in INLINE_OPS:
-                continue
-            self._check_engine(node.name, node.op, node.engine)
-        plan = GraphPlan(graph, self._cost_s)
+        plan = self._plans.get(graph)
+        if plan is None:
+            for node in graph:
+                if node.op not in INLINE_OPS:
+                    self._check_engine(node.name, node.op, node.engine)
+            plan = GraphPlan(graph, self._cost_s)
+            self._plans.put(graph, plan)
         missing = [key for key in plan.input_keys if key not in inputs]
         if missing:
             raise ValueError(f"query inputs lack {', '.join(map(repr, missing))}")
@@ -307,3 +311,38 @@ def _policy_for(name: str, policy: str | Mapping[str, str]) -> str:
         known = ", ".join(POLICIES)
         raise ValueError(f"engine {name!r}: unknown batching policy {chosen!r} (known: {known})")
     return chosen
+
+
+class _PlanCache:
+    """Plans of recently run graphs, so N queries of one e-graph analyse it once.
+
+    An entry is used only while the graph still holds the very same node and edge
+    objects (an identity check, O(V + E) pointer compares), so a graph changed after
+    a run gets a fresh plan.
+    """
+
+    MAX_NUM_ENTRIES = 256
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[int, tuple[Graph, list[Node], list[Edge], GraphPlan]] = (
+            OrderedDict()
+        )
+
+    def get(self, graph: Graph) -> GraphPlan | None:
+        entry = self._entries.get(id(graph))
+        if entry is None or entry[0] is not graph:
+            return None
+        _, nodes, edges, plan = entry
+        if not (_same(nodes, graph.nodes) and _same(edges, graph.edges)):
+            return None
+        self._entries.move_to_end(id(graph))
+        return plan
+
+    def put(self, graph: Graph, plan: GraphPlan) -> None:
+        self._entries[id(graph)] = (graph, graph.nodes, graph.edges, plan)
+        if len(self._entries) > self.MAX_NUM_ENTRIES:
+            self._entries.popitem(last=False)
+
+
+def _same(old: Sequence[object], new: Sequence[object]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))

@@ -268,3 +268,13 @@ async def test_engine_values_have_the_right_types() -> None:
         result = await runtime.run(b.graph, {"q": "hello"})
     assert isinstance(result.outputs["state"], FakeLLMState)
     assert result.outputs["state"].prompt == "hello"
+
+
+async def test_a_graph_changed_after_a_run_is_analysed_afresh() -> None:
+    graph = chain_graph()
+    async with Runtime(fakes()) as runtime:
+        await runtime.run(graph, {"texts": ["a"]})
+        await runtime.run(graph, {"texts": ["a"]})  # the cached plan
+        graph.replace_node(graph.node("embed").replace(engine="elsewhere"))
+        with pytest.raises(ValueError, match="runs on engine 'elsewhere'"):
+            await runtime.run(graph, {"texts": ["a"]})
