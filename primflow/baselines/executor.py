@@ -1,0 +1,240 @@
+"""Module-level execution of an unoptimized p-graph: how framework chains run.
+
+This is what the baselines share. A *module* is one template component (the nodes
+with the same ``origin``); it is a black box: its primitives run one at a time, each as
+ONE engine call with all its inputs (no stage decomposition, no prefill split, no
+decode pipelining), submitted straight to the engine (no engine scheduler, so no
+batching across queries or across primitives). Two orders:
+
+- ``sequential``: every primitive in template order, one after another (a LlamaIndex
+  module chain).
+- ``parallel``: modules whose data inputs are ready run concurrently (what an
+  ``asyncio.gather`` / LangGraph user writes); modules wait for the modules they read
+  from, never for ones they are merely listed after.
+
+Invariants: the same engines, prompts and values as primflow (so the same passages are
+retrieved); every engine the query touched gets ``release`` on success and ``abort``
+on failure; an engine failure ends the query with ``QueryFailed`` naming the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from primflow.engines.base import Engine, EngineRequest, Outputs
+from primflow.graph import ops
+from primflow.graph.ir import LLM_OPS, EdgeKind, Graph, Node, Op
+from primflow.runtime.errors import QueryFailed
+from primflow.runtime.graph_scheduler import PREFILL_OPS
+from primflow.runtime.inline_ops import run_inline
+from primflow.runtime.plan import CHARS_PER_TOKEN
+from primflow.runtime.query_state import SKIPPED, NodeTiming, QueryResult
+
+OnNodeDone = Callable[[Node, NodeTiming], None]
+
+
+@dataclass
+class _Run:
+    graph: Graph
+    inputs: Mapping[str, Any]
+    query_id: str
+    stream_nodes: frozenset[str]
+    on_text: Callable[[str], None] | None
+    on_node_done: OnNodeDone | None
+    values: dict[tuple[str, str], Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, NodeTiming] = field(default_factory=dict)
+    engines_seen: set[str] = field(default_factory=set)
+
+
+class ModuleExecutor:
+    """Runs p-graphs on engines module by module (see the module docstring)."""
+
+    def __init__(self, engines: Mapping[str, Engine], *, is_parallel: bool) -> None:
+        self.engines = dict(engines)
+        self.is_parallel = is_parallel
+
+    async def run(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        *,
+        query_id: str,
+        stream_nodes: frozenset[str] = frozenset(),
+        on_text: Callable[[str], None] | None = None,
+        on_node_done: OnNodeDone | None = None,
+    ) -> QueryResult:
+        run = _Run(graph, inputs, query_id, stream_nodes, on_text, on_node_done)
+        started_s = time.perf_counter()
+        try:
+            if self.is_parallel:
+                await self._run_modules_concurrently(run)
+            else:
+                for name in graph.topo_order():
+                    await self._run_node(run, graph.node(name))
+        except BaseException:
+            for engine in sorted(run.engines_seen):
+                self.engines[engine].abort(query_id)
+            raise
+        for engine in sorted(run.engines_seen):
+            self.engines[engine].release(query_id)
+        latency_s = time.perf_counter() - started_s
+        return QueryResult(query_id, run.outputs, latency_s, run.timings)
+
+    def dependency_graph(self, graph: Graph) -> Graph:
+        """``graph`` with the edges this executor really waits on, for the critical path:
+        sequential waits on every earlier primitive; parallel on the data edges, the
+        previous primitive of the same module, and every module the module reads from."""
+        if not self.is_parallel:
+            honored = graph.copy()
+            order = graph.topo_order()
+            for name, successor in itertools.pairwise(order):
+                honored.order(name, successor)
+            return honored
+        honored = Graph(graph.nodes, [e for e in graph.edges if e.kind is EdgeKind.DATA])
+        modules = modules_in_order(graph)
+        for nodes in modules.values():
+            for node, successor_node in itertools.pairwise(nodes):
+                honored.order(node.name, successor_node.name)
+        for module, upstream in module_dependencies(graph).items():
+            for dependency in upstream:
+                honored.order(modules[dependency][-1].name, modules[module][0].name)
+        return honored
+
+    # -- module order -------------------------------------------------------------
+    async def _run_modules_concurrently(self, run: _Run) -> None:
+        modules = modules_in_order(run.graph)
+        done = {module: asyncio.Event() for module in modules}
+        upstream = module_dependencies(run.graph)
+
+        async def run_module(module: str) -> None:
+            for dependency in upstream[module]:
+                await done[dependency].wait()
+            for node in modules[module]:
+                await self._run_node(run, node)
+            done[module].set()
+
+        tasks = [asyncio.ensure_future(run_module(m)) for m in modules]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    # -- one primitive ------------------------------------------------------------
+    async def _run_node(self, run: _Run, node: Node) -> None:
+        now_s = time.perf_counter()
+        timing = run.timings[node.name] = NodeTiming(ready_s=now_s, start_s=now_s)
+        values, is_skipped = _gather(run, node)
+        if is_skipped:
+            outputs: Outputs = {p.name: SKIPPED for p in node.outputs}
+        elif node.op is Op.INPUT:
+            outputs = {ops.VALUE: run.inputs[node.params.get("key", node.name)]}
+        elif node.op is Op.OUTPUT:
+            run.outputs[node.params.get("key", node.name)] = values.get(ops.VALUE)
+            outputs = {}
+        elif node.op in (Op.CONDITION, Op.AGGREGATE):
+            outputs = run_inline(node, values)
+        else:
+            outputs = await self._call_engine(run, node, values, timing)
+        for port in node.outputs:
+            run.values[(node.name, port.name)] = outputs.get(port.name)
+        timing.end_s = time.perf_counter()
+        if run.on_node_done is not None:
+            run.on_node_done(node, timing)
+
+    async def _call_engine(
+        self, run: _Run, node: Node, values: dict[str, Any], timing: NodeTiming
+    ) -> Outputs:
+        assert node.engine is not None
+        engine = self.engines[node.engine]
+        is_llm = node.op in LLM_OPS
+        request = EngineRequest(
+            query_id=run.query_id,
+            node=node.name,
+            op=node.op,
+            inputs=values,
+            params=node.params,
+            num_items=1 if is_llm else _num_items(values),
+            num_tokens=_num_tokens(node, values) if node.op in PREFILL_OPS else 0,
+            llm_request_id=f"{run.query_id}/{node.params.get('request', node.name)}"
+            if is_llm
+            else None,
+            on_text=run.on_text if node.name in run.stream_nodes else None,
+        )
+        run.engines_seen.add(node.engine)
+        timing.engine = node.engine
+        timing.batch_size = 1
+        [future] = engine.submit([request])
+        try:
+            return await future
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise QueryFailed(run.query_id, node.name, node.engine, str(exc)) from exc
+
+
+def _gather(run: _Run, node: Node) -> tuple[dict[str, Any], bool]:
+    values: dict[str, Any] = {}
+    num_skipped = 0
+    in_edges = [e for e in run.graph.in_edges(node.name) if e.kind is EdgeKind.DATA]
+    for edge in in_edges:
+        value = run.values.get((edge.src, edge.src_port))
+        port = node.input(edge.dst_port)
+        if value is SKIPPED:
+            if port.is_optional:
+                value = None
+            else:
+                num_skipped += 1
+        elif edge.select is not None and value is not None:
+            value = value[edge.select[0] : edge.select[1]]
+        values[edge.dst_port] = value
+    if node.op is Op.AGGREGATE:
+        return values, 0 < num_skipped == len(in_edges)
+    if node.op is Op.OUTPUT and num_skipped:
+        return {ops.VALUE: None}, False
+    return values, num_skipped > 0
+
+
+def modules_in_order(graph: Graph) -> dict[str, list[Node]]:
+    """Nodes grouped by the component they came from, modules and nodes in topo order."""
+    modules: dict[str, list[Node]] = {}
+    for name in graph.topo_order():
+        node = graph.node(name)
+        modules.setdefault(_module_of(node), []).append(node)
+    return modules
+
+
+def module_dependencies(graph: Graph) -> dict[str, set[str]]:
+    """For each module, the modules it reads data from (ORDER edges are ignored)."""
+    upstream: dict[str, set[str]] = {_module_of(n): set() for n in graph}
+    for edge in graph.edges:
+        if edge.kind is not EdgeKind.DATA:
+            continue
+        src = _module_of(graph.node(edge.src))
+        dst = _module_of(graph.node(edge.dst))
+        if src != dst:
+            upstream[dst].add(src)
+    return upstream
+
+
+def _module_of(node: Node) -> str:
+    # INPUT nodes of template inputs belong to no component: each is its own module.
+    return node.origin or node.name
+
+
+def _num_items(values: Mapping[str, Any]) -> int:
+    sizes = [len(v) for v in values.values() if isinstance(v, list | tuple)]
+    return max(sizes, default=1) or 1
+
+
+def _num_tokens(node: Node, values: Mapping[str, Any]) -> int:
+    num_chars = len(str(node.params.get("template", ""))) + sum(
+        len(str(v)) for v in values.values() if isinstance(v, str)
+    )
+    return num_chars // CHARS_PER_TOKEN

@@ -1,0 +1,114 @@
+"""Engine factories for :class:`~primflow.serve.stack.EngineStack`.
+
+``embedded_factory`` builds the real embedded engines (llama.cpp LLM, MiniLM embedder,
+FAISS index, cross-encoder reranker, BM25 web search over ``samples/web``); each import
+happens only when that kind is built, so a stack without a reranker never loads one.
+``fake_factory`` builds the model-free fakes of ``primflow.testing.fakes`` (tests and
+quick checks of the baselines' scheduling). Both take the stack's core budget and the
+engine's measured profile (None: the kind's default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from primflow.engines.base import Engine, EngineKind
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
+
+
+class EngineUnavailable(RuntimeError):
+    """An embedded engine cannot be built here (its package is missing or broken)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    """Knobs of the embedded engines; ``None`` keeps each engine's own default."""
+
+    llm_model_path: str | None = None
+    judge_model_path: str | None = None  # None: the same file as the core LLM
+    n_ctx: int = 4096
+    n_seq_max: int = 32
+    web_corpus: Path | None = None  # None: samples/web
+
+
+def embedded_factory(settings: EmbeddedSettings | None = None) -> Any:
+    chosen = settings or EmbeddedSettings()
+
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
+    ) -> Engine:
+        try:
+            return _build_embedded(name, kind, budget, profile, chosen)
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"engine {name!r} ({kind}) is not available: {exc}; "
+                "install the engines with `make install` (pip install -e '.[engines]')"
+            ) from exc
+
+    return build
+
+
+def _build_embedded(
+    name: str,
+    kind: EngineKind,
+    budget: CoreBudget,
+    profile: LatencyProfile | None,
+    settings: EmbeddedSettings,
+) -> Engine:
+    if kind is EngineKind.LLM:
+        from primflow.engines.llm import LlamaEngine
+
+        model_path = settings.llm_model_path
+        if name == "judge" and settings.judge_model_path is not None:
+            model_path = settings.judge_model_path
+        return LlamaEngine(
+            name,
+            model_path,
+            profile=profile,
+            budget=budget,
+            n_ctx=settings.n_ctx,
+            n_seq_max=settings.n_seq_max,
+        )
+    if kind is EngineKind.EMBEDDER:
+        from primflow.engines.embedder import EmbedderEngine
+
+        return EmbedderEngine(name, profile=profile, budget=budget)
+    if kind is EngineKind.VECTOR_INDEX:
+        from primflow.engines.vector import FaissEngine
+
+        return FaissEngine(name, profile=profile, budget=budget)
+    if kind is EngineKind.RERANKER:
+        from primflow.engines import rerank
+
+        engine: Engine = rerank.RerankerEngine(name, profile=profile, budget=budget)  # type: ignore[attr-defined]
+        return engine
+    if kind is EngineKind.WEB_SEARCH:
+        from primflow.engines import websearch
+
+        corpus = settings.web_corpus or _samples_web()
+        engine = websearch.WebSearchEngine(  # type: ignore[attr-defined]
+            name, corpus, profile=profile, budget=budget
+        )
+        return engine
+    raise EngineUnavailable(f"no embedded engine of kind {kind} for {name!r}")
+
+
+def _samples_web() -> Path:
+    from primflow.apps.samples import samples_dir
+
+    return samples_dir() / "web"
+
+
+def fake_factory(latency_scale: float = 1.0) -> Any:
+    """Fakes whose latency is ``latency_scale`` × the profile's prediction."""
+    from primflow.testing.fakes import FAKES_BY_KIND
+
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
+    ) -> Engine:
+        return FAKES_BY_KIND[kind](name, profile, latency_scale=latency_scale)
+
+    return build

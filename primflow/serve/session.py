@@ -1,0 +1,302 @@
+"""The query session: one question in, a streamed answer and its timings out.
+
+``Session`` runs questions of any application on one :class:`EngineStack`, with any
+scheme: ``primflow`` (lower -> optimize, cached -> the two-tier runtime) or a baseline
+(``sequential``, ``parallel``: the unoptimized p-graph run module by module on the same
+engines). Invariants:
+
+- Several questions, of one app or several, may run at once on the same engines
+  (co-location): each gets its own query id, and the engines keep their state apart.
+- The answer streams through ``on_text`` from the final decode (the LLM decode that
+  feeds the ``answer`` output), whatever the scheme.
+- Optimized graphs are cached per (app, pass set, graph shape), so a repeated question
+  shape pays lowering and a cache lookup only.
+- An :class:`Answer` carries everything a report needs: text, passages, latency, the
+  lowering and optimization time, and per-primitive timings with the critical path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from primflow.api.documents import Document
+from primflow.apps import App, get_app
+from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
+from primflow.engines.scheduler import Batch
+from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
+from primflow.graph.lower import lower_query
+from primflow.passes import GraphCache, Optimizer
+from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
+from primflow.serve.stack import EngineStack
+from primflow.serve.timing import TimingReport, timing_report
+from primflow.values import Hit
+
+SCHEMES = ("primflow", *BASELINES)
+
+OnText = Callable[[str], None]
+# Called as each engine primitive ends: (node, number done, number in the graph).
+OnProgress = Callable[[Node, int, int], None]
+
+
+@dataclass
+class Answer:
+    app: str
+    scheme: str
+    question: str
+    query_id: str
+    text: str
+    passages: list[Hit]
+    latency_s: float  # submit to last output, as the runtime measured it
+    lower_s: float
+    optimize_s: float
+    is_cache_hit: bool
+    graph: Graph
+    timing: TimingReport
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bound_s(self) -> float:
+        return self.timing.bound_s
+
+    @property
+    def bound_ratio(self) -> float:
+        return self.latency_s / self.bound_s if self.bound_s > 0 else float("nan")
+
+    def per_primitive_s(self) -> dict[str, float]:
+        return {p.node: round(p.service_s, 6) for p in self.timing.primitives}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "scheme": self.scheme,
+            "question": self.question,
+            "answer": self.text,
+            "latency_s": round(self.latency_s, 6),
+            "bound_s": round(self.bound_s, 6),
+            "bound_ratio": round(self.bound_ratio, 4),
+            "lower_s": round(self.lower_s, 6),
+            "optimize_s": round(self.optimize_s, 6),
+            "optimize_cache_hit": self.is_cache_hit,
+            "passages": [
+                {"source": h.chunk.source, "chunk_id": h.chunk.chunk_id, "score": h.score}
+                for h in self.passages
+            ],
+            "critical_path": self.timing.critical_path,
+            "primitives": self.timing.to_dicts(),
+        }
+
+
+class _SessionHook(Hook):
+    """Routes runtime events to the session's per-query callbacks."""
+
+    def __init__(self) -> None:
+        self.streams: dict[tuple[str, str], OnText] = {}
+        self.node_done: dict[str, Callable[[str, NodeTiming], None]] = {}
+
+    def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
+        # The worker calls this before submitting, so the engine sees the callback.
+        for request in batch.requests:
+            stream = self.streams.get((request.query_id, request.node))
+            if stream is not None:
+                request.on_text = stream
+
+    def on_node_done(
+        self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming
+    ) -> None:
+        callback = self.node_done.get(query_id)
+        if callback is not None and status is NodeStatus.DONE:
+            callback(node, timing)
+
+
+class Session:
+    """Answers questions on a started stack (see the module docstring)."""
+
+    def __init__(
+        self,
+        stack: EngineStack,
+        *,
+        ablation: Ablation | str = "full",
+        max_wait_ms: float = 2.0,
+    ) -> None:
+        self.stack = stack
+        self.ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
+        self.optimizer = Optimizer(
+            passes=passes_named(self.ablation.passes, stack.profiles), cache=GraphCache()
+        )
+        self._hook = _SessionHook()
+        self.runtime = Runtime(
+            stack.borrowed(),
+            policy=self.ablation.policy,
+            max_wait_ms=max_wait_ms,
+            hooks=[self._hook],
+            profiles=stack.profiles,
+        )
+        self._apps: dict[str, tuple[App, Any]] = {}
+        self._query_ids = itertools.count()
+        self._is_started = False
+
+    async def start(self) -> None:
+        if not self._is_started:
+            await self.stack.start()
+            await self.runtime.start()
+            self._is_started = True
+
+    async def close(self) -> None:
+        """Stops the runtime; the stack's engines stay up (their owner closes them)."""
+        if self._is_started:
+            await self.runtime.close()
+            self._is_started = False
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def ask(
+        self,
+        app_name: str,
+        question: str,
+        documents: Sequence[Document] = (),
+        *,
+        scheme: str = "primflow",
+        on_text: OnText | None = None,
+        on_progress: OnProgress | None = None,
+        config_changes: Mapping[str, Any] | None = None,
+    ) -> Answer:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+        app, template = self._app(app_name)
+        query_id = f"{app_name}-{next(self._query_ids)}"
+        started_s = time.perf_counter()
+        lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
+        lower_s = time.perf_counter() - started_s
+        if scheme == "primflow":
+            key = f"{app_name}/{'+'.join(self.ablation.passes)}"
+            graph, report = self.optimizer.optimize(lowered.graph, template_id=key)
+            optimize_s, is_cache_hit = report.total_s, report.is_cache_hit
+        else:
+            graph, optimize_s, is_cache_hit = lowered.graph, 0.0, False
+        progress = _Progress(graph, on_progress)
+        stream_nodes = answer_decode_nodes(graph) if on_text is not None else frozenset()
+        if scheme == "primflow":
+            result = await self._run_primflow(
+                graph, lowered.inputs, query_id, stream_nodes, on_text, progress
+            )
+            honored = graph
+        else:
+            executor = baseline_executor(scheme, self.stack.engines)
+            honored = executor.dependency_graph(graph)
+            result = await executor.run(
+                graph,
+                lowered.inputs,
+                query_id=query_id,
+                stream_nodes=stream_nodes,
+                on_text=on_text,
+                on_node_done=lambda node, _t: progress.done(node.name),
+            )
+        return _answer(
+            app_name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
+        )
+
+    async def _run_primflow(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        query_id: str,
+        stream_nodes: frozenset[str],
+        on_text: OnText | None,
+        progress: _Progress,
+    ) -> QueryResult:
+        for node in stream_nodes:
+            assert on_text is not None
+            self._hook.streams[(query_id, node)] = on_text
+        self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
+        try:
+            return await self.runtime.run(graph, inputs, query_id=query_id)
+        finally:
+            for node in stream_nodes:
+                self._hook.streams.pop((query_id, node), None)
+            self._hook.node_done.pop(query_id, None)
+
+    def _app(self, name: str) -> tuple[App, Any]:
+        if name not in self._apps:
+            app = get_app(name)
+            self._apps[name] = (app, app.template())
+        return self._apps[name]
+
+
+class _Progress:
+    def __init__(self, graph: Graph, callback: OnProgress | None) -> None:
+        self.graph = graph
+        self.callback = callback
+        self.total = sum(1 for n in graph if n.op not in INLINE_OPS)
+        self.num_done = 0
+
+    def done(self, name: str) -> None:
+        node = self.graph.node(name)
+        if self.callback is None or node.op in INLINE_OPS:
+            return
+        self.num_done += 1
+        self.callback(node, self.num_done, self.total)
+
+
+def answer_decode_nodes(graph: Graph, output_key: str = "answer") -> frozenset[str]:
+    """The LLM decodes whose text becomes the ``output_key`` output (walking back
+    through inline ops such as a CONDITION join)."""
+    found: set[str] = set()
+    frontier = [n.name for n in graph.nodes_with_op(Op.OUTPUT) if n.params.get("key") == output_key]
+    seen: set[str] = set()
+    while frontier:
+        name = frontier.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for edge in graph.in_edges(name):
+            if edge.kind is not EdgeKind.DATA:
+                continue
+            parent = graph.node(edge.src)
+            if parent.op in (Op.LLM_DECODE, Op.LLM_PARTIAL_DECODE):
+                found.add(parent.name)
+            elif parent.op in INLINE_OPS and parent.op is not Op.INPUT:
+                frontier.append(parent.name)
+            elif parent.op not in LLM_OPS:
+                continue
+    return frozenset(found)
+
+
+def _answer(
+    app: str,
+    scheme: str,
+    question: str,
+    result: QueryResult,
+    graph: Graph,
+    honored: Graph,
+    lower_s: float,
+    optimize_s: float,
+    is_cache_hit: bool,
+) -> Answer:
+    starts = [t.ready_s for t in result.timings.values()]
+    query_start_s = min(starts) if starts else 0.0
+    text = result.outputs.get("answer")
+    hits = result.outputs.get("hits") or []
+    return Answer(
+        app=app,
+        scheme=scheme,
+        question=question,
+        query_id=result.query_id,
+        text=str(text).strip() if text is not None else "",
+        passages=[h for h in hits if isinstance(h, Hit)],
+        latency_s=result.latency_s,
+        lower_s=lower_s,
+        optimize_s=optimize_s,
+        is_cache_hit=is_cache_hit,
+        graph=graph,
+        timing=timing_report(honored, result.timings, query_start_s),
+        outputs=dict(result.outputs),
+    )

@@ -1,0 +1,187 @@
+"""The embedded engine stack: the named engines the applications run on, built once.
+
+``EngineStack`` owns the engines (their start and close) and the core budget they
+share. Invariants:
+
+- Engine names are the ones the app templates use (``llm``, ``judge``, ``embedder``,
+  ``vector_index``, ``reranker``, ``web_search``); ``judge`` is its own LLM engine even
+  when it loads the same model file as ``llm``, so the two never share a scheduler.
+- ``shared`` placement: every engine may use every core, and the busy engines split
+  them (``CoreBudget`` SHARED). ``dedicated``: each engine a fixed share (1 core each on
+  this machine), as if it had its own device.
+- Runtimes and baselines get *borrowed* views of the engines (:meth:`borrowed`):
+  closing a runtime never closes the stack's engines, so one stack serves primflow,
+  the baselines and every ablation side by side on the very same engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from primflow.engines.base import Engine, EngineHealth, EngineKind, EngineRequest, Outputs
+from primflow.engines.placement import CoreBudget, Placement
+from primflow.engines.profile import LatencyProfile, load_profiles
+
+# Every engine name a built-in component may ask for, and its kind.
+ENGINE_KINDS: dict[str, EngineKind] = {
+    "llm": EngineKind.LLM,
+    "judge": EngineKind.LLM,
+    "embedder": EngineKind.EMBEDDER,
+    "vector_index": EngineKind.VECTOR_INDEX,
+    "reranker": EngineKind.RERANKER,
+    "web_search": EngineKind.WEB_SEARCH,
+}
+
+# Busy engines split the cores in this order when they do not divide evenly.
+CORE_PRIORITY = ("llm", "judge", "embedder", "reranker", "vector_index", "web_search")
+
+EngineFactory = Callable[[str, EngineKind, CoreBudget, LatencyProfile | None], Engine]
+
+
+class StackError(RuntimeError):
+    """The stack cannot be built (unknown engine name, engine missing, bad profile file)."""
+
+
+def engines_for_apps(app_names: Iterable[str]) -> dict[str, EngineKind]:
+    """The engine names (and kinds) the given applications' templates use."""
+    from primflow.apps import get_app
+
+    needed: dict[str, EngineKind] = {}
+    for app_name in app_names:
+        for component in get_app(app_name).template().components:
+            engine = component.engine
+            if engine is None:
+                continue
+            if engine not in ENGINE_KINDS:
+                known = ", ".join(ENGINE_KINDS)
+                raise StackError(
+                    f"app {app_name!r}: component {component.name!r} uses engine {engine!r}, "
+                    f"which the embedded stack does not build (it builds: {known})"
+                )
+            needed[engine] = ENGINE_KINDS[engine]
+    return dict(sorted(needed.items(), key=lambda kv: CORE_PRIORITY.index(kv[0])))
+
+
+def make_budget(
+    placement: Placement | str, engine_names: Sequence[str], num_cores: int | None
+) -> CoreBudget:
+    placement = Placement(placement)
+    if placement is Placement.DEDICATED:
+        # One core per engine: with more engines than cores they oversubscribe only when
+        # several are busy at once, as separate devices would never do.
+        shares = dict.fromkeys(engine_names, 1)
+        return CoreBudget(num_cores, Placement.DEDICATED, CORE_PRIORITY, shares)
+    return CoreBudget(num_cores, Placement.SHARED, CORE_PRIORITY)
+
+
+def read_profiles(path: Path | None) -> dict[str, LatencyProfile]:
+    """Profiles saved by `primflow profile` (engine name or kind -> profile), or none."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        return load_profiles(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StackError(f"cannot read engine profiles from {str(path)!r}: {exc}") from None
+
+
+class EngineStack:
+    """Named engines for a set of applications, with one placement and their profiles."""
+
+    def __init__(
+        self,
+        engine_kinds: Mapping[str, EngineKind],
+        factory: EngineFactory,
+        *,
+        placement: Placement | str = Placement.SHARED,
+        profiles: Mapping[str, LatencyProfile] | None = None,
+        num_cores: int | None = None,
+    ) -> None:
+        if not engine_kinds:
+            raise StackError("an engine stack needs at least one engine")
+        self.placement = Placement(placement)
+        self.budget = make_budget(self.placement, list(engine_kinds), num_cores)
+        known = dict(profiles or {})
+        self.engines: dict[str, Engine] = {}
+        for name, kind in engine_kinds.items():
+            profile = known.get(name) or known.get(str(kind))
+            self.engines[name] = factory(name, kind, self.budget, profile)
+        self._is_started = False
+
+    @classmethod
+    def for_apps(
+        cls,
+        app_names: Iterable[str],
+        factory: EngineFactory,
+        **kwargs: object,
+    ) -> EngineStack:
+        return cls(engines_for_apps(app_names), factory, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def profiles(self) -> dict[str, LatencyProfile]:
+        return {name: engine.profile for name, engine in self.engines.items()}
+
+    async def start(self) -> None:
+        """Load every model (concurrently: each engine loads on its own thread)."""
+        if self._is_started:
+            return
+        await asyncio.gather(*(engine.start() for engine in self.engines.values()))
+        self._is_started = True
+
+    async def close(self) -> None:
+        for engine in self.engines.values():
+            await engine.close()
+        self._is_started = False
+
+    async def __aenter__(self) -> EngineStack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def borrowed(self) -> dict[str, Engine]:
+        """Views of the engines whose start/close do nothing (the stack owns them)."""
+        return {name: BorrowedEngine(engine) for name, engine in self.engines.items()}
+
+
+class BorrowedEngine(Engine):
+    """Forwards the engine contract to an engine owned elsewhere; never closes it."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.kind = inner.kind
+        super().__init__(inner.name, inner.profile)
+        self.inner = inner
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.inner.max_batch_size
+
+    @property
+    def max_concurrent_batches(self) -> int:
+        return self.inner.max_concurrent_batches
+
+    async def start(self) -> None:
+        await self.inner.start()  # idempotent: loads the model once
+
+    async def close(self) -> None:
+        """The owner closes the engine, not a borrower."""
+
+    def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
+        return self.inner.submit(batch)
+
+    def abort(self, query_id: str) -> None:
+        self.inner.abort(query_id)
+
+    def release(self, query_id: str) -> None:
+        self.inner.release(query_id)
+
+    def health(self) -> EngineHealth:
+        return self.inner.health()
