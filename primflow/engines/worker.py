@@ -125,8 +125,9 @@ class EngineWorker:
     def _on_done(
         self, batch: Batch, request: EngineRequest, future: asyncio.Future[Outputs]
     ) -> None:
-        if future.cancelled():
-            self._on_result(request, None, asyncio.CancelledError())
+        if future.cancelled():  # after abort this is expected; otherwise the engine gave up
+            reason = "the engine cancelled the request"
+            self._on_result(request, None, EngineError(self.name, request.node, reason))
         elif (exc := future.exception()) is not None:
             if not isinstance(exc, EngineError):
                 exc = EngineError(self.name, request.node, f"{type(exc).__name__}: {exc}")

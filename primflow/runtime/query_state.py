@@ -57,7 +57,11 @@ PortKey = tuple[str, str]  # (node, output port)
 
 @dataclass(slots=True)
 class NodeTiming:
-    """When a node became ready, was handed to its engine, and finished (clock seconds)."""
+    """When a node became ready, was handed to its engine, and finished (clock seconds).
+
+    A chained LLM phase is handed over before its predecessor finished, so its
+    ``exec_s`` includes the wait for that predecessor inside the engine.
+    """
 
     ready_s: float
     start_s: float | None = None
