@@ -90,6 +90,7 @@ class EngineScheduler:
         self._num_requests = [0] * num_instances
         self._instance_of_call: dict[str, int] = {}
         self._calls_by_query: dict[str, list[str]] = {}
+        self._is_stalled = False
 
     # -- the contract -------------------------------------------------------------
     def add(self, request: EngineRequest, now_s: float) -> None:
@@ -109,9 +110,13 @@ class EngineScheduler:
     ) -> list[Batch]:
         """Form one batch per free instance slot, as far as the max-wait rule allows."""
         batches: list[Batch] = []
+        self._is_stalled = False
         while self._queued and self._is_batch_due(now_s, is_more_expected):
             batch = self._form_batch(now_s, loads)
             if batch is None:
+                # Due, but every queued request is pinned to a busy instance: only a
+                # completion can help, so no timer (it would fire in a busy loop).
+                self._is_stalled = True
                 break
             batches.append(batch)
         return batches
@@ -136,7 +141,7 @@ class EngineScheduler:
 
     def next_wakeup_s(self) -> float | None:
         """When a held batch becomes due; None when nothing waits on the clock."""
-        if not self._queued or not self._has_free_slot():
+        if not self._queued or not self._has_free_slot() or self._is_stalled:
             return None
         oldest = next(iter(self._queued))
         return oldest.arrival_s + self.max_wait_s

@@ -189,6 +189,19 @@ def test_phases_of_one_llm_call_stay_on_its_instance() -> None:
     assert placed == {"other": 1, "decode": 0}
 
 
+def test_a_phase_pinned_to_a_busy_instance_waits_without_a_timer() -> None:
+    scheduler = make("fifo", num_instances=2, max_wait_ms=2.0)
+    scheduler.add(req("q1", "prefill", call="q1/answer"), 0.0)
+    [first] = scheduler.schedule(0.0, is_more_expected=False)
+    scheduler.add(req("q1", "decode", call="q1/answer"), 0.0)
+    assert scheduler.schedule(0.01) == []  # instance 1 is free but holds no KV for it
+    assert scheduler.next_wakeup_s() is None
+    scheduler.update(first, 0.02)
+    assert [(b.instance, b.requests[0].node) for b in scheduler.schedule(0.02)] == [
+        (first.instance, "decode")
+    ]
+
+
 def test_remove_query_drops_its_queued_requests_and_pins() -> None:
     for policy in ("fifo", "topology", "critical_path"):
         scheduler = make(policy, profile=PROFILE.with_changes(max_batch_size=8), num_instances=2)
