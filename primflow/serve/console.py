@@ -1,0 +1,149 @@
+"""What `primflow run` prints: streamed answers, progress bars, timing breakdowns.
+
+The command (``primflow/commands/run.py``) checks the inputs; this module builds the
+stack, asks each question and writes to the terminal. Answers stream to stdout as the
+final decode produces them; bars go to stderr (so stdout can be piped); ``--json``
+prints one line per question and nothing else on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from primflow.engines.profile import LatencyProfile
+from primflow.graph.ir import Node
+from primflow.serve.factories import EngineUnavailable, embedded_factory
+from primflow.serve.session import Answer, Session
+from primflow.serve.stack import EngineStack, StackError, read_profiles
+
+if TYPE_CHECKING:
+    from primflow.commands.run import RunInputs
+
+EXIT_ENGINES_UNAVAILABLE = 3
+EXIT_QUERY_FAILED = 4
+# A progress bar appears only for graphs with at least this many engine primitives.
+MIN_PRIMITIVES_FOR_BAR = 8
+
+
+async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
+    profiles: dict[str, LatencyProfile] = read_profiles(args.profiles)
+    try:
+        stack = EngineStack.for_apps(
+            [inputs.app], embedded_factory(), placement=args.placement, profiles=profiles
+        )
+        await stack.start()
+    except (EngineUnavailable, StackError) as exc:
+        print(f"primflow run: {exc}", file=sys.stderr)
+        return EXIT_ENGINES_UNAVAILABLE
+    num_failed = 0
+    try:
+        async with Session(stack) as session:
+            for question in inputs.questions:
+                if not await _answer_one(session, args, inputs, question):
+                    num_failed += 1
+    finally:
+        await stack.close()
+    return EXIT_QUERY_FAILED if num_failed else 0
+
+
+async def _answer_one(
+    session: Session, args: argparse.Namespace, inputs: RunInputs, question: str
+) -> bool:
+    out = sys.stdout
+    bar = _Bar(enabled=not args.json)
+    if not args.json:
+        out.write(f"Q: {question}\n")
+        out.flush()
+    try:
+        answer = await session.ask(
+            inputs.app,
+            question,
+            inputs.documents,
+            scheme=args.scheme,
+            on_text=None if args.json else _stream_to(out, bar),
+            on_progress=bar.update,
+            config_changes=inputs.config_changes,
+        )
+    except Exception as exc:  # one failed question must not stop the others
+        bar.close()
+        if args.json:
+            out.write(json.dumps({"question": question, "error": str(exc)}) + "\n")
+        else:
+            out.write("\n")
+            print(f"primflow run: question failed: {exc}", file=sys.stderr)
+        return False
+    bar.close()
+    if args.json:
+        out.write(json.dumps(answer.to_json()) + "\n")
+    else:
+        if not bar.has_streamed:  # nothing streamed (e.g. an empty answer)
+            out.write(f"A: {answer.text}")
+        out.write("\n\n" + format_breakdown(answer) + "\n")
+    out.flush()
+    return True
+
+
+def _stream_to(out: TextIO, bar: _Bar) -> Any:
+    def write(text: str) -> None:
+        if not bar.has_streamed:
+            bar.close()  # the answer starts: the bar is done with the terminal
+            bar.has_streamed = True
+            out.write("A: ")
+        out.write(text)
+        out.flush()
+
+    return write
+
+
+class _Bar:
+    """A tqdm bar over a query's engine primitives, shown for big graphs only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._is_closed = False
+        self.has_streamed = False
+
+    def update(self, node: Node, num_done: int, total: int) -> None:
+        if not self.enabled or self._is_closed or total < MIN_PRIMITIVES_FOR_BAR:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="prim", file=sys.stderr, leave=False)
+        self._bar.set_description(node.origin or node.name, refresh=False)
+        self._bar.update(num_done - self._bar.n)
+
+    def close(self) -> None:
+        self._is_closed = True
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def format_breakdown(answer: Answer) -> str:
+    """The per-primitive timing table; ``*`` marks the critical path."""
+    lines = [
+        f"latency {answer.latency_s:.3f} s ({answer.scheme}); critical-path bound "
+        f"{answer.bound_s:.3f} s (ratio {answer.bound_ratio:.2f}); lowering "
+        f"{answer.lower_s * 1e3:.1f} ms, optimization {answer.optimize_s * 1e3:.1f} ms"
+        + (" (cached)" if answer.is_cache_hit else ""),
+    ]
+    if answer.passages:
+        sources = ", ".join(f"{h.chunk.source}#{h.chunk.chunk_id}" for h in answer.passages)
+        lines.append(f"passages: {sources}")
+    lines.append(
+        f"  {'primitive':<34} {'engine':<12} {'start s':>8} {'queue s':>8} "
+        f"{'service s':>9} {'batch':>5}"
+    )
+    for p in answer.timing.primitives:
+        mark = "*" if p.is_critical else " "
+        lines.append(
+            f"{mark} {p.node[:34]:<34} {str(p.engine)[:12]:<12} {p.start_s:>8.3f} "
+            f"{p.queue_s:>8.3f} {p.service_s:>9.3f} {p.batch_size:>5}"
+        )
+    lines.append("* = on the critical path")
+    return "\n".join(lines)
