@@ -97,11 +97,15 @@ class ThreadedEngine(Engine):
         futures: list[asyncio.Future[Outputs]],
     ) -> None:
         try:
-            live = [
-                (r, f)
-                for r, f in zip(requests, futures, strict=True)
-                if not f.done() and not self.is_closed(r.query_id)
-            ]
+            live = []
+            for request, future in zip(requests, futures, strict=True):
+                if future.done():  # cancelled by abort
+                    continue
+                if self.is_closed(request.query_id):
+                    ended = EngineError(self.name, request.node, "its query has ended")
+                    loop.call_soon_threadsafe(self._resolve, request, future, ended)
+                    continue
+                live.append((request, future))
             with self._lock:
                 self._num_queued -= len(requests)
                 self._num_running = len(live)

@@ -1,0 +1,98 @@
+"""What both vector engines share: input checks, collection names, merging hits.
+
+Invariants: a collection name is ``[A-Za-z0-9_]{1,48}`` (it ends up in SQL identifiers,
+so the rule is strict for every backend alike); a per-query collection is addressed as
+``<query_id>/<name>`` and a shared one by its bare name. Vectors are normalized to unit
+length on the way in, so every backend ranks by cosine similarity (higher is better).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from primflow.engines.base import EngineError, EngineRequest
+from primflow.graph.ops import CHUNKS, INDEX, VECTORS
+from primflow.values import Chunk, Hit, IndexHandle
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
+DEFAULT_TOP_K = 5
+
+Matrix = npt.NDArray[np.float32]
+
+
+def check_collection_name(name: Any, engine: str, node: str) -> str:
+    if not isinstance(name, str) or not COLLECTION_NAME.fullmatch(name):
+        raise EngineError(
+            engine, node, f"collection name {name!r} must match {COLLECTION_NAME.pattern}"
+        )
+    return name
+
+
+def query_scoped(query_id: str, name: str) -> str:
+    return f"{query_id}/{name}"
+
+
+def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Matrix:
+    """``value`` as a float32 matrix of unit rows, or a clear error (shape, dim, NaN)."""
+    try:
+        matrix = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise EngineError(engine, node, f"vectors are not numeric: {err}") from err
+    if matrix.ndim == 1 and matrix.size > 0:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2:
+        raise EngineError(engine, node, f"vectors must be a 2-d array, got shape {matrix.shape}")
+    if dim is not None and matrix.shape[0] > 0 and matrix.shape[1] != dim:
+        raise EngineError(
+            engine, node, f"vectors have dimension {matrix.shape[1]}, the collection has {dim}"
+        )
+    if not np.isfinite(matrix).all():
+        raise EngineError(engine, node, "vectors contain NaN or infinity")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
+
+
+def ingest_inputs(request: EngineRequest, engine: str) -> tuple[list[Chunk], Matrix]:
+    chunks = request.inputs.get(CHUNKS)
+    if not isinstance(chunks, Sequence) or not all(isinstance(c, Chunk) for c in chunks):
+        raise EngineError(engine, request.node, "chunks must be a list of Chunk")
+    vectors = unit_rows(request.inputs.get(VECTORS), engine, request.node)
+    if len(vectors) != len(chunks):
+        raise EngineError(engine, request.node, f"{len(chunks)} chunks but {len(vectors)} vectors")
+    return list(chunks), vectors
+
+
+def search_handle(request: EngineRequest, engine: str) -> IndexHandle:
+    handle = request.inputs.get(INDEX)
+    if not isinstance(handle, IndexHandle):
+        raise EngineError(engine, request.node, f"index must be an IndexHandle, got {handle!r}")
+    if handle.engine != engine:
+        raise EngineError(
+            engine, request.node, f"index {handle.collection!r} lives on engine {handle.engine!r}"
+        )
+    return handle
+
+
+def top_k(request: EngineRequest, engine: str) -> int:
+    value = request.params.get("top_k", DEFAULT_TOP_K)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise EngineError(engine, request.node, f"top_k must be a positive int, got {value!r}")
+    return value
+
+
+def merge_hits(hit_lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
+    """Hits of several query vectors: one per chunk (its best score), best first, ``k``."""
+    best: dict[int, Hit] = {}
+    for hits in hit_lists:
+        for hit in hits:
+            seen = best.get(hit.chunk.chunk_id)
+            if seen is None or hit.score > seen.score:
+                best[hit.chunk.chunk_id] = hit
+    ranked = sorted(best.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
+    return ranked[:k]
