@@ -12,6 +12,10 @@ future per request. Invariants:
   (collections, KV sequences) must not outlive it.
 - ``abort(query_id)`` drops that query's queued work and frees its state (KV
   sequences, per-query collections) at once; its futures are cancelled.
+- LLM phases are pre-scheduled: a full prefill or a decode may arrive before the
+  phase it follows has finished, with no ``state`` in its inputs. The engine links it
+  to the earlier phase by ``llm_request_id`` and resolves its future only after the
+  phase has really run.
 - ``profile`` predicts latency; passes and schedulers read it, never constants.
 """
 
