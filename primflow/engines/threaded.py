@@ -96,6 +96,7 @@ class ThreadedEngine(Engine):
         requests: list[EngineRequest],
         futures: list[asyncio.Future[Outputs]],
     ) -> None:
+        resolutions: list[tuple[EngineRequest, asyncio.Future[Outputs], Outcome]] = []
         try:
             live = []
             for request, future in zip(requests, futures, strict=True):
@@ -103,27 +104,32 @@ class ThreadedEngine(Engine):
                     continue
                 if self.is_closed(request.query_id):
                     ended = EngineError(self.name, request.node, "its query has ended")
-                    loop.call_soon_threadsafe(self._resolve, request, future, ended)
+                    resolutions.append((request, future, ended))
                     continue
                 live.append((request, future))
             with self._lock:
                 self._num_queued -= len(requests)
                 self._num_running = len(live)
-            if not live:
-                return
-            try:
-                outcomes = self.run_batch([r for r, _ in live])
-            except Exception as err:  # a bug or a lost backend fails the whole batch
-                outcomes = [err] * len(live)
-            if len(outcomes) != len(live):
-                reason = f"run_batch gave {len(outcomes)} outcomes for {len(live)} requests"
-                outcomes = [RuntimeError(reason)] * len(live)
-            for (request, future), outcome in zip(live, outcomes, strict=True):
-                loop.call_soon_threadsafe(self._resolve, request, future, outcome)
+            outcomes = self._outcomes([r for r, _ in live]) if live else []
+            resolutions += [(r, f, o) for (r, f), o in zip(live, outcomes, strict=True)]
         finally:
-            self._num_running = 0
+            with self._lock:
+                self._num_running = 0
+            # Idle in the budget before anyone sees a result, so cores are already free.
             if self.budget is not None:
                 self.budget.end(self.name)
+            for request, future, outcome in resolutions:
+                loop.call_soon_threadsafe(self._resolve, request, future, outcome)
+
+    def _outcomes(self, batch: list[EngineRequest]) -> list[Outcome]:
+        try:
+            outcomes = self.run_batch(batch)
+        except Exception as err:  # a bug or a lost backend fails the whole batch
+            return [err] * len(batch)
+        if len(outcomes) != len(batch):
+            reason = f"run_batch gave {len(outcomes)} outcomes for {len(batch)} requests"
+            return [RuntimeError(reason)] * len(batch)
+        return outcomes
 
     def _resolve(
         self, request: EngineRequest, future: asyncio.Future[Outputs], outcome: Outcome
