@@ -1,0 +1,79 @@
+"""The reranker engine: RERANK (query, hits) -> {"hits"} best first, at most ``top_k``.
+
+All requests of a batch are re-scored together (one embedding pass for every question
+and passage), on the engine's own thread. A request with bad inputs fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from primflow.engines.base import EngineError, EngineKind, EngineRequest
+from primflow.engines.embedder.encoder import MiniLMEncoder, shared_encoder
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
+from primflow.engines.rerank.rerankers import CosineReranker, HybridReranker, Reranker, RerankJob
+from primflow.engines.threaded import Outcome, ThreadedEngine
+from primflow.graph.ir import Op
+from primflow.graph.ops import HITS, QUERY
+from primflow.values import Hit
+
+DEFAULT_TOP_K = 5
+METHODS = ("cosine", "hybrid")
+
+
+class RerankEngine(ThreadedEngine):
+    kind = EngineKind.RERANKER
+
+    def __init__(
+        self,
+        name: str = "reranker",
+        method: str = "cosine",
+        reranker: Reranker | None = None,
+        encoder: MiniLMEncoder | None = None,
+        profile: LatencyProfile | None = None,
+        budget: CoreBudget | None = None,
+    ) -> None:
+        super().__init__(name, profile, budget)
+        if reranker is None:
+            if method not in METHODS:
+                raise ValueError(f"rerank method {method!r} is not one of {METHODS}")
+            enc = encoder or shared_encoder()
+
+            def encode(texts: Sequence[str]) -> Any:
+                return enc.encode(texts, thread_source=self.threads)
+
+            reranker = CosineReranker(encode) if method == "cosine" else HybridReranker(encode)
+        self.reranker = reranker
+
+    def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        jobs: list[tuple[int, RerankJob]] = []
+        for i, request in enumerate(batch):
+            try:
+                jobs.append((i, self._job(request)))
+                outcomes.append({})
+            except EngineError as err:
+                outcomes.append(err)
+        if jobs:
+            results = self.reranker.rerank_many([job for _, job in jobs])
+            for (i, _), hits in zip(jobs, results, strict=True):
+                outcomes[i] = {HITS: hits}
+        return outcomes
+
+    def _job(self, request: EngineRequest) -> RerankJob:
+        if request.op is not Op.RERANK:
+            raise EngineError(self.name, request.node, f"cannot run op {request.op}")
+        question = request.inputs.get(QUERY)
+        if not isinstance(question, str):
+            raise EngineError(self.name, request.node, f"query must be text, got {question!r}")
+        hits = request.inputs.get(HITS)
+        if not isinstance(hits, Sequence) or not all(isinstance(h, Hit) for h in hits):
+            raise EngineError(self.name, request.node, "hits must be a list of Hit")
+        top_k = request.params.get("top_k", DEFAULT_TOP_K)
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise EngineError(
+                self.name, request.node, f"top_k must be a positive int, got {top_k!r}"
+            )
+        return RerankJob(question, list(hits), top_k)
