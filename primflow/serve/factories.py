@@ -29,7 +29,7 @@ class EmbeddedSettings:
 
     llm_model_path: str | None = None
     judge_model_path: str | None = None  # None: the same file as the core LLM
-    n_ctx: int = 4096
+    n_ctx: int = 16384  # contextual retrieval situates ~20 chunks of ~600 tokens at once
     n_seq_max: int = 32
     web_corpus: Path | None = None  # None: samples/web
 
@@ -81,18 +81,18 @@ def _build_embedded(
 
         return FaissEngine(name, profile=profile, budget=budget)
     if kind is EngineKind.RERANKER:
-        from primflow.engines import rerank
+        from primflow.engines.rerank import RerankEngine
 
-        engine: Engine = rerank.RerankerEngine(name, profile=profile, budget=budget)  # type: ignore[attr-defined]
-        return engine
+        return RerankEngine(name, profile=profile, budget=budget)
     if kind is EngineKind.WEB_SEARCH:
-        from primflow.engines import websearch
+        from primflow.engines.websearch import Bm25Backend, WebSearchEngine, load_jsonl
 
         corpus = settings.web_corpus or _samples_web()
-        engine = websearch.WebSearchEngine(  # type: ignore[attr-defined]
-            name, corpus, profile=profile, budget=budget
-        )
-        return engine
+        files = sorted(corpus.glob("*.jsonl")) if corpus.is_dir() else [corpus]
+        records = [record for file in files for record in load_jsonl(file)]
+        if not records:
+            raise EngineUnavailable(f"web search corpus {str(corpus)!r} has no records")
+        return WebSearchEngine(Bm25Backend(records), name, profile=profile, budget=budget)
     raise EngineUnavailable(f"no embedded engine of kind {kind} for {name!r}")
 
 

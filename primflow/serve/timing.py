@@ -111,7 +111,9 @@ def timing_report(
         timing = timings.get(node.name)
         if node.op in INLINE_OPS or timing is None or timing.end_s is None:
             continue
-        start_s = timing.start_s if timing.start_s is not None else timing.ready_s
+        if timing.start_s is None:  # skipped (an untaken branch): it never ran
+            continue
+        start_s = timing.start_s
         rows.append(
             PrimitiveTiming(
                 node=node.name,

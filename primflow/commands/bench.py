@@ -1,0 +1,133 @@
+"""`primflow bench`: primflow against the sequential and parallel baselines, end to end
+on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots.
+
+Quick run (a few minutes): ``primflow bench --apps naive_rag --workloads balanced
+--placements shared --num-questions 10 --rates 0.2,0.5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from primflow.apps import APPS
+
+SCHEMES = ("primflow", "sequential", "parallel")
+WORKLOAD_NAMES = ("balanced", "cold")
+PLACEMENTS = ("shared", "dedicated")
+
+
+def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}"
+        )
+    return names
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates must be numbers, got {text!r}") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"rates must be > 0 queries/s, got {text!r}")
+    return sorted(rates)
+
+
+def add_parser(subparsers: Any, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(name, help=help_text, description=__doc__)
+    parser.add_argument(
+        "--apps",
+        type=lambda t: _names(t, list(APPS), "app"),
+        default=["naive_rag"],
+        help="comma-separated apps (default naive_rag)",
+    )
+    parser.add_argument(
+        "--schemes", type=lambda t: _names(t, SCHEMES, "scheme"), default=list(SCHEMES)
+    )
+    parser.add_argument(
+        "--workloads",
+        type=lambda t: _names(t, WORKLOAD_NAMES, "workload"),
+        default=list(WORKLOAD_NAMES),
+    )
+    parser.add_argument(
+        "--placements", type=lambda t: _names(t, PLACEMENTS, "placement"), default=list(PLACEMENTS)
+    )
+    parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=[0.1, 0.2, 0.4],
+        help="Poisson request rates in queries/s (comma-separated)",
+    )
+    parser.add_argument(
+        "--num-questions",
+        type=int,
+        default=10,
+        help="single-query questions per scheme (>= 10 for p95)",
+    )
+    parser.add_argument("--num-load-queries", type=int, default=12, help="queries per Poisson run")
+    parser.add_argument("--max-tokens", type=int, default=32, help="answer length (tokens)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/bench"))
+    parser.add_argument("--name", default="e2e", help="output file stem")
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help="fake engines (checks the harness only; numbers mean nothing)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_questions < 1 or args.num_load_queries < 1 or args.max_tokens < 1:
+        print(
+            "primflow bench: --num-questions, --num-load-queries and --max-tokens must be >= 1",
+            file=sys.stderr,
+        )
+        return 2
+    from primflow.serve.bench_report import write_report
+    from primflow.serve.benchmark import BenchConfig, run_benchmark
+    from primflow.serve.factories import EngineUnavailable, embedded_factory, fake_factory
+
+    config = BenchConfig(
+        apps=args.apps,
+        schemes=args.schemes,
+        workloads=args.workloads,
+        placements=args.placements,
+        rates_qps=args.rates,
+        num_questions=args.num_questions,
+        num_load_queries=args.num_load_queries,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+    factory = fake_factory(0.05) if args.fake else embedded_factory()
+    try:
+        cases = asyncio.run(run_benchmark(config, factory, log=_log))
+    except EngineUnavailable as exc:
+        print(f"primflow bench: {exc}", file=sys.stderr)
+        return 3
+    data = write_report(cases, config, args.out, args.name)
+    print(result_line(data["targets"]))
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def result_line(rows: list[dict[str, Any]]) -> str:
+    """ONE line: the primflow speedups and bound ratio per (workload, placement, app)."""
+    parts = []
+    for r in rows:
+        parts.append(
+            f"{r['app']}/{r['workload']}/{r['placement']}: "
+            f"x{r.get('speedup_vs_sequential', float('nan')):.2f} vs seq, "
+            f"x{r.get('speedup_vs_parallel', float('nan')):.2f} vs par, "
+            f"latency/bound {r['bound_ratio']:.2f}, overhead {100 * r['overhead_fraction']:.1f}%"
+        )
+    return "bench_e2e: " + "; ".join(parts)

@@ -1,0 +1,233 @@
+"""End-to-end benchmark: primflow against the module-level baselines on the same engines.
+
+For each workload (document sizing) and placement, one engine stack is built and every
+scheme runs on it *side by side*: single queries interleave the schemes question by
+question (so caches and noise hit all of them alike), then Poisson-arrival runs per
+request rate. Per query it records latency, the measured critical-path bound and the
+ratio, lowering and optimization time; per e-graph the scheduling overhead (the same
+e-graph run on zero-latency fake engines: what the runtime itself costs).
+Seeded: arrivals come from ``numpy.random.default_rng(seed)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from primflow.api.documents import Document, load_documents
+from primflow.apps.samples import samples_dir
+from primflow.runtime import Runtime
+from primflow.serve.session import Answer, Session
+from primflow.serve.stack import EngineFactory, EngineStack, engines_for_apps
+from primflow.sim.stats import LatencyStats
+
+# Document sizing of the two workloads (on samples/docs: 282 and 92 chunks).
+WORKLOADS: dict[str, dict[str, int]] = {
+    "cold": {"chunk_size": 120, "chunk_overlap": 10},  # each query indexes ~300 chunks
+    "balanced": {"chunk_size": 350, "chunk_overlap": 30},  # <= 128 chunks
+}
+
+
+@dataclass
+class BenchConfig:
+    apps: Sequence[str]
+    schemes: Sequence[str] = ("primflow", "sequential", "parallel")
+    workloads: Sequence[str] = ("balanced", "cold")
+    placements: Sequence[str] = ("shared", "dedicated")
+    rates_qps: Sequence[float] = (0.1, 0.2, 0.4)
+    num_questions: int = 10
+    num_load_queries: int = 12
+    max_tokens: int = 32
+    seed: int = 0
+    docs: Path | None = None  # None: samples/docs
+
+
+@dataclass
+class Case:
+    """One (workload, placement, app, scheme): its single-query answers and load runs."""
+
+    workload: str
+    placement: str
+    app: str
+    scheme: str
+    single: list[dict[str, Any]] = field(default_factory=list)
+    load: list[dict[str, Any]] = field(default_factory=list)
+
+    def single_stats(self) -> dict[str, float]:
+        latencies = [q["latency_s"] for q in self.single]
+        ratios = [q["bound_ratio"] for q in self.single]
+        overheads = [q["overhead_fraction"] for q in self.single if "overhead_fraction" in q]
+        stats = LatencyStats.from_latencies(latencies)
+        return {
+            "mean_s": stats.mean_s,
+            "p50_s": stats.p50_s,
+            "p95_s": stats.p95_s,
+            "mean_bound_s": float(np.mean([q["bound_s"] for q in self.single])),
+            "mean_bound_ratio": float(np.mean(ratios)),
+            "mean_overhead_fraction": float(np.mean(overheads)) if overheads else float("nan"),
+            "mean_llm_fraction": float(np.mean([q["llm_fraction"] for q in self.single])),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "placement": self.placement,
+            "app": self.app,
+            "scheme": self.scheme,
+            "single": self.single_stats() if self.single else {},
+            "single_queries": self.single,
+            "load": self.load,
+        }
+
+
+def questions_for(num_questions: int) -> list[str]:
+    lines = (samples_dir() / "questions.jsonl").read_text().splitlines()
+    questions = [json.loads(line)["question"] for line in lines if line.strip()]
+    return [questions[i % len(questions)] for i in range(num_questions)]
+
+
+async def run_benchmark(
+    config: BenchConfig,
+    factory: EngineFactory,
+    log: Callable[[str], None] = print,
+) -> list[Case]:
+    documents = load_documents(config.docs or samples_dir() / "docs")
+    questions = questions_for(config.num_questions)
+    cases: list[Case] = []
+    for workload in config.workloads:
+        for placement in config.placements:
+            stack = EngineStack(engines_for_apps(config.apps), factory, placement=placement)
+            async with stack, Session(stack) as session:
+                for app in config.apps:
+                    changes = {**WORKLOADS[workload], "max_tokens": config.max_tokens}
+                    run = _AppRun(session, app, documents, changes, log)
+                    found = await run.single(workload, placement, config.schemes, questions)
+                    for case in found:
+                        case.load = await run.load(case.scheme, questions, config)
+                    cases.extend(found)
+    return cases
+
+
+class _AppRun:
+    def __init__(
+        self,
+        session: Session,
+        app: str,
+        documents: list[Document],
+        changes: dict[str, Any],
+        log: Callable[[str], None],
+    ) -> None:
+        self.session = session
+        self.app = app
+        self.documents = documents
+        self.changes = changes
+        self.log = log
+        self._sched_s: dict[int, float] = {}
+
+    async def ask(self, question: str, scheme: str) -> Answer:
+        return await self.session.ask(
+            self.app, question, self.documents, scheme=scheme, config_changes=self.changes
+        )
+
+    async def single(
+        self, workload: str, placement: str, schemes: Sequence[str], questions: list[str]
+    ) -> list[Case]:
+        cases = {s: Case(workload, placement, self.app, s) for s in schemes}
+        for scheme in schemes:  # warm-up: model pages, prefix cache of the instructions
+            await self.ask(questions[-1], scheme)
+        for i, question in enumerate(questions):
+            for scheme in schemes:
+                answer = await self.ask(question, scheme)
+                record = await self._record(answer)
+                cases[scheme].single.append(record)
+                self.log(
+                    f"[{workload}/{placement}] {self.app} {scheme:<10} q{i}: "
+                    f"{answer.latency_s:.2f}s (bound {answer.bound_s:.2f}s)"
+                )
+        return list(cases.values())
+
+    async def _record(self, answer: Answer) -> dict[str, Any]:
+        record = answer.to_json()
+        record.pop("primitives")
+        record["timeline"] = [
+            {k: p[k] for k in ("node", "engine", "start_s", "end_s", "critical")}
+            for p in answer.timing.to_dicts()
+        ]
+        engine_s = sum(p.service_s for p in answer.timing.primitives)
+        llm_s = sum(p.service_s for p in answer.timing.primitives if p.op.startswith("llm"))
+        record["llm_fraction"] = llm_s / engine_s if engine_s else 0.0
+        if answer.scheme == "primflow":
+            sched_s = await self._scheduling_s(answer)
+            record["scheduling_s"] = sched_s
+            record["overhead_fraction"] = (answer.optimize_s + sched_s) / answer.latency_s
+        return record
+
+    async def _scheduling_s(self, answer: Answer) -> float:
+        """The runtime's own time for this e-graph: the same graph, zero-latency fakes."""
+        key = len(answer.graph)
+        if key not in self._sched_s:
+            self._sched_s[key] = await scheduling_overhead_s(
+                self.app, answer, self.documents, self.changes
+            )
+        return self._sched_s[key]
+
+    async def load(
+        self, scheme: str, questions: list[str], config: BenchConfig
+    ) -> list[dict[str, Any]]:
+        results = []
+        for rate in config.rates_qps:
+            rng = np.random.default_rng(config.seed)
+            gaps = rng.exponential(1.0 / rate, size=config.num_load_queries)
+            arrivals = [float(t) for t in np.cumsum(gaps) - gaps[0]]
+            stats = await self._open_loop(scheme, questions, arrivals)
+            self.log(f"  load {self.app} {scheme:<10} {rate:g} q/s: {stats.summary()}")
+            results.append({"rate_qps": rate, **stats.to_dict()})
+        return results
+
+    async def _open_loop(
+        self, scheme: str, questions: list[str], arrivals_s: list[float]
+    ) -> LatencyStats:
+        """Submit question i at ``arrivals_s[i]`` whatever is still running."""
+        started_s = time.perf_counter()
+        latencies: list[float] = []
+        failures: list[BaseException] = []
+
+        async def one(at_s: float, question: str) -> None:
+            await asyncio.sleep(max(0.0, at_s - (time.perf_counter() - started_s)))
+            try:
+                latencies.append((await self.ask(question, scheme)).latency_s)
+            except Exception as exc:  # counted, never averaged in
+                failures.append(exc)
+
+        await asyncio.gather(
+            *(one(at_s, questions[i % len(questions)]) for i, at_s in enumerate(arrivals_s))
+        )
+        span_s = time.perf_counter() - started_s
+        return LatencyStats.from_latencies(latencies, num_failed=len(failures), span_s=span_s)
+
+
+async def scheduling_overhead_s(
+    app: str, answer: Answer, documents: list[Document], changes: dict[str, Any]
+) -> float:
+    """Median latency of ``answer.graph`` on zero-latency fake engines (5 runs)."""
+    from primflow.apps import get_app
+    from primflow.graph.lower import lower_query
+    from primflow.serve.factories import fake_factory
+
+    query = get_app(app).query(answer.question, documents, **changes)
+    inputs = lower_query(get_app(app).template(), query).inputs
+    stack = EngineStack(engines_for_apps([app]), fake_factory(latency_scale=0.0))
+    latencies = []
+    async with Runtime(stack.borrowed(), profiles=stack.profiles) as runtime:
+        for _ in range(5):
+            started = time.perf_counter()
+            await runtime.run(answer.graph, inputs)
+            latencies.append(time.perf_counter() - started)
+    return float(np.median(latencies))
