@@ -66,7 +66,9 @@ class EngineRequest:
 
     ``num_items`` and ``num_tokens`` size the work for batch budgets and profiles.
     ``llm_request_id`` is unique per (query, LLM call) and shared by that call's
-    phases. ``priority`` is set by the batching policy (higher runs first).
+    phases. ``priority`` is the node's upward rank (remaining critical path, in
+    seconds; higher runs first) and ``query_start_s`` when its query was submitted (on
+    the runtime's clock); the graph scheduler sets both for the batching policies.
     ``on_text`` receives decoded text as it streams (LLM_DECODE only).
     """
 
@@ -80,6 +82,7 @@ class EngineRequest:
     llm_request_id: str | None = None
     depth: int = 0
     priority: float = 0.0
+    query_start_s: float = 0.0
     arrival_s: float = 0.0
     deadline_s: float | None = None
     on_text: Callable[[str], None] | None = None

@@ -15,7 +15,8 @@ timings live in ``QueryState``.
 
 Selection: a ready node is dispatched at once. Inline ops (INPUT, OUTPUT, CONDITION,
 AGGREGATE) run right here; engine ops become an ``EngineRequest`` carrying the node's
-depth and its current upward rank (``priority``) for the engine's batching policy.
+depth, its current upward rank (``priority``) and the query's start time
+(``query_start_s``) for the engine's batching policy.
 
 Skipping: a node whose required input is ``SKIPPED`` is skipped (all its outputs are
 ``SKIPPED``); an optional input receives ``None``; an AGGREGATE is skipped only when
@@ -238,6 +239,7 @@ class QueryRun:
             else None,
             depth=plan.depth,
             priority=self._ranks[node.name],
+            query_start_s=self.start_s,
             deadline_s=self.deadline_at_s,
         )
         self._requests[node.name] = request

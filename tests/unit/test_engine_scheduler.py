@@ -6,7 +6,7 @@ import pytest
 
 from primflow.engines.base import EngineRequest
 from primflow.engines.profile import LatencyProfile
-from primflow.engines.scheduler import EngineScheduler
+from primflow.engines.scheduler import Batch, EngineScheduler
 from primflow.graph.ir import Op
 
 PROFILE = LatencyProfile(max_batch_size=2, max_batch_tokens=1000)
@@ -18,6 +18,7 @@ def req(
     *,
     depth: int = 0,
     priority: float = 0.0,
+    start_s: float = 0.0,
     items: int = 1,
     tokens: int = 0,
     call: str | None = None,
@@ -33,6 +34,7 @@ def req(
         llm_request_id=call,
         depth=depth,
         priority=priority,
+        query_start_s=start_s,
     )
 
 
@@ -41,7 +43,7 @@ def make(policy: str, profile: LatencyProfile = PROFILE, **kwargs: object) -> En
     return EngineScheduler("llm", profile, policy=policy, **kwargs)  # type: ignore[arg-type]
 
 
-def keys(batches: list) -> list[list[str]]:
+def keys(batches: list[Batch]) -> list[list[str]]:
     return [[r.node for r in b.requests] for b in batches]
 
 
@@ -104,12 +106,38 @@ def test_topology_round_robin_fills_from_later_rounds() -> None:
 
 
 def test_critical_path_orders_by_remaining_path_then_query_then_arrival() -> None:
+    # Queries submitted at the same instant: the longest remaining path goes first.
     scheduler = make("critical_path", profile=PROFILE.with_changes(max_batch_size=1))
     scheduler.add(req("q1", "short", priority=0.5), 0.0)
     scheduler.add(req("q2", "tie_late_query", priority=2.0), 0.0)
     scheduler.add(req("q1", "long", priority=3.0), 0.0)
     scheduler.add(req("q1", "tie_early_query", priority=2.0), 0.1)
     assert drain(scheduler) == [["long"], ["tie_early_query"], ["tie_late_query"], ["short"]]
+
+
+def test_critical_path_serves_earlier_queries_first_then_their_longest_path() -> None:
+    # A new query's first step has the largest remaining path of all, yet it must not
+    # overtake what older queries still have to do (that was longest-remaining-first).
+    scheduler = make("critical_path", profile=PROFILE.with_changes(max_batch_size=1))
+    scheduler.add(req("old", "old_tail", priority=0.5, start_s=0.0), 5.0)
+    scheduler.add(req("new", "new_head", priority=9.0, start_s=4.0), 4.0)
+    scheduler.add(req("mid", "mid_side", priority=1.0, start_s=2.0), 3.0)
+    scheduler.add(req("mid", "mid_path", priority=4.0, start_s=2.0), 3.5)
+    assert drain(scheduler, 5.0) == [["old_tail"], ["mid_path"], ["mid_side"], ["new_head"]]
+
+
+def test_critical_path_never_lets_later_queries_overtake_forever() -> None:
+    # Keys are fixed when queued and later queries get larger ones: the old request
+    # goes out as soon as it is the smallest, however many new queries keep arriving.
+    scheduler = make("critical_path", profile=PROFILE.with_changes(max_batch_size=1))
+    scheduler.add(req("old", "old_tail", priority=0.1, start_s=0.0), 0.0)
+    served: list[str] = []
+    for i in range(1, 4):
+        scheduler.add(req(f"q{i}", f"head{i}", priority=100.0, start_s=float(i)), float(i))
+        [batch] = scheduler.schedule(float(i))
+        served.append(batch.requests[0].node)
+        scheduler.update(batch, float(i))
+    assert served == ["old_tail", "head1", "head2"]
 
 
 @pytest.mark.parametrize("policy", ["fifo", "topology", "critical_path"])

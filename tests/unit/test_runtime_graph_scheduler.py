@@ -227,6 +227,8 @@ async def test_critical_path_priority_is_the_upward_rank() -> None:
     assert after.priority == pytest.approx(2.0)
     assert first.priority == pytest.approx(2.5)
     assert (first.depth, after.depth) == (2, 1)
+    # Both carry the query's start, which critical_path orders queries by.
+    assert first.query_start_s == after.query_start_s <= first.arrival_s
 
 
 async def test_hooks_see_every_event_in_order() -> None:
