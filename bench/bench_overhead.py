@@ -5,7 +5,9 @@ on a real event loop, and measures wall time: once for queries run one at a time
 for 1,000 queries submitted at once. Everything the runtime does per primitive (graph
 scheduler events, engine scheduler, batching policy, worker, futures) is in the
 number, plus the fakes' own trivial work, so it is an upper bound on scheduling
-overhead. Prints one result line; saves docs/bench/overhead.json.
+overhead. The topology runs are repeated with the runtime's plan cache off, in the
+same process, to show what caching per-graph plans saves. Prints one result line;
+saves docs/bench/overhead.json.
 
     .venv/bin/python bench/bench_overhead.py [--seed 0] [--num-sequential 200]
 """
@@ -34,7 +36,7 @@ TARGET_US_PER_PRIMITIVE = 100.0
 OUT_PATH = Path(__file__).resolve().parents[1] / "docs" / "bench" / "overhead.json"
 
 
-def _make_runtime(policy: str, workload: Workload) -> Runtime:
+def _make_runtime(policy: str, workload: Workload, max_num_cached_plans: int) -> Runtime:
     profiles = workload.profiles(preset("gpu"))
     engines = build_engines(workload.kinds, profiles, llm_contention=0.0)
     for instances in engines.values():
@@ -42,14 +44,20 @@ def _make_runtime(policy: str, workload: Workload) -> Runtime:
             assert isinstance(engine, FakeEngine)
             engine.latency_scale = 0.0
     # No batching wait: with zero-latency engines any wait would be idle time, not overhead.
-    return Runtime(engines, policy=policy, max_wait_ms=0.0, profiles=profiles)
+    return Runtime(
+        engines,
+        policy=policy,
+        max_wait_ms=0.0,
+        profiles=profiles,
+        max_num_cached_plans=max_num_cached_plans,
+    )
 
 
 async def _measure(
-    policy: str, seed: int, num_sequential: int, num_concurrent: int
+    policy: str, seed: int, num_sequential: int, num_concurrent: int, is_plan_cached: bool = True
 ) -> dict[str, Any]:
     workload = app_workload(APP, "primflow", preset("gpu"), queries="generated")
-    runtime = _make_runtime(policy, workload)
+    runtime = _make_runtime(policy, workload, max_num_cached_plans=256 if is_plan_cached else 0)
     rng = np.random.default_rng(seed)
     num_queries = max(num_sequential, num_concurrent)
     queries: list[SimQuery] = [workload.make_query(i, rng) for i in range(num_queries)]
@@ -72,6 +80,9 @@ async def _measure(
         raise RuntimeError(f"{len(failures)} queries failed, first: {failures[0]!r}")
     return {
         "policy": policy,
+        "is_plan_cached": is_plan_cached,
+        "num_plans_built": runtime.num_plans_built,
+        "num_distinct_graph_objects": len({id(q.graph) for q in queries}),
         "one_at_a_time": _rates(queries[:num_sequential], sequential_s),
         "concurrent": _rates(batch, concurrent_s),
     }
@@ -101,10 +112,12 @@ def main() -> None:
     parser.add_argument("--num-concurrent", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=OUT_PATH)
     args = parser.parse_args()
+    variants = [("fifo", True), ("topology", True), ("critical_path", True), ("topology", False)]
     runs = [
-        asyncio.run(_measure(policy, args.seed, args.num_sequential, args.num_concurrent))
-        for policy in ("fifo", "topology", "critical_path")
+        asyncio.run(_measure(policy, args.seed, args.num_sequential, args.num_concurrent, cached))
+        for policy, cached in variants
     ]
+    uncached = runs.pop()
     worst = max(
         max(r["one_at_a_time"]["us_per_primitive"], r["concurrent"]["us_per_primitive"])
         for r in runs
@@ -118,6 +131,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "runs": runs,
+        "topology_without_plan_cache": uncached,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -127,10 +141,15 @@ def main() -> None:
         for r in runs
     ]
     topo = next(r for r in runs if r["policy"] == "topology")
+    savings = [
+        1 - topo[mode]["wall_s"] / uncached[mode]["wall_s"]
+        for mode in ("one_at_a_time", "concurrent")
+    ]
     print(
         f"overhead us/primitive (1 query / {args.num_concurrent} concurrent): {', '.join(parts)}; "
         f"topology {topo['one_at_a_time']['primitives_per_s']:.0f} / "
         f"{topo['concurrent']['primitives_per_s']:.0f} primitives/s; "
+        f"plan cache saves {savings[0]:.0%} / {savings[1]:.0%}; "
         f"target < {TARGET_US_PER_PRIMITIVE:.0f} us: "
         f"{'met' if report['meets_target'] else 'MISSED'}"
     )

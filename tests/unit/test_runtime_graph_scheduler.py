@@ -280,3 +280,17 @@ async def test_a_graph_changed_after_a_run_is_analysed_afresh() -> None:
         graph.replace_node(graph.node("embed").replace(engine="elsewhere"))
         with pytest.raises(ValueError, match="runs on engine 'elsewhere'"):
             await runtime.run(graph, {"texts": ["a"]})
+
+
+async def test_a_graph_and_its_copies_share_one_plan() -> None:
+    graph = chain_graph()
+    async with Runtime(fakes()) as runtime:
+        await runtime.run(graph, {"texts": ["a"]})
+        await runtime.run(graph, {"texts": ["b"]})
+        await runtime.run(graph.copy(), {"texts": ["c"]})  # what GraphCache hits return
+        assert runtime.num_plans_built == 1
+        changed = graph.copy()
+        changed.replace_node(changed.node("embed").replace(params={"note": "new"}))
+        result = await runtime.run(changed, {"texts": ["d"]})
+        assert runtime.num_plans_built == 2
+    assert result.outputs["vectors"].shape[0] == 1
