@@ -29,7 +29,7 @@ from primflow.runtime.runtime import Runtime
 from primflow.sim.engines import build_engines
 from primflow.sim.profiles import preset
 from primflow.sim.workload import SimQuery, Workload, app_workload
-from primflow.testing.fakes import FakeEngine
+from primflow.testing.fake_engine import FakeEngine
 
 APP = "advanced_rag"
 TARGET_US_PER_PRIMITIVE = 100.0

@@ -20,7 +20,9 @@ from typing import Any
 from primflow.engines.base import OPS_BY_KIND, Engine, EngineKind, EngineRequest
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
-from primflow.testing.fakes import FAKES_BY_KIND, FakeEngine, FakeLLM
+from primflow.testing.fake_engine import FakeEngine
+from primflow.testing.fake_llm import FakeLLM
+from primflow.testing.fakes import FAKES_BY_KIND
 
 DEFAULT_LLM_CONTENTION = 0.02
 DEFAULT_MAX_NUM_LLM_CALLS = 32

@@ -10,7 +10,9 @@ from typing import Any
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Node, Op, Port, PortType
-from primflow.testing.fakes import FakeEmbedder, FakeEngine, FakeLLM, FakeVectorIndex, FakeWebSearch
+from primflow.testing.fake_engine import FakeEngine
+from primflow.testing.fake_llm import FakeLLM
+from primflow.testing.fakes import FakeEmbedder, FakeVectorIndex, FakeWebSearch
 
 Wire = tuple[str, str]
 

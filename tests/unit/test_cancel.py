@@ -19,7 +19,8 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph, PortType
 from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout, Runtime
 from primflow.testing.clock import run_virtual
-from primflow.testing.fakes import FakeEmbedder, FakeEngine
+from primflow.testing.fake_engine import FakeEngine
+from primflow.testing.fakes import FakeEmbedder
 
 
 async def settle() -> None:

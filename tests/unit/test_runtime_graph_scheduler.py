@@ -14,7 +14,8 @@ from primflow.graph import ops
 from primflow.graph.ir import Graph, PortType
 from primflow.runtime import NodeStatus, RecordingHook, Runtime
 from primflow.testing.clock import run_virtual
-from primflow.testing.fakes import FakeLLMState, fake_embedding
+from primflow.testing.fake_llm import FakeLLMState
+from primflow.testing.fakes import fake_embedding
 
 
 async def test_node_states_move_pending_ready_running_done() -> None:

@@ -20,7 +20,7 @@ from primflow.runtime.clock import ManualClock
 from primflow.runtime.inline_ops import is_decision_true, run_aggregate
 from primflow.runtime.plan import GraphPlan
 from primflow.runtime.query_state import MISSING, SKIPPED, NodeStatus, QueryState
-from primflow.testing.fakes import FakeEngine
+from primflow.testing.fake_engine import FakeEngine
 from primflow.values import Chunk, Hit
 
 

@@ -1,0 +1,168 @@
+"""The fake LLM: deterministic text, pre-scheduled phases, continuous batching faked.
+
+Each request runs on its own task, after the previous phase of its call (same
+``llm_request_id``) has finished, so a pre-scheduled phase (design section 5.5) waits
+here for its predecessor, as on a real engine. The state handed from phase to phase is
+the prompt rendered so far (``FakeLLMState``); a decode returns a deterministic reply,
+or a JSON list / object / numbered lines of items when a parser asks for items, and
+streams it word by word to ``request.on_text``. Latency: a prefill takes the profile's
+latency for its prompt tokens, a decode for ``max_tokens`` output tokens (a partial
+decode for its share of them). Per-call state is freed with the query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from primflow.engines.base import EngineError, EngineHealth, EngineKind, EngineRequest, Outputs
+from primflow.engines.profile import LatencyProfile
+from primflow.graph import ops
+from primflow.graph.ir import Op
+from primflow.prompts import render
+from primflow.testing.fake_engine import FakeEngine, digest
+
+
+@dataclass(frozen=True, slots=True)
+class FakeLLMState:
+    """The KV state handed from phase to phase: here, just the prompt so far."""
+
+    llm_request_id: str
+    prompt: str
+
+
+@dataclass(slots=True)
+class _Call:
+    prompt: str = ""
+    tail: asyncio.Future[Outputs] | None = None  # the last phase submitted
+
+
+PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
+
+
+class FakeLLM(FakeEngine):
+    """Continuous batching, faked: each request runs on its own, after the previous
+    phase of its call (same ``llm_request_id``) has finished, so a pre-scheduled phase
+    waits here for its predecessor, as on a real engine."""
+
+    kind = EngineKind.LLM
+
+    def __init__(
+        self,
+        name: str,
+        profile: LatencyProfile | None = None,
+        *,
+        max_num_calls: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("max_concurrent_batches", max_num_calls)
+        super().__init__(name, profile, **kwargs)
+        self.max_num_calls = max_num_calls
+        self._calls: dict[str, _Call] = {}
+        self._calls_by_query: dict[str, list[str]] = {}
+
+    def health(self) -> EngineHealth:
+        return EngineHealth(
+            is_healthy=True,
+            num_running=self._num_running,
+            load=len(self._calls) / self.max_num_calls,
+        )
+
+    def _launch(
+        self, requests: list[EngineRequest], futures: list[asyncio.Future[Outputs]]
+    ) -> None:
+        for request, future in zip(requests, futures, strict=True):
+            call = self._call(request)
+            previous, call.tail = call.tail, future
+            self._start_task(self._serve_one(request, future, previous), [future])
+
+    async def _serve_one(
+        self,
+        request: EngineRequest,
+        future: asyncio.Future[Outputs],
+        previous: asyncio.Future[Outputs] | None,
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                if not future.done():
+                    reason = "the previous phase of this call did not finish"
+                    future.set_exception(EngineError(self.name, request.node, reason))
+                return
+        self._num_running += 1
+        try:
+            await asyncio.sleep(self.latency_scale * self.request_latency_s(request))
+        finally:
+            self._num_running -= 1
+        await self._finish(request, future)
+
+    def request_latency_s(self, request: EngineRequest) -> float:
+        if request.op in PREFILL_OPS:
+            return self.profile.latency_s(1, request.num_tokens)
+        return self.profile.latency_s(1, 0, _num_output_tokens(request))
+
+    def compute(self, request: EngineRequest) -> Outputs:
+        call = self._call(request)
+        call_id = str(request.llm_request_id)
+        if request.op in PREFILL_OPS:
+            values = {k: v for k, v in request.inputs.items() if k != ops.STATE}
+            call.prompt += render(str(request.params.get("template", "")), values)
+            return {ops.STATE: FakeLLMState(call_id, call.prompt)}
+        if request.op is Op.LLM_PARTIAL_DECODE:
+            index = int(request.params.get("index", 0))
+            item = _fake_items(call.prompt, index + 1)[index]
+            return {ops.ITEMS: [item], ops.STATE: FakeLLMState(call_id, call.prompt)}
+        return self._decode(request, call.prompt)
+
+    def _decode(self, request: EngineRequest, prompt: str) -> Outputs:
+        num_items = int(request.params.get("num_items", 0) or 0)
+        parser = request.params.get("parser")
+        items = _fake_items(prompt, num_items) if parser else []
+        text = self._responses.get(request.node)
+        if text is None:
+            text = _format_items(items, parser) if parser else _fake_text(prompt)
+        if request.on_text is not None:
+            for piece in text.split(" "):
+                request.on_text(piece + " ")
+        outputs: Outputs = {ops.TEXT: text}
+        if parser:
+            outputs[ops.ITEMS] = items
+        return outputs
+
+    def _call(self, request: EngineRequest) -> _Call:
+        call_id = request.llm_request_id or f"{request.query_id}/{request.node}"
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call()
+            self._calls_by_query.setdefault(request.query_id, []).append(call_id)
+        return call
+
+    def free_query(self, query_id: str) -> None:
+        for call_id in self._calls_by_query.pop(query_id, []):
+            self._calls.pop(call_id, None)
+
+
+def _num_output_tokens(request: EngineRequest) -> int:
+    max_tokens = int(request.params.get("max_tokens", 64))
+    if request.op is Op.LLM_PARTIAL_DECODE:
+        return max(1, max_tokens // max(1, int(request.params.get("num_items", 1))))
+    return max_tokens
+
+
+def _fake_text(prompt: str) -> str:
+    return f"Answer {digest(prompt) % 100_000:05d}: a deterministic fake reply."
+
+
+def _fake_items(prompt: str, num_items: int) -> list[str]:
+    key = digest(prompt) % 100_000
+    return [f"item {i + 1} of {key:05d}" for i in range(num_items)]
+
+
+def _format_items(items: list[str], parser: Any) -> str:
+    if parser == ops.DecodeParser.JSON_OBJECT:
+        return json.dumps({f"item_{i + 1}": item for i, item in enumerate(items)})
+    if parser == ops.DecodeParser.LINES:
+        return "\n".join(f"{i + 1}. {item}" for i, item in enumerate(items))
+    return json.dumps(items)
