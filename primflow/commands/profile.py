@@ -1,5 +1,6 @@
-"""`primflow profile`: measure each embedded engine's latency on this machine and save the
-fitted ``LatencyProfile``s (passes and schedulers read them with ``load_profiles``).
+"""Measure the embedded engines' latency profiles on this machine (`primflow profile`).
+
+Saves the fitted ``LatencyProfile``s; passes and schedulers read them with ``load_profiles``.
 
 For each engine it times real calls through the engine (thread hop included) over a
 range of batch sizes and text lengths, then fits
