@@ -169,3 +169,7 @@ class ThreadedEngine(Engine):
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        # Batches dropped from the executor's queue would leave their futures pending.
+        for futures in list(self._futures_by_query.values()):
+            for future in list(futures):
+                future.cancel()

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import faiss
 import numpy as np
 
 from primflow.engines.base import EngineError, EngineKind, EngineRequest
@@ -73,6 +74,9 @@ class FaissEngine(ThreadedEngine):
             return sorted(self._collections)
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
+        if self.budget is not None:
+            # FAISS parallelizes batched searches with OpenMP; the setting is per thread.
+            faiss.omp_set_num_threads(self.threads())
         outcomes: list[Outcome] = [{} for _ in batch]
         searches: dict[str, list[tuple[int, Matrix, int]]] = {}
         for i, request in enumerate(batch):
