@@ -87,12 +87,17 @@ def top_k(request: EngineRequest, engine: str) -> int:
 
 
 def merge_hits(hit_lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
-    """Hits of several query vectors: one per chunk (its best score), best first, ``k``."""
+    """Hits of several query vectors: the ``k`` best of each, one per chunk (its best
+    score), best first.
+
+    ``k`` applies per query vector, not overall, so searching n vectors in one request
+    returns the same candidates as n one-vector searches (what decode pipelining makes
+    of it): an optimized graph must retrieve what the unoptimized one does.
+    """
     best: dict[int, Hit] = {}
     for hits in hit_lists:
-        for hit in hits:
+        for hit in sorted(hits, key=lambda h: (-h.score, h.chunk.chunk_id))[:k]:
             seen = best.get(hit.chunk.chunk_id)
             if seen is None or hit.score > seen.score:
                 best[hit.chunk.chunk_id] = hit
-    ranked = sorted(best.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
-    return ranked[:k]
+    return sorted(best.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
