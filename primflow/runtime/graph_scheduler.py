@@ -53,6 +53,7 @@ from primflow.values import Chunk, Hit
 PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 
 Submit = Callable[[str, EngineRequest], None]
+OnText = Callable[[str], None]
 
 
 class QueryRun:
@@ -68,8 +69,12 @@ class QueryRun:
         on_end: Callable[[QueryRun], None],
         hooks: Sequence[Hook] = (),
         deadline_at_s: float | None = None,
+        engine_query_id: str | None = None,
+        on_text: Mapping[str, OnText] | None = None,
     ) -> None:
         self.query_id = query_id
+        # The id engines see (requests, LLM call ids); differs when an id is reused.
+        self.engine_query_id = engine_query_id or query_id
         self.graph = graph
         self.plan = plan
         self.inputs = inputs
@@ -82,6 +87,7 @@ class QueryRun:
         self._submit = submit
         self._on_end = on_end
         self._hooks = hooks
+        self._on_text = on_text or {}
         self._num_waiting = {name: p.num_deps for name, p in plan.nodes.items()}
         self._ready: deque[str] = deque()
         self._requests: dict[str, EngineRequest] = {}  # node -> request not yet finished
@@ -116,8 +122,9 @@ class QueryRun:
     def on_result(
         self, request: EngineRequest, outputs: Outputs | None, error: BaseException | None
     ) -> None:
-        if self.is_finished or self._requests.pop(request.node, None) is not request:
-            return
+        if self.is_finished or self._requests.get(request.node) is not request:
+            return  # a stale result (of an earlier run under the same id): not ours
+        del self._requests[request.node]
         node = self.plan.nodes[request.node].node
         if error is not None or outputs is None:
             reason = str(error) if error is not None else "no outputs"
@@ -227,20 +234,21 @@ class QueryRun:
         self._refresh_ranks()
         is_llm = node.op in LLM_OPS
         request = EngineRequest(
-            query_id=self.query_id,
+            query_id=self.engine_query_id,
             node=node.name,
             op=node.op,
             inputs=values,
             params=node.params,
             num_items=1 if is_llm else _num_items(values),
             num_tokens=_num_prompt_tokens(node.params, values) if node.op in PREFILL_OPS else 0,
-            llm_request_id=f"{self.query_id}/{node.params.get('request', node.name)}"
+            llm_request_id=f"{self.engine_query_id}/{node.params.get('request', node.name)}"
             if is_llm
             else None,
             depth=plan.depth,
             priority=self._ranks[node.name],
             query_start_s=self.start_s,
             deadline_s=self.deadline_at_s,
+            on_text=self._on_text.get(node.name),
         )
         self._requests[node.name] = request
         self.engines_seen.add(node.engine)

@@ -8,11 +8,19 @@ plus callbacks, so cancelling the caller's await cancels the query and everythin
 started, and no orphan task can outlive it.
 
 Ending a query:
-- normally: every engine the query touched gets ``release(query_id)``;
+- normally: every engine the query touched gets ``release`` of its id;
 - on deadline, cancel, caller cancellation or failure: its queued requests are dropped
-  from the engine schedulers, every engine it touched gets ``abort(query_id)`` (which
+  from the engine schedulers, every engine it touched gets ``abort`` of its id (which
   cancels its running work), and the caller gets QueryTimeout / QueryCancelled /
   QueryFailed. Other queries, even ones sharing a batch with it, go on.
+
+Query ids. A caller may name a query (``query_id=``); the name can be reused once the
+query has ended, also after a cancel or failure. Engines remember ended queries to
+refuse late work for them, so each run talks to the engines under its own id: the
+query id itself the first time, ``<query id>~<n>`` when the id was used before
+(``EngineRequest.query_id`` and ``llm_request_id`` carry it; hooks' query events and
+errors carry the caller's id). The runtime remembers the last
+``MAX_NUM_REMEMBERED_QUERY_IDS`` ids it gave engines, ten times what the engines keep.
 
 Graphs are treated as immutable once submitted: a graph must not change while a query
 runs on it. Its ``GraphPlan`` (the static analysis the graph scheduler runs on) is
@@ -40,13 +48,17 @@ from primflow.engines.policies import POLICIES
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
 from primflow.engines.worker import EngineWorker
-from primflow.graph.ir import INLINE_OPS, Edge, Graph, Node, Op
+from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
 from primflow.runtime.clock import Clock, LoopClock, Timer
 from primflow.runtime.errors import QueryCancelled, QueryTimeout
-from primflow.runtime.graph_scheduler import QueryRun
+from primflow.runtime.graph_scheduler import OnText, QueryRun
 from primflow.runtime.hooks import Hook
-from primflow.runtime.plan import GraphPlan, estimate_cost_s
+from primflow.runtime.plan import GraphPlan, PlanCache, estimate_cost_s
 from primflow.runtime.query_state import QueryResult, QueryState
+
+# Ids given to engines that the runtime remembers, to give a reused query id a fresh
+# one (engines remember 10,000 ended queries each; see the module docstring).
+MAX_NUM_REMEMBERED_QUERY_IDS = 100_000
 
 
 class Runtime:
@@ -72,13 +84,16 @@ class Runtime:
         self.max_wait_ms = max_wait_ms
         self.hooks = tuple(hooks)
         self.workers: dict[str, EngineWorker] = {}
-        self._runs: dict[str, QueryRun] = {}
+        self._runs: dict[str, QueryRun] = {}  # by the caller's query id
+        self._runs_by_engine_id: dict[str, QueryRun] = {}  # by the id engines see
+        self._engine_ids: OrderedDict[str, None] = OrderedDict()  # every id engines saw
+        self._num_reused_ids = itertools.count()
         self._futures: dict[str, asyncio.Future[QueryResult]] = {}
         self._deadline_timers: dict[str, Timer] = {}
         self._num_open_requests = 0  # queued or running on any engine
         self._query_ids = itertools.count()
         self._clock: Clock | None = None
-        self._plans = _PlanCache(max_num_cached_plans)
+        self._plans = PlanCache(max_num_cached_plans)
 
     # -- lifecycle ----------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -139,10 +154,14 @@ class Runtime:
         *,
         query_id: str | None = None,
         deadline_s: float | None = None,
+        on_text: Mapping[str, OnText] | None = None,
     ) -> QueryResult:
         """Run one query; ``deadline_s`` is seconds from now. Cancelling the caller
-        cancels the query."""
-        return await self.submit(graph, inputs, query_id=query_id, deadline_s=deadline_s)
+        cancels the query. ``on_text`` maps decode nodes to callbacks that receive
+        their text as it streams."""
+        return await self.submit(
+            graph, inputs, query_id=query_id, deadline_s=deadline_s, on_text=on_text
+        )
 
     async def run_many(
         self,
@@ -161,14 +180,19 @@ class Runtime:
         *,
         query_id: str | None = None,
         deadline_s: float | None = None,
+        on_text: Mapping[str, OnText] | None = None,
     ) -> asyncio.Future[QueryResult]:
         """Start a query now; the future resolves with its result. Cancelling the future
-        cancels the query."""
+        cancels the query. A query id may be reused once its query has ended."""
         clock = self._require_started()
-        query_id = query_id if query_id is not None else f"q{next(self._query_ids)}"
+        if query_id is None:  # the next generated id no running query has taken
+            query_id = next(i for i in map("q{}".format, self._query_ids) if i not in self._runs)
         if query_id in self._runs:
             raise ValueError(f"query id {query_id!r} is already running")
         plan = self._plan(graph, inputs)
+        for node in on_text or {}:
+            if node not in plan.nodes:
+                raise ValueError(f"on_text names node {node!r}, which is not in the graph")
         now_s = clock.now_s()
         deadline_at_s = None if deadline_s is None else now_s + deadline_s
         future: asyncio.Future[QueryResult] = asyncio.get_running_loop().create_future()
@@ -182,15 +206,28 @@ class Runtime:
             on_end=self._on_end,
             hooks=self.hooks,
             deadline_at_s=deadline_at_s,
+            engine_query_id=self._new_engine_id(query_id),
+            on_text=on_text,
         )
         self._runs[query_id] = run
+        self._runs_by_engine_id[run.engine_query_id] = run
         self._futures[query_id] = future
-        future.add_done_callback(partial(self._on_future_done, query_id))
+        future.add_done_callback(partial(self._on_future_done, run))
         if deadline_s is not None:
-            expire = partial(self._expire, query_id, deadline_s)
+            expire = partial(self._expire, run, deadline_s)
             self._deadline_timers[query_id] = clock.call_at(now_s + deadline_s, expire)
         run.start()
         return future
+
+    def _new_engine_id(self, query_id: str) -> str:
+        """The id engines see for this run: never one they saw before (see above)."""
+        engine_id = query_id
+        while engine_id in self._engine_ids or engine_id in self._runs_by_engine_id:
+            engine_id = f"{query_id}~{next(self._num_reused_ids)}"
+        self._engine_ids[engine_id] = None
+        if len(self._engine_ids) > MAX_NUM_REMEMBERED_QUERY_IDS:
+            self._engine_ids.popitem(last=False)
+        return engine_id
 
     def cancel(self, query_id: str, reason: str = "cancelled") -> bool:
         """Cancel a running query; False if no such query is running."""
@@ -226,7 +263,7 @@ class Runtime:
     def _on_dispatch(self, engine: str, batch: Batch) -> None:
         batch_size = len(batch.requests)
         for request in batch.requests:
-            run = self._runs.get(request.query_id)
+            run = self._runs_by_engine_id.get(request.query_id)
             if run is not None:
                 run.on_dispatched(request, batch_size, engine)
 
@@ -234,7 +271,7 @@ class Runtime:
         self, request: EngineRequest, outputs: Outputs | None, error: BaseException | None
     ) -> None:
         self._num_open_requests -= 1
-        run = self._runs.get(request.query_id)
+        run = self._runs_by_engine_id.get(request.query_id)
         if run is not None:
             run.on_result(request, outputs, error)
 
@@ -242,30 +279,30 @@ class Runtime:
         # Only requests already in flight (or queued elsewhere) can lead to more work here.
         return self._num_open_requests > scheduler.num_queued
 
-    def _expire(self, query_id: str, deadline_s: float) -> None:
-        self._deadline_timers.pop(query_id, None)
-        run = self._runs.get(query_id)
-        if run is not None:
-            run.fail(QueryTimeout(query_id, deadline_s, run.unfinished_nodes()))
+    def _expire(self, run: QueryRun, deadline_s: float) -> None:
+        if self._runs.get(run.query_id) is run:
+            del self._deadline_timers[run.query_id]
+            run.fail(QueryTimeout(run.query_id, deadline_s, run.unfinished_nodes()))
 
-    def _on_future_done(self, query_id: str, future: asyncio.Future[QueryResult]) -> None:
-        if future.cancelled() and query_id in self._runs:
-            self.cancel(query_id, reason="cancelled by its caller")
+    def _on_future_done(self, run: QueryRun, future: asyncio.Future[QueryResult]) -> None:
+        if future.cancelled() and self._runs.get(run.query_id) is run:
+            self.cancel(run.query_id, reason="cancelled by its caller")
 
     def _on_end(self, run: QueryRun) -> None:
-        query_id = run.query_id
+        query_id, engine_id = run.query_id, run.engine_query_id
         del self._runs[query_id]
+        del self._runs_by_engine_id[engine_id]
         timer = self._deadline_timers.pop(query_id, None)
         if timer is not None:
             timer.cancel()
         for engine in sorted(run.engines_seen):
             worker = self.workers[engine]
-            dropped = worker.remove_query(query_id)
+            dropped = worker.remove_query(engine_id)
             self._num_open_requests -= len(dropped)
             if run.error is None:
-                worker.release(query_id)
+                worker.release(engine_id)
             else:
-                worker.abort(query_id)
+                worker.abort(engine_id)
         future = self._futures.pop(query_id)
         if future.done():
             return
@@ -324,46 +361,3 @@ def _policy_for(name: str, policy: str | Mapping[str, str]) -> str:
         known = ", ".join(POLICIES)
         raise ValueError(f"engine {name!r}: unknown batching policy {chosen!r} (known: {known})")
     return chosen
-
-
-class _PlanCache:
-    """Plans of recently run graphs, so N queries of one e-graph analyse it once.
-
-    Keyed by the identities of the graph's node and edge objects, in order. Nodes and
-    edges are frozen, so equal keys mean equal graphs: resubmitting a graph, or a copy
-    of it (``GraphCache`` hits are copies that share their nodes and edges), reuses
-    the plan, while a graph changed after a run has a new key and gets a fresh plan.
-    An entry holds its nodes and edges, so the ids in a live key cannot be reused by
-    other objects. A lookup is O(V + E) pointer reads and one hash: microseconds,
-    against ~100 us to build the plan of a 40-node graph.
-    """
-
-    def __init__(self, max_num_entries: int) -> None:
-        if max_num_entries < 0:
-            raise ValueError(f"max_num_cached_plans must be >= 0, got {max_num_entries}")
-        self.max_num_entries = max_num_entries
-        self._entries: OrderedDict[tuple[int, ...], tuple[GraphPlan, list[Edge]]] = OrderedDict()
-        self.num_builds = 0  # plans built (cache misses), for tests and benchmarks
-
-    @staticmethod
-    def key(graph: Graph) -> tuple[tuple[int, ...], list[Edge]]:
-        edges = graph.edges
-        ids = [id(node) for node in graph]
-        ids.append(-1)  # ids are positive: -1 separates the nodes from the edges
-        ids.extend(map(id, edges))
-        return tuple(ids), edges
-
-    def get(self, key: tuple[int, ...]) -> GraphPlan | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
-
-    def put(self, key: tuple[int, ...], plan: GraphPlan, edges: list[Edge]) -> None:
-        self.num_builds += 1
-        if self.max_num_entries == 0:
-            return
-        self._entries[key] = (plan, edges)
-        if len(self._entries) > self.max_num_entries:
-            self._entries.popitem(last=False)

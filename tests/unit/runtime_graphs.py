@@ -5,11 +5,13 @@ Engine names: ``embedder``, ``vectors``, ``web``, ``llm``. ``Wire`` is (node, po
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Node, Op, Port, PortType
+from primflow.runtime import Runtime
 from primflow.testing.fake_engine import FakeEngine
 from primflow.testing.fake_llm import FakeLLM
 from primflow.testing.fakes import FakeEmbedder, FakeVectorIndex, FakeWebSearch
@@ -160,3 +162,21 @@ def fakes(
         name: cls(name, profiles.get(name), latency_scale=latency_scale)
         for name, cls in kinds.items()
     }
+
+
+async def settle() -> None:
+    """Let cancellation callbacks run (each hop is one loop iteration)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def assert_clean(runtime: Runtime, engines: dict[str, FakeEngine]) -> None:
+    """Nothing of any ended query is left: no run, request, task or engine state."""
+    assert runtime.num_running_queries == 0
+    assert runtime.num_open_requests == 0
+    for worker in runtime.workers.values():
+        assert worker.scheduler.num_queued == 0, worker.name
+        assert worker.scheduler.num_running == 0, worker.name
+    for engine in engines.values():
+        assert engine.num_tracked_tasks == 0, engine.name
+        assert engine.num_queries_with_state == 0, engine.name

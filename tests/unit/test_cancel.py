@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-from runtime_graphs import Builder, answer_graph, chain_graph, fakes
+from runtime_graphs import Builder, answer_graph, assert_clean, chain_graph, fakes, settle
 
 from primflow.engines.base import EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
@@ -21,23 +21,6 @@ from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout, Runtime
 from primflow.testing.clock import run_virtual
 from primflow.testing.fake_engine import FakeEngine
 from primflow.testing.fakes import FakeEmbedder
-
-
-async def settle() -> None:
-    """Let cancellation callbacks run (each hop is one loop iteration)."""
-    for _ in range(10):
-        await asyncio.sleep(0)
-
-
-def assert_clean(runtime: Runtime, engines: dict[str, FakeEngine]) -> None:
-    assert runtime.num_running_queries == 0
-    assert runtime.num_open_requests == 0
-    for worker in runtime.workers.values():
-        assert worker.scheduler.num_queued == 0, worker.name
-        assert worker.scheduler.num_running == 0, worker.name
-    for engine in engines.values():
-        assert engine.num_tracked_tasks == 0, engine.name
-        assert engine.num_queries_with_state == 0, engine.name
 
 
 def two_step_graph() -> Graph:

@@ -295,3 +295,15 @@ async def test_a_graph_and_its_copies_share_one_plan() -> None:
         result = await runtime.run(changed, {"texts": ["d"]})
         assert runtime.num_plans_built == 2
     assert result.outputs["vectors"].shape[0] == 1
+
+
+async def test_on_text_streams_a_decode_to_its_callback() -> None:
+    pieces: list[str] = []
+    async with Runtime(fakes()) as runtime:
+        result = await runtime.run(
+            answer_graph(), {"question": "?"}, on_text={"decode": pieces.append}
+        )
+        with pytest.raises(ValueError, match="on_text names node 'nope'"):
+            runtime.submit(answer_graph(), {"question": "?"}, on_text={"nope": print})
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == result.outputs["answer"]
