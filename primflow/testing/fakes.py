@@ -86,7 +86,9 @@ class _Collection:
 
 
 class FakeVectorIndex(FakeEngine):
-    """Per-query collections named ``<query id>/<collection>``; ingests append."""
+    """Per-query collections named ``<query id>/<collection>``; ingests append. A search
+    returns the ``top_k`` best chunks of each query vector, one hit per chunk (its best
+    score), best first."""
 
     kind = EngineKind.VECTOR_INDEX
 
@@ -128,7 +130,9 @@ class FakeVectorIndex(FakeEngine):
                 hit = Hit(collection.chunks[i], float(row[i]))
                 if i not in best or hit.score > best[i].score:
                     best[i] = hit
-        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:top_k]
+        # top_k per query vector, like the real indexes (vector/common.py merge_hits):
+        # n one-vector searches (decode pipelining) find what one n-vector search does.
+        return sorted(best.values(), key=lambda h: h.score, reverse=True)
 
     def free_query(self, query_id: str) -> None:
         for name in self._collections_by_query.pop(query_id, set()):
