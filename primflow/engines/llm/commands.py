@@ -8,6 +8,7 @@ schedules ``settle`` on the future's own loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,11 +43,19 @@ class SetThreads:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """Read engine-thread state on the engine thread (diagnostics, tests)."""
+
+    read: Callable[[Any], Any]
+    future: concurrent.futures.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     pass
 
 
-Command = AddPhase | Abort | Release | SetThreads | Stop
+Command = AddPhase | Abort | Release | SetThreads | Probe | Stop
 
 
 def _settle(future: asyncio.Future[Outputs], result: Any, error: BaseException | None) -> None:

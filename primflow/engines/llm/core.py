@@ -33,6 +33,16 @@ from primflow.engines.placement import CoreBudget
 from primflow.graph.ir import Op
 from primflow.graph.ops import STATE
 
+STAT_NAMES = (
+    "num_steps",
+    "num_prefilled_tokens",
+    "num_reused_tokens",
+    "num_prefix_hits",
+    "num_decoded_tokens",
+    "num_cached_prefixes",
+    "num_requests",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CoreSnapshot:
@@ -43,7 +53,7 @@ class CoreSnapshot:
     num_used_cells: int = 0
     kv_capacity: int = 1
     num_threads: int = 0
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_NAMES, 0))
 
 
 class EngineCore:
@@ -117,6 +127,8 @@ class EngineCore:
             if isinstance(command, cmd.AddPhase):
                 reason = f"LLM engine could not start: {error}"
                 cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
+            elif isinstance(command, cmd.Probe):
+                command.future.set_exception(error)
 
     def _set_busy(self, is_busy: bool) -> None:
         if self.budget is not None and is_busy != self._is_busy:
@@ -148,6 +160,11 @@ class EngineCore:
         elif isinstance(command, cmd.SetThreads):
             self._fixed_threads = command.num_threads
             self.runner.set_num_threads(command.num_threads)
+        elif isinstance(command, cmd.Probe):
+            try:
+                command.future.set_result(command.read(self))
+            except Exception as err:
+                command.future.set_exception(err)
         else:
             self._is_stopping = True
 
@@ -253,6 +270,8 @@ class EngineCore:
             self.runner.copy_prefix(src, dst, num_tokens)
         chunks = [c for c in plan.chunks if c.seq.slot is not None]
         if not chunks:
+            self._publish()
+            self._resolve_copied(plan)
             return bool(plan.copies or plan.failures)
         try:
             rows = self.runner.decode(
@@ -271,6 +290,8 @@ class EngineCore:
             self._fail_step(plan, str(err))
             return True
         self.scheduler.update(plan)
+        self._publish()  # counters first, so a resolved future never sees older stats
+        self._resolve_copied(plan)
         self._after_step(plan, iter(rows))
         self._publish()
         return True
@@ -290,6 +311,12 @@ class EngineCore:
         if self.generator.take_token(seq, logits):
             for slot in self.scheduler.finish(seq, time.monotonic()):
                 self.runner.remove(slot)
+
+    def _resolve_copied(self, plan: StepPlan) -> None:
+        """An open prompt can be wholly copied from the prefix cache: nothing to compute."""
+        if plan.copies:
+            for seq in [s for s in self.scheduler.live if s.prefill_waiters]:
+                self._resolve_prefills(seq)
 
     def _resolve_prefills(self, seq: Sequence) -> None:
         done = [w for w in seq.prefill_waiters if w.num_tokens <= seq.num_computed]

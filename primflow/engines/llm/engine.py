@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -126,6 +127,19 @@ class LlamaEngine(Engine):
             num_running=snap.num_running,
             load=snap.num_used_cells / max(snap.kv_capacity, 1),
         )
+
+    async def kv_positions(self) -> dict[int, int]:
+        """Largest KV position of every sequence slot (-1 = empty), read by llama.cpp itself
+        on the engine thread."""
+        self._ensure_thread()
+        future: concurrent.futures.Future[dict[int, int]] = concurrent.futures.Future()
+        n_seq_max = self.config.n_seq_max
+
+        def read(core: EngineCore) -> dict[int, int]:
+            return {slot: core.runner.max_pos(slot) for slot in range(n_seq_max)}
+
+        self._core.commands.put(cmd.Probe(read, future))
+        return await asyncio.wrap_future(future)
 
     def stats(self) -> dict[str, int]:
         """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps."""

@@ -207,9 +207,20 @@ class StepScheduler:
 
     def _admit(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
         """Give ``seq`` a slot and copy the longest reusable prefix into it."""
+        if seq.num_prompt_tokens > self.kv_capacity:
+            plan.failures.append(
+                (
+                    seq,
+                    f"prompt of {seq.num_prompt_tokens} tokens exceeds the "
+                    f"KV cache ({self.kv_capacity} cells)",
+                )
+            )
+            return Admission.DEFERRED
         match = self._reusable_prefix(seq)
         if self._should_wait_for_prefix(seq, match):
             return Admission.DEFERRED
+        if not self._has_room_for(seq.num_prompt_tokens - match.num_tokens, plan):
+            return Admission.BLOCKED
         slot = self._take_slot(plan)
         if slot is None:
             return Admission.BLOCKED
@@ -222,6 +233,20 @@ class StepScheduler:
             self.stats.num_prefix_hits += 1
             self.stats.num_reused_tokens += match.num_tokens
         return Admission.ADMITTED
+
+    def _has_room_for(self, num_tokens: int, plan: StepPlan) -> bool:
+        """Admit only prompts that fit next to what admitted prompts still need, so two
+        half-prefilled prompts can never wait on each other for cells."""
+        scheduled = {id(c.seq): c.num_tokens for c in plan.chunks}
+        outstanding = sum(
+            s.num_prompt_tokens - s.num_computed - scheduled.get(id(s), 0)
+            for s in self.live
+            if s.slot is not None and s.is_prefilling
+        )
+        while self._free_cells(plan) - outstanding < num_tokens:
+            if self._evict_one(plan) is None:
+                return False
+        return True
 
     def _reusable_prefix(self, seq: Sequence) -> PrefixMatch:
         prompt = seq.tokens[: seq.num_prompt_tokens]
