@@ -116,14 +116,34 @@ def test_finished_sequences_become_cached_prefixes_and_are_evicted_for_slots():
     for s in (a, b):
         scheduler.add(s)
     run(scheduler)
-    slot_a = a.slot
-    assert scheduler.finish(a, now_s=1.0) == [] and scheduler.finish(b, now_s=2.0) == []
+    slot_a, slot_b = a.slot, b.slot
+    a.tokens.append(9)  # one generated token, never fed back
+    assert scheduler.finish(a, now_s=1.0) == [(slot_a, 40)]
+    assert scheduler.finish(b, now_s=2.0) == [(slot_b, 40)]
     assert len(scheduler.cache) == 2
     c = seq(list(range(200, 240)))
     scheduler.add(c)
     plan = run(scheduler, now_s=3.0)
     assert plan.frees == [slot_a]  # least recently used first
     assert c.slot == slot_a
+
+
+def test_finished_sequences_keep_only_their_prompt_and_the_cache_is_bounded():
+    scheduler = StepScheduler(
+        num_slots=4, max_num_batched_tokens=256, kv_capacity=1024, max_num_cached_prefixes=1
+    )
+    a, b = seq(list(range(20))), seq(list(range(100, 130)))
+    for s in (a, b):
+        scheduler.add(s)
+    run(scheduler)
+    start_decoding(a)
+    run(scheduler)  # a's first generated token is now in the KV cache too
+    start_decoding(a, next_token=8)
+    slot_a, slot_b = a.slot, b.slot
+    assert scheduler.finish(a, now_s=1.0) == [(slot_a, 20)]  # generated tokens dropped
+    assert scheduler.ledger.num_used_cells() == 20 + 30
+    assert scheduler.finish(b, now_s=2.0) == [(slot_b, 30), (slot_a, 0)]  # over the bound
+    assert scheduler.ledger.num_used_cells() == 30 and len(scheduler.cache) == 1
 
 
 def test_decodes_that_do_not_fit_the_kv_cache_fail_lowest_priority_first():

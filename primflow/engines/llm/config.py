@@ -12,7 +12,8 @@ class LlamaConfig:
     ``n_ctx`` is the KV cache shared by all sequences (unified); one sequence may use
     all of it. ``n_batch`` is the token budget of one step (decode tokens + prompt
     chunks). ``n_seq_max`` bounds live requests plus cached prefixes. Flash attention
-    stays off by default: then chunked prefill is bit-exact (stack.md P5).
+    stays off by default: then chunked prefill is bit-exact (stack.md P5); turning it
+    on speeds batched decode up (docs/engines-llm.md).
     """
 
     model_path: str | None = None
@@ -22,6 +23,7 @@ class LlamaConfig:
     n_threads: int = 2
     flash_attn: bool = False
     min_reuse_tokens: int = 8
+    max_num_cached_prefixes: int = 8  # finished prompts kept for prefix reuse (LRU)
     verbose: bool = False
 
     def __post_init__(self) -> None:

@@ -103,6 +103,7 @@ class EngineCore:
             max_num_batched_tokens=cfg.n_batch,
             kv_capacity=self.runner.n_ctx,
             min_reuse_tokens=cfg.min_reuse_tokens,
+            max_num_cached_prefixes=cfg.max_num_cached_prefixes,
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
@@ -309,8 +310,8 @@ class EngineCore:
 
     def _take_token(self, seq: Sequence, logits: Any) -> None:
         if self.generator.take_token(seq, logits):
-            for slot in self.scheduler.finish(seq, time.monotonic()):
-                self.runner.remove(slot)
+            for slot, from_pos in self.scheduler.finish(seq, time.monotonic()):
+                self.runner.remove(slot, from_pos)
 
     def _resolve_copied(self, plan: StepPlan) -> None:
         """An open prompt can be wholly copied from the prefix cache: nothing to compute."""

@@ -60,6 +60,18 @@ class KvLedger:
         self._refs[dst] = taken
         self._own_block.pop(dst, None)
 
+    def truncate(self, slot: int, num_cells: int) -> None:
+        """``slot`` keeps only its first ``num_cells`` cells."""
+        kept: list[list[int]] = []
+        remaining = num_cells
+        for block, length in self._refs.get(slot, []):
+            if remaining <= 0:
+                break
+            kept.append([block, min(length, remaining)])
+            remaining -= length
+        self._refs[slot] = kept
+        self._own_block.pop(slot, None)  # appending again would start a new block
+
     def drop(self, slot: int) -> None:
         self._refs.pop(slot, None)
         self._own_block.pop(slot, None)

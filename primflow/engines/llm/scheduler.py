@@ -80,10 +80,12 @@ class StepScheduler:
         max_num_batched_tokens: int,
         kv_capacity: int,
         min_reuse_tokens: int = 8,
+        max_num_cached_prefixes: int = 8,
     ) -> None:
         self.max_num_batched_tokens = max_num_batched_tokens
         self.kv_capacity = kv_capacity
         self.min_reuse_tokens = min_reuse_tokens
+        self.max_num_cached_prefixes = max_num_cached_prefixes
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
@@ -108,18 +110,31 @@ class StepScheduler:
         self._free_slot(slot)
         return [slot]
 
-    def finish(self, seq: Sequence, now_s: float) -> list[int]:
-        """``seq`` generated its last token: keep its KV as a cached prefix."""
+    def finish(self, seq: Sequence, now_s: float) -> list[tuple[int, int]]:
+        """``seq`` generated its last token: keep its prompt's KV as a cached prefix.
+
+        Returns ``(slot, from_pos)`` ranges the engine must remove now: the generated
+        tokens (rarely shared, and every cell in use widens attention for all
+        sequences in a unified KV cache) or the whole slot.
+        """
         if seq in self.live:
             self.live.remove(seq)
         if seq.slot is None:
             return []
         slot, seq.slot = seq.slot, None
-        if seq.num_computed < self.min_reuse_tokens:
+        num_kept = min(seq.num_prompt_tokens, seq.num_computed)
+        if num_kept < self.min_reuse_tokens or self.max_num_cached_prefixes == 0:
             self._free_slot(slot)
-            return [slot]
-        self.cache.add(slot, seq.computed_tokens(), seq.query_id, now_s)
-        return []
+            return [(slot, 0)]
+        removed = [(slot, num_kept)]
+        self.ledger.truncate(slot, num_kept)
+        self.cache.add(slot, seq.tokens[:num_kept], seq.query_id, now_s)
+        while len(self.cache) > self.max_num_cached_prefixes:
+            evicted = self.cache.pop_lru()
+            assert evicted is not None
+            self._free_slot(evicted)
+            removed.append((evicted, 0))
+        return removed
 
     def drop_cached(self, query_id: str) -> list[int]:
         slots = self.cache.slots_of_query(query_id)
