@@ -67,6 +67,7 @@ class TokenSampler:
         self._data = np.zeros(num_vocab, dtype=_TOKEN_DATA)
         self._ids = np.arange(num_vocab, dtype=np.int32)
         self._grammar = None
+        self._is_plain_greedy = params.is_greedy and grammar is None
         if grammar is not None:
             self._grammar = lc.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not self._grammar:
@@ -84,6 +85,8 @@ class TokenSampler:
             self._chain = None
 
     def sample(self, logits: np.ndarray) -> int:
+        if self._is_plain_greedy:  # no state to keep: skip building the candidate array
+            return int(np.argmax(logits))
         token = self._apply(self._chain, logits)
         if self._grammar is not None and not self._grammar_allows(token, logits):
             token = self._apply_constrained(logits)
