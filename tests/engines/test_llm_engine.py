@@ -18,6 +18,7 @@ import pytest
 
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.llm import LlamaEngine, LLMState
+from primflow.engines.placement import CoreBudget
 from primflow.graph.ir import Op
 
 pytestmark = pytest.mark.engines
@@ -410,3 +411,17 @@ async def test_two_engines_side_by_side_and_thread_count(engine):
         assert 0.0 <= other.health().load <= 1.0
     finally:
         await other.close()
+
+
+async def test_core_budget_sets_threads_per_step_and_tracks_busy():
+    budget = CoreBudget(num_cores=2)
+    budget.begin("embedder")  # another engine is busy: the LLM gets 1 of the 2 cores
+    eng = LlamaEngine("llm", n_ctx=512, n_threads=2, budget=budget)
+    try:
+        result = await generate(eng, "q-budget", "Name a fruit.", 4)
+        assert result["text"]
+        assert eng.stats()["num_threads"] == 1
+        await wait_until(lambda: budget.busy_engines() == ["embedder"])  # idle LLM: not busy
+    finally:
+        budget.end("embedder")
+        await eng.close()

@@ -107,6 +107,7 @@ class EngineCore:
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
+        self._apply_thread_budget()
         self._warm_up()
         self._publish()
 
