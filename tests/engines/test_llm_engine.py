@@ -258,6 +258,8 @@ async def test_abort_frees_kv_and_cancels(engine):
     num_requests = engine.stats()["num_requests"]
     engine.abort("q-abort")
     assert decode.cancelled()
+    [late] = engine.submit([request("q-abort", "late", Op.LLM_DECODE, max_tokens=4)])
+    assert late.cancelled()  # late work of an aborted query is refused
     await wait_until(lambda: engine.stats()["num_requests"] == num_requests - 1)
     positions = await engine.kv_positions()
     used_slots = [slot for slot, pos in positions.items() if pos >= 0]

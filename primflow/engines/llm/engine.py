@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -38,6 +39,8 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Op
 from primflow.prompts import render
 
+# Aborted query ids are remembered to refuse their late work; old ones are forgotten.
+MAX_NUM_ABORTED_QUERIES = 10_000
 _PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 
 
@@ -63,6 +66,7 @@ class LlamaEngine(Engine):
         self._core = EngineCore(name, self.config, budget)
         self._thread: threading.Thread | None = None
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
+        self._aborted: OrderedDict[str, None] = OrderedDict()
         self._is_closed = False
 
     @property
@@ -92,6 +96,9 @@ class LlamaEngine(Engine):
             future: asyncio.Future[Outputs] = loop.create_future()
             request.future = future
             futures.append(future)
+            if request.query_id in self._aborted:  # late work of an aborted query
+                future.cancel()
+                continue
             self._track(request.query_id, future)
             try:
                 phase = self._phase(request, future)
@@ -103,6 +110,9 @@ class LlamaEngine(Engine):
         return futures
 
     def abort(self, query_id: str) -> None:
+        self._aborted[query_id] = None
+        while len(self._aborted) > MAX_NUM_ABORTED_QUERIES:
+            self._aborted.popitem(last=False)
         for future in self._futures_by_query.pop(query_id, set()):
             future.cancel()
         self._core.commands.put(cmd.Abort(query_id))
