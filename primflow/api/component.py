@@ -12,6 +12,7 @@ component; a component object is one node of the template however often it appea
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Union
@@ -33,7 +34,7 @@ class Role:
         return " or ".join(str(t) for t in self.types)
 
 
-class Component:
+class Component(ABC):
     """A step of a workflow; lowering expands it into primitives (:meth:`expand`).
 
     ``batchable``: its inputs are independent items, so its primitives can be batched
@@ -78,20 +79,20 @@ class Component:
     def output_roles(self) -> tuple[str, ...]:
         return ()
 
+    @abstractmethod
     def output_types(self, input_types: Mapping[str, PortType]) -> dict[str, PortType]:
         """Types of the output roles given the types of the channels read."""
-        raise NotImplementedError
 
     def conditional_outputs(self) -> frozenset[str]:
         """Output roles that exist only on some runs (a CONDITION's branches)."""
         return frozenset()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 - most components have nothing to check
         """Check the component's own settings; raise ValueError saying what is wrong."""
 
+    @abstractmethod
     def expand(self, ctx: LoweringContext) -> None:
         """Add this component's primitives for one query to ``ctx``'s graph."""
-        raise NotImplementedError
 
     # -- composition --------------------------------------------------------------------
     def __rshift__(self, other: Composable) -> Flow:

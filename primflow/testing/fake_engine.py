@@ -197,7 +197,7 @@ class FakeEngine(Engine):
         return self.profile.latency_s(num_items, num_tokens)
 
     def compute(self, request: EngineRequest) -> Outputs:
-        raise NotImplementedError(f"{type(self).__name__} cannot run {request.op}")
+        raise EngineError(self.name, request.node, f"{type(self).__name__} cannot run {request.op}")
 
     # -- bookkeeping --------------------------------------------------------------
     def _start_task(self, coro: Any, futures: list[asyncio.Future[Outputs]]) -> None:
