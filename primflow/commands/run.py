@@ -59,6 +59,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         action="store_true",
         help="print one JSON line per question (no streaming, no bars)",
     )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also run each question with the sequential scheme (its primitives alone) "
+        "and report the uncontended critical-path lower bound",
+    )
     parser.add_argument("--max-tokens", type=int, help="answer length limit (tokens)")
     parser.add_argument(
         "--profiles", type=Path, help="engine latency profiles saved by `primflow profile`"

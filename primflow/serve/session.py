@@ -31,6 +31,7 @@ from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
 from primflow.graph.lower import lower_query
 from primflow.passes import GraphCache, Optimizer
 from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
+from primflow.serve.solo_bound import PREFILL_PHASES, SoloBound, solo_bound
 from primflow.serve.stack import EngineStack
 from primflow.serve.timing import TimingReport, timing_report
 from primflow.values import Hit
@@ -57,14 +58,40 @@ class Answer:
     graph: Graph
     timing: TimingReport
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The dependencies the scheme waited on (the e-graph for primflow; the module order
+    # on top of the p-graph for a baseline), over the nodes of ``graph``.
+    honored: Graph | None = None
+    num_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per prefill phase
+    solo: SoloBound | None = None  # set by set_reference
 
     @property
-    def bound_s(self) -> float:
-        return self.timing.bound_s
+    def bound_s(self) -> float | None:
+        """Critical-path lower bound from uncontended latencies; None without a reference."""
+        return self.solo.bound_s if self.solo is not None else None
 
     @property
-    def bound_ratio(self) -> float:
-        return self.latency_s / self.bound_s if self.bound_s > 0 else float("nan")
+    def bound_ratio(self) -> float | None:
+        bound_s = self.bound_s
+        return self.latency_s / bound_s if bound_s else None
+
+    def set_reference(self, reference: Answer) -> None:
+        """Compute :attr:`solo` from ``reference``: the same question (same app and
+        settings) run with the ``sequential`` scheme, whose primitives ran alone."""
+        if reference.scheme != "sequential":
+            raise ValueError(f"the reference must be a sequential run, not {reference.scheme!r}")
+        if (reference.app, reference.question) != (self.app, self.question):
+            raise ValueError(
+                f"the reference answers {reference.app}: {reference.question!r}, "
+                f"not {self.app}: {self.question!r}"
+            )
+        self.solo = solo_bound(
+            self.graph,
+            self.honored or self.graph,
+            reference.graph,
+            {p.node: p.service_s for p in reference.timing.primitives},
+            {p.node: p.service_s for p in self.timing.primitives},
+            self.num_tokens,
+        )
 
     def per_primitive_s(self) -> dict[str, float]:
         return {p.node: round(p.service_s, 6) for p in self.timing.primitives}
@@ -76,8 +103,9 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "latency_s": round(self.latency_s, 6),
-            "bound_s": round(self.bound_s, 6),
-            "bound_ratio": round(self.bound_ratio, 4),
+            "bound_s": _rounded(self.bound_s, 6),
+            "bound_ratio": _rounded(self.bound_ratio, 4),
+            "measured_path_s": round(self.timing.bound_s, 6),
             "lower_s": round(self.lower_s, 6),
             "optimize_s": round(self.optimize_s, 6),
             "optimize_cache_hit": self.is_cache_hit,
@@ -86,8 +114,13 @@ class Answer:
                 for h in self.passages
             ],
             "critical_path": self.timing.critical_path,
+            "bound_path": self.solo.path if self.solo is not None else None,
             "primitives": self.timing.to_dicts(),
         }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 class _SessionHook(Hook):
@@ -96,6 +129,7 @@ class _SessionHook(Hook):
     def __init__(self) -> None:
         self.streams: dict[tuple[str, str], OnText] = {}
         self.node_done: dict[str, Callable[[str, NodeTiming], None]] = {}
+        self.num_tokens: dict[str, dict[str, int]] = {}  # query -> prefill phase -> tokens
 
     def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
         # The worker calls this before submitting, so the engine sees the callback.
@@ -103,6 +137,9 @@ class _SessionHook(Hook):
             stream = self.streams.get((request.query_id, request.node))
             if stream is not None:
                 request.on_text = stream
+            tokens = self.num_tokens.get(request.query_id)
+            if tokens is not None and request.op in PREFILL_PHASES:
+                tokens[request.node] = request.num_tokens
 
     def on_node_done(
         self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming
@@ -184,9 +221,10 @@ class Session:
             graph, optimize_s, is_cache_hit = lowered.graph, 0.0, False
         progress = _Progress(graph, on_progress)
         stream_nodes = answer_decode_nodes(graph) if on_text is not None else frozenset()
+        num_tokens: dict[str, int] = {}
         if scheme == "primflow":
             result = await self._run_primflow(
-                graph, lowered.inputs, query_id, stream_nodes, on_text, progress
+                graph, lowered.inputs, query_id, stream_nodes, on_text, progress, num_tokens
             )
             honored = graph
         else:
@@ -200,9 +238,13 @@ class Session:
                 on_text=on_text,
                 on_node_done=lambda node, _t: progress.done(node.name),
             )
-        return _answer(
+        answer = _answer(
             app_name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
         )
+        answer.num_tokens = num_tokens
+        if scheme == "sequential":  # its primitives ran alone: it is its own reference
+            answer.set_reference(answer)
+        return answer
 
     async def _run_primflow(
         self,
@@ -212,17 +254,20 @@ class Session:
         stream_nodes: frozenset[str],
         on_text: OnText | None,
         progress: _Progress,
+        num_tokens: dict[str, int],
     ) -> QueryResult:
         for node in stream_nodes:
             assert on_text is not None
             self._hook.streams[(query_id, node)] = on_text
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
+        self._hook.num_tokens[query_id] = num_tokens
         try:
             return await self.runtime.run(graph, inputs, query_id=query_id)
         finally:
             for node in stream_nodes:
                 self._hook.streams.pop((query_id, node), None)
             self._hook.node_done.pop(query_id, None)
+            self._hook.num_tokens.pop(query_id, None)
 
     def _app(self, name: str) -> tuple[App, Any]:
         if name not in self._apps:
@@ -299,4 +344,5 @@ def _answer(
         graph=graph,
         timing=timing_report(honored, result.timings, query_start_s),
         outputs=dict(result.outputs),
+        honored=honored,
     )

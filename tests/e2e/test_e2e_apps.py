@@ -75,7 +75,6 @@ async def test_document_apps_answer_from_the_right_source(session: Session) -> N
         assert answer.text, app
         assert "".join(pieces).strip() == answer.text
         assert record["source"] in sources(answer.passages), (app, answer.passages)
-        assert answer.bound_s > 0 and answer.latency_s >= answer.bound_s * 0.99
 
 
 async def test_search_augmented_answers(session: Session) -> None:
@@ -91,12 +90,18 @@ async def test_search_augmented_answers(session: Session) -> None:
 async def test_schemes_retrieve_the_same_passages(session: Session, app: str) -> None:
     changes = {**MAX_TOKENS, "chunk_size": 300}
     found = {}
+    answers = {}
     for scheme in ("sequential", "parallel", "primflow"):
-        answer = await session.ask(
+        answer = answers[scheme] = await session.ask(
             app, LEAVE["question"], docs(), scheme=scheme, config_changes=changes
         )
         found[scheme] = [(h.chunk.source, h.chunk.chunk_id) for h in answer.passages]
     assert found["sequential"] == found["parallel"] == found["primflow"]
+    # The uncontended bound: every primitive maps back to the sequential reference.
+    for answer in answers.values():
+        answer.set_reference(answers["sequential"])
+        assert answer.solo is not None and answer.solo.num_unmatched == 0
+        assert answer.bound_s is not None and answer.bound_s > 0
 
 
 async def test_two_apps_colocated_on_the_same_engines(session: Session) -> None:
