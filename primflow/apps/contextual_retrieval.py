@@ -1,6 +1,7 @@
 """Contextual retrieval (Anthropic; paper §7): before indexing, the LLM situates each
-chunk using its neighbouring chunks; the situated texts are embedded and indexed with
-their chunks; search fetches more passages (top 32), rerank keeps 3, one LLM call answers."""
+chunk using its neighbouring chunks; each chunk is embedded as "its context + its text"
+and indexed with the original chunk (hits quote the chunk alone); search fetches more
+passages (top 32), rerank keeps 3, one LLM call answers."""
 
 from __future__ import annotations
 

@@ -64,6 +64,10 @@ class AggregateMode(StrEnum):
     TOP_K = "top_k"  # merge hits, keep the best ``top_k`` by score (dedup by chunk)
     ALL = "all"  # a barrier: wait for every part, pass part_0 on
     FIRST = "first"  # the first part that is not None (joins CONDITION branches)
+    # Item i of the result is item i of every part joined into one text (a Chunk gives
+    # its text; empty texts are left out) by params["separator"] (default: a blank
+    # line). Parts are lists of one length. Contextual retrieval embeds context + chunk.
+    ZIP_TEXTS = "zip_texts"
 
 
 class DecodeParser(StrEnum):

@@ -17,9 +17,10 @@ import numpy as np
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op
 from primflow.runtime.query_state import SKIPPED
-from primflow.values import Hit
+from primflow.values import Chunk, Hit
 
 DEFAULT_PREDICATE = "yes"
+DEFAULT_SEPARATOR = "\n\n"
 
 
 def run_inline(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,23 @@ def run_aggregate(node: Node, values: Mapping[str, Any]) -> Any:
         return parts[0] if parts and parts[0] is not SKIPPED else None
     if mode is ops.AggregateMode.TOP_K:
         return merge_top_k(present, node.params.get("top_k"))
+    if mode is ops.AggregateMode.ZIP_TEXTS:
+        separator = str(node.params.get("separator", DEFAULT_SEPARATOR))
+        return zip_texts(node.name, present, separator)
     return concat(present)
+
+
+def zip_texts(name: str, parts: list[Any], separator: str) -> list[str]:
+    """Item i = the parts' items i as one text, in part order (see AggregateMode)."""
+    lists = [list(p) if isinstance(p, list | tuple) else [p] for p in parts if p is not None]
+    lengths = sorted({len(items) for items in lists})
+    if len(lengths) > 1:
+        raise ValueError(f"aggregate {name!r} (zip_texts): parts have {lengths} items")
+    joined = []
+    for items in zip(*lists, strict=True):
+        texts = [item.text if isinstance(item, Chunk) else str(item) for item in items]
+        joined.append(separator.join(t.strip() for t in texts if t.strip()))
+    return joined
 
 
 def concat(parts: list[Any]) -> Any:

@@ -153,8 +153,19 @@ def test_contextual_retrieval_situates_each_chunk_with_neighbours() -> None:
     assert selects == {"neighbours": (1, 6), "chunk": (3, 4)}
     join = graph.node("situate.join")
     assert join.params["mode"] == "concat" and len(join.inputs) == num_chunks
+    # Each chunk is embedded as its context followed by its text; the index stores the
+    # original chunks.
+    text = graph.node("situate.text")
+    assert text.params["mode"] == "zip_texts"
+    assert [(e.src, e.dst_port) for e in graph.in_edges("situate.text")] == [
+        ("situate.join", ops.part(0)),
+        ("input.chunks", ops.part(1)),
+    ]
     assert [e.src for e in graph.in_edges("embed_docs") if e.kind is EdgeKind.DATA] == [
-        "situate.join"
+        "situate.text"
+    ]
+    assert [e.src for e in graph.in_edges("ingest") if e.dst_port == ops.CHUNKS] == [
+        "input.chunks"
     ]
     assert graph.node("ingest").input(ops.CHUNKS).num_items == num_chunks
 

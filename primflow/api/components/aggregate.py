@@ -1,5 +1,6 @@
 """Joining several channels into one: concat lists, merge hits to the best ``top_k``,
-wait for all (pass the first on), or take the first present (joins CONDITION branches)."""
+wait for all (pass the first on), take the first present (joins CONDITION branches), or
+zip lists of texts/chunks item by item into one text per item."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ class Aggregate(Component):
         return ("result",)
 
     def output_types(self, input_types: Mapping[str, PortType]) -> dict[str, PortType]:
+        if self.mode is Mode.ZIP_TEXTS:
+            joinable = {PortType.TEXTS, PortType.CHUNKS}
+            wrong = {k: v for k, v in input_types.items() if v not in joinable}
+            if wrong:
+                listed = ", ".join(f"{k}: {v}" for k, v in wrong.items())
+                raise ValueError(f"mode zip_texts joins texts or chunks, got {listed}")
+            return {"result": PortType.TEXTS}
         types = set(input_types.values())
         if len(types) > 1:
             listed = ", ".join(f"{k}: {v}" for k, v in input_types.items())

@@ -1,12 +1,11 @@
 """Contextual chunks (Anthropic's contextual retrieval): the LLM situates each chunk.
 
 For chunk i the LLM sees the chunk and its ``num_neighbours`` neighbours (half before,
-half after) and writes a short context for it; an AGGREGATE (concat) joins the texts in
-chunk order, so item i of the output belongs to chunk i.
-
-Limitation: the op table has no primitive that joins two texts, so the situated text is
-the LLM's output alone (Anthropic prepends it to the chunk before embedding). The
-ingest still stores the original chunks, so hits and answers quote the chunk text.
+half after) and writes a short context for it; an AGGREGATE (concat) joins the contexts
+in chunk order, and an AGGREGATE (zip_texts) puts each context before its chunk's text,
+as Anthropic's method embeds it: item i of ``situated`` is "context i + blank line +
+chunk i". Only the embedding sees that text: the ingest still stores the original
+chunks, so hits and answers quote the chunk text.
 """
 
 from __future__ import annotations
@@ -59,7 +58,8 @@ class Situate(Component):
             )
             for i in range(chunks.num_items)
         ]
-        ctx.write("situated", concat(ctx, ctx.name("join"), texts))
+        contexts = concat(ctx, ctx.name("join"), texts)
+        ctx.write("situated", zip_texts(ctx, ctx.name("text"), [contexts, chunks]))
 
     def _bindings(self, ctx: LoweringContext, chunks: Source, i: int) -> dict[str, Binding]:
         assert chunks.num_items is not None
@@ -83,3 +83,20 @@ def concat(ctx: LoweringContext, name: str, texts: list[Source]) -> Source:
     for i, text in enumerate(texts):
         ctx.connect(text, node.name, ops.part(i))
     return Source(node.name, ops.RESULT, PortType.TEXTS, len(texts))
+
+
+def zip_texts(ctx: LoweringContext, name: str, parts: list[Source]) -> Source:
+    """AGGREGATE(zip_texts): item i = the parts' items i joined into one text."""
+    num_items = parts[0].num_items
+    node = ctx.add(
+        Node(
+            name,
+            Op.AGGREGATE,
+            inputs=tuple(p.port_for(ops.part(i)) for i, p in enumerate(parts)),
+            outputs=(Port(ops.RESULT, PortType.TEXTS, num_items),),
+            params={"mode": str(ops.AggregateMode.ZIP_TEXTS)},
+        )
+    )
+    for i, part in enumerate(parts):
+        ctx.connect(part, node.name, ops.part(i))
+    return Source(node.name, ops.RESULT, PortType.TEXTS, num_items)
