@@ -1,8 +1,10 @@
 """`primflow bench`: primflow against the sequential and parallel baselines, end to end
-on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots.
+on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots
+(<name>_latency_vs_rate.png, <name>_timeline.png).
 
-Quick run (a few minutes): ``primflow bench --apps naive_rag --workloads balanced
---placements shared --num-questions 10 --rates 0.2,0.5``.
+Quick check (about 3 minutes on 2 cores): ``primflow bench --apps naive_rag,advanced_rag
+--workloads balanced --placements shared --num-questions 3 --num-load-queries 6
+--rates 0.5,1,2 --name e2e_quick``. The full command is in docs/end-to-end.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str
 
 
 def _rates(text: str) -> list[float]:
+    if text.strip().lower() == "none":
+        return []
     try:
         rates = [float(r) for r in text.split(",") if r.strip()]
     except ValueError:
@@ -62,8 +66,10 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--rates",
         type=_rates,
-        default=[0.1, 0.2, 0.4],
-        help="Poisson request rates in queries/s (comma-separated)",
+        default=[0.25, 0.5, 1.0, 2.0],
+        help="Poisson request rates in queries/s (comma-separated), lowest first; the "
+        "runs stop after the first rate where sequential's p95 exceeds 3x its single-query "
+        "latency; 'none': single queries only",
     )
     parser.add_argument(
         "--num-questions",

@@ -172,9 +172,17 @@ def plot_latency_vs_rate(cases: Sequence[Case], path: Path) -> None:
                 color=line.get_color(),
                 label=f"{case.scheme} p95",
             )
+            if case.scheme == "sequential" and case.single:
+                ax.axhline(
+                    3 * case.single_stats()["mean_s"],
+                    color="gray",
+                    linestyle=":",
+                    label="3x sequential single query",
+                )
         ax.set_title(f"{app} ({workload}, {placement})")
         ax.set_xlabel("request rate (queries/s)")
         ax.set_ylabel("latency (s)")
+        ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -195,14 +203,23 @@ def plot_timelines(cases: Sequence[Case], path: Path) -> None:
             shown[key] = case.single[0]
     if not shown:
         return
-    fig, axes = plt.subplots(len(shown), 1, figsize=(10, 2.5 * len(shown)), squeeze=False)
+    # Panel heights follow their number of primitives, so labels stay readable.
+    heights = [1.0 + 0.16 * len(record["timeline"]) for record in shown.values()]
+    fig, axes = plt.subplots(
+        len(shown),
+        1,
+        figsize=(10, sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     for ax, ((app, scheme), record) in zip(axes[:, 0], shown.items(), strict=True):
         timeline = record["timeline"]
         for row, p in enumerate(timeline):
             color = "tab:red" if p.get("on_bound_path") else "tab:blue"
             ax.barh(row, p["end_s"] - p["start_s"], left=p["start_s"], color=color, height=0.8)
-        ax.set_yticks(range(len(timeline)), [p["node"] for p in timeline], fontsize=5)
+        ax.set_yticks(range(len(timeline)), [p["node"] for p in timeline], fontsize=7)
         ax.invert_yaxis()
+        ax.set_xlim(left=0)
         ax.set_title(
             f"{app} / {scheme}: {record['latency_s']:.2f} s (uncontended critical-path "
             f"bound {_fmt(record['bound_s'])} s, red)",

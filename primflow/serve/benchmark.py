@@ -2,11 +2,13 @@
 
 For each workload (document sizing) and placement, one engine stack is built and every
 scheme runs on it *side by side*: single queries interleave the schemes question by
-question (so caches and noise hit all of them alike), then Poisson-arrival runs per
-request rate. Per query it records latency, the critical-path lower bound from
-uncontended latencies (the same question's sequential run, see ``solo_bound``) and the
-ratio, lowering and optimization time; per e-graph the scheduling overhead (the same
-e-graph run on zero-latency fake engines: what the runtime itself costs).
+question (the scheme going first rotates, so noise hits all of them alike; each query's
+cached prompts are dropped after it, so no scheme reuses another's prompts of the same
+question), then Poisson-arrival runs per request rate (see ``_AppRun.load``). Per query
+it records latency, the critical-path lower bound from uncontended latencies (the same
+question's sequential run, see ``solo_bound``) and the ratio, lowering and optimization
+time; per e-graph the scheduling overhead (the same e-graph run on zero-latency fake
+engines: what the runtime itself costs).
 Seeded: arrivals come from ``numpy.random.default_rng(seed)``.
 """
 
@@ -42,7 +44,7 @@ class BenchConfig:
     schemes: Sequence[str] = ("primflow", "sequential", "parallel")
     workloads: Sequence[str] = ("balanced", "cold")
     placements: Sequence[str] = ("shared", "dedicated")
-    rates_qps: Sequence[float] = (0.1, 0.2, 0.4)
+    rates_qps: Sequence[float] = (0.25, 0.5, 1.0, 2.0)  # empty: no Poisson runs
     num_questions: int = 10
     num_load_queries: int = 12
     max_tokens: int = 32
@@ -111,8 +113,8 @@ async def run_benchmark(
                     changes = {**WORKLOADS[workload], "max_tokens": config.max_tokens}
                     run = _AppRun(session, app, documents, changes, log)
                     found = await run.single(workload, placement, config.schemes, questions)
-                    for case in found:
-                        case.load = await run.load(case.scheme, questions, config)
+                    if config.rates_qps:
+                        await run.load(found, questions_for(config.num_load_queries), config)
                     cases.extend(found)
     return cases
 
@@ -134,9 +136,14 @@ class _AppRun:
         self._sched_s: dict[int, float] = {}
 
     async def ask(self, question: str, scheme: str) -> Answer:
-        return await self.session.ask(
+        """One question; its prompts leave nothing in the LLM prefix caches, so the next
+        scheme on the same question cannot reuse them (only shared prefixes of queries
+        running at the same time are reused, as in real serving)."""
+        answer = await self.session.ask(
             self.app, question, self.documents, scheme=scheme, config_changes=self.changes
         )
+        self.session.forget_prefixes(answer.query_id)
+        return answer
 
     async def single(
         self, workload: str, placement: str, schemes: Sequence[str], questions: list[str]
@@ -145,7 +152,9 @@ class _AppRun:
         for scheme in schemes:  # warm-up: model pages, prefix cache of the instructions
             await self.ask(questions[-1], scheme)
         for i, question in enumerate(questions):
-            answers = {scheme: await self.ask(question, scheme) for scheme in schemes}
+            # Each scheme goes first equally often (noise and warm pages hit all alike).
+            rotated = [*schemes[i % len(schemes) :], *schemes[: i % len(schemes)]]
+            answers = {scheme: await self.ask(question, scheme) for scheme in rotated}
             # The uncontended reference of the bound: this question's sequential run.
             reference = answers.get("sequential") or await self.ask(question, "sequential")
             for scheme, answer in answers.items():
@@ -186,18 +195,22 @@ class _AppRun:
             )
         return self._sched_s[key]
 
-    async def load(
-        self, scheme: str, questions: list[str], config: BenchConfig
-    ) -> list[dict[str, Any]]:
-        results = []
-        for rate in config.rates_qps:
+    async def load(self, cases: list[Case], questions: list[str], config: BenchConfig) -> None:
+        """Poisson runs at each rate, lowest first, every scheme side by side; stops after
+        the first rate where sequential's p95 exceeds 3x its single-query mean (the
+        loaded point the targets read), so overloaded rates do not run for nothing."""
+        sequential = next((c for c in cases if c.scheme == "sequential"), None)
+        for number, rate in enumerate(config.rates_qps):
             rng = np.random.default_rng(config.seed)
             gaps = rng.exponential(1.0 / rate, size=config.num_load_queries)
             arrivals = [float(t) for t in np.cumsum(gaps) - gaps[0]]
-            stats = await self._open_loop(scheme, questions, arrivals)
-            self.log(f"  load {self.app} {scheme:<10} {rate:g} q/s: {stats.summary()}")
-            results.append({"rate_qps": rate, **stats.to_dict()})
-        return results
+            for case in [*cases[number % len(cases) :], *cases[: number % len(cases)]]:
+                stats = await self._open_loop(case.scheme, questions, arrivals)
+                self.log(f"  load {self.app} {case.scheme:<10} {rate:g} q/s: {stats.summary()}")
+                case.load.append({"rate_qps": rate, **stats.to_dict()})
+            if sequential is not None and is_loaded(sequential):
+                self.log(f"  sequential p95 > 3x its single query at {rate:g} q/s: done")
+                return
 
     async def _open_loop(
         self, scheme: str, questions: list[str], arrivals_s: list[float]
@@ -219,6 +232,13 @@ class _AppRun:
         )
         span_s = time.perf_counter() - started_s
         return LatencyStats.from_latencies(latencies, num_failed=len(failures), span_s=span_s)
+
+
+def is_loaded(sequential: Case) -> bool:
+    """Whether sequential's last load run has p95 > 3x its single-query mean."""
+    if not sequential.single or not sequential.load:
+        return False
+    return bool(sequential.load[-1]["p95_s"] > 3 * sequential.single_stats()["mean_s"])
 
 
 async def scheduling_overhead_s(

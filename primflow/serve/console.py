@@ -68,7 +68,9 @@ async def _answer_one(
             config_changes=inputs.config_changes,
         )
         if args.bound and answer.solo is None:
-            # After the measured run, so the reference cannot warm caches for it.
+            # After the measured run, so it cannot warm caches for that run; and without
+            # that run's cached prompts, so its primitives run as they would alone.
+            session.forget_prefixes(answer.query_id)
             reference = await session.ask(
                 inputs.app,
                 question,

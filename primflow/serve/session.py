@@ -26,6 +26,7 @@ from typing import Any
 from primflow.api.documents import Document
 from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
+from primflow.engines.base import EngineKind
 from primflow.engines.scheduler import Batch
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
 from primflow.graph.lower import lower_query
@@ -268,6 +269,14 @@ class Session:
                 self._hook.streams.pop((query_id, node), None)
             self._hook.node_done.pop(query_id, None)
             self._hook.num_tokens.pop(query_id, None)
+
+    def forget_prefixes(self, query_id: str) -> None:
+        """Drop the cached prompt prefixes a finished query left in the LLM engines (an
+        engine's ``abort`` drops them), so running the same question again, with another
+        scheme, computes its prompts anew instead of reusing this run's."""
+        for engine in self.stack.engines.values():
+            if engine.kind is EngineKind.LLM:
+                engine.abort(query_id)
 
     def _app(self, name: str) -> tuple[App, Any]:
         if name not in self._apps:
