@@ -79,6 +79,9 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--num-load-queries", type=int, default=12, help="queries per Poisson run")
     parser.add_argument("--max-tokens", type=int, default=32, help="answer length (tokens)")
+    parser.add_argument(
+        "--cores", type=int, help="cores the engines may use (default: all the machine's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--name", default="e2e", help="output file stem")
@@ -90,9 +93,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.num_questions < 1 or args.num_load_queries < 1 or args.max_tokens < 1:
+    cores = 1 if args.cores is None else args.cores
+    counts = (args.num_questions, args.num_load_queries, args.max_tokens, cores)
+    if min(counts) < 1:
         print(
-            "primflow bench: --num-questions, --num-load-queries and --max-tokens must be >= 1",
+            "primflow bench: --num-questions, --num-load-queries, --max-tokens and --cores "
+            "must be >= 1",
             file=sys.stderr,
         )
         return 2
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         num_load_queries=args.num_load_queries,
         max_tokens=args.max_tokens,
         seed=args.seed,
+        num_cores=args.cores,
     )
     factory = fake_factory(0.05) if args.fake else embedded_factory()
     try:

@@ -65,6 +65,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         help="also run each question with the sequential scheme (its primitives alone) "
         "and report the uncontended critical-path lower bound",
     )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        help="cores the engines may use (default: all); 1 keeps every engine at one thread, "
+        "which avoids multi-second stalls when other processes load the machine",
+    )
     parser.add_argument("--max-tokens", type=int, help="answer length limit (tokens)")
     parser.add_argument(
         "--profiles", type=Path, help="engine latency profiles saved by `primflow profile`"
@@ -99,6 +105,8 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
         if args.max_tokens < 1:
             raise InputError(f"--max-tokens must be >= 1, got {args.max_tokens}")
         changes["max_tokens"] = args.max_tokens
+    if args.cores is not None and args.cores < 1:
+        raise InputError(f"--cores must be >= 1, got {args.cores}")
     if args.profiles is not None and not args.profiles.is_file():
         raise InputError(f"profiles file {str(args.profiles)!r} does not exist")
     return RunInputs(app.name, questions, documents, changes)

@@ -50,6 +50,7 @@ class BenchConfig:
     max_tokens: int = 32
     seed: int = 0
     docs: Path | None = None  # None: samples/docs
+    num_cores: int | None = None  # None: all the machine's cores
 
 
 @dataclass
@@ -107,7 +108,12 @@ async def run_benchmark(
     cases: list[Case] = []
     for workload in config.workloads:
         for placement in config.placements:
-            stack = EngineStack(engines_for_apps(config.apps), factory, placement=placement)
+            stack = EngineStack(
+                engines_for_apps(config.apps),
+                factory,
+                placement=placement,
+                num_cores=config.num_cores,
+            )
             async with stack, Session(stack) as session:
                 for app in config.apps:
                     changes = {**WORKLOADS[workload], "max_tokens": config.max_tokens}

@@ -32,7 +32,11 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     profiles: dict[str, LatencyProfile] = read_profiles(args.profiles)
     try:
         stack = EngineStack.for_apps(
-            [inputs.app], embedded_factory(), placement=args.placement, profiles=profiles
+            [inputs.app],
+            embedded_factory(),
+            placement=args.placement,
+            profiles=profiles,
+            num_cores=args.cores,
         )
         await stack.start()
     except (EngineUnavailable, StackError) as exc:

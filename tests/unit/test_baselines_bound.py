@@ -10,6 +10,7 @@ from primflow.graph import ops
 from primflow.graph.ir import INLINE_OPS, Graph, Node, Op, Port, PortType
 from primflow.graph.lower import lower_query
 from primflow.passes import optimize
+from primflow.serve.console import format_breakdown
 from primflow.serve.solo_bound import pgraph_origin, solo_bound, solo_times
 
 
@@ -170,11 +171,15 @@ async def test_session_answers_get_the_bound_of_their_sequential_reference() -> 
     reference = answers["sequential"]
     assert reference.solo is not None  # a sequential run is its own reference
     assert answers["primflow"].bound_s is None
+    assert "critical-path bound: pass --bound" in format_breakdown(answers["primflow"])
     for scheme in ("primflow", "parallel"):
         answers[scheme].set_reference(reference)
         solo = answers[scheme].solo
         assert solo is not None and solo.num_unmatched == 0 and solo.path
     assert answers["primflow"].num_tokens  # the split prefills' token estimates were seen
+    assert "s uncontended (ratio" in format_breakdown(answers["primflow"])
+    solo = answers["primflow"].solo
+    assert solo is not None and answers["primflow"].to_json()["bound_path"] == solo.path
     with pytest.raises(ValueError, match="sequential run"):
         other.set_reference(answers["parallel"])
     with pytest.raises(ValueError, match="Another question"):

@@ -92,3 +92,27 @@ def test_read_questions_accepts_plain_and_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "q.txt"
     path.write_text('first question?\n\n{"question": "second?", "source": "x.md"}\n')
     assert read_questions(str(path)) == ["first question?", "second?"]
+
+
+def test_bad_cores(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    docs = tmp_path / "a.txt"
+    docs.write_text("Some text.")
+    code, err = run_cli(
+        capsys, "naive_rag", "--docs", str(docs), "--question", "q?", "--cores", "0"
+    )
+    assert code == 2 and "--cores must be >= 1, got 0" in err
+
+
+def test_bench_rejects_bad_counts_and_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--fake", "--cores", "0"]) == 2
+    assert "--cores" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--fake", "--rates", "0.5,-1"])
+    assert "rates must be > 0" in capsys.readouterr().err
+
+
+def test_bench_rates_none_means_single_queries_only() -> None:
+    from primflow.commands.bench import _rates
+
+    assert _rates("none") == []
+    assert _rates("2, 0.5") == [0.5, 2.0]
