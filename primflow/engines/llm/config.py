@@ -24,6 +24,9 @@ class LlamaConfig:
     flash_attn: bool = False
     min_reuse_tokens: int = 8
     max_num_cached_prefixes: int = 8  # finished prompts kept for prefix reuse (LRU)
+    # KV cells reserved for a request's generation until its decode phase tells its
+    # max_tokens (admission holds requests until prompt + generation fits).
+    kv_reserve_tokens: int = 64
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -31,5 +34,7 @@ class LlamaConfig:
             raise ValueError(f"n_seq_max must be in [1, 256], got {self.n_seq_max}")
         if self.n_batch < 16 or self.n_ctx < self.n_batch:
             raise ValueError(f"need 16 <= n_batch <= n_ctx, got {self.n_batch=} {self.n_ctx=}")
+        if self.kv_reserve_tokens < 1:
+            raise ValueError(f"kv_reserve_tokens must be >= 1, got {self.kv_reserve_tokens}")
         if self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")

@@ -27,6 +27,7 @@ from primflow.engines.llm.generation import Generator
 from primflow.engines.llm.model import LlamaModel, default_model_path
 from primflow.engines.llm.prompting import PromptBuilder
 from primflow.engines.llm.runner import Chunk, DecodeError, LlamaRunner
+from primflow.engines.llm.sampling import SamplingParams
 from primflow.engines.llm.scheduler import StepPlan, StepScheduler
 from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
 from primflow.engines.placement import CoreBudget
@@ -39,6 +40,7 @@ STAT_NAMES = (
     "num_reused_tokens",
     "num_prefix_hits",
     "num_decoded_tokens",
+    "num_preemptions",
     "num_cached_prefixes",
     "num_requests",
 )
@@ -104,6 +106,7 @@ class EngineCore:
             kv_capacity=self.runner.n_ctx,
             min_reuse_tokens=cfg.min_reuse_tokens,
             max_num_cached_prefixes=cfg.max_num_cached_prefixes,
+            reserve_tokens=cfg.kv_reserve_tokens,
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
@@ -201,6 +204,7 @@ class EngineCore:
             system=system,
             num_content_chars=len(phase.content.strip()),
             priority=request.priority,
+            query_start_s=request.query_start_s,
             arrival_s=request.arrival_s or time.monotonic(),
         )
         self._requests[phase.request_id] = seq
@@ -217,6 +221,7 @@ class EngineCore:
             raise ValueError("the prompt is empty (the template rendered no user content)")
         seq.append_prompt(tokens, is_last=True)
         seq.priority = phase.request.priority
+        seq.query_start_s = phase.request.query_start_s
         seq.prefill_waiters.append(Waiter(phase.future, phase.request.node, len(seq.tokens)))
 
     def _decode(self, phase: cmd.AddPhase) -> None:
@@ -224,10 +229,18 @@ class EngineCore:
         if not seq.is_prompt_closed:
             raise ValueError(f"LLM request {phase.request_id!r} has no full prefill yet")
         seq.priority = phase.request.priority
+        seq.query_start_s = phase.request.query_start_s
         if not seq.is_generating:
+            max_new_tokens = SamplingParams.from_params(phase.request.params).max_tokens
+            self.scheduler.set_max_new_tokens(seq, max_new_tokens)
             self.generator.start(seq, phase.request)
             seq.loop = phase.future.get_loop()
         self.generator.add_waiter(seq, phase.request, phase.future)
+        if seq.last_logits is not None and not seq.is_finished and self.scheduler.may_start(seq):
+            self._start_generation(seq)
+
+    def _start_generation(self, seq: Sequence) -> None:
+        """The first token comes from the logits saved at the end of prefill."""
         if seq.last_logits is not None and not seq.is_finished:
             logits, seq.last_logits = seq.last_logits, None
             self._take_token(seq, logits)
@@ -270,11 +283,13 @@ class EngineCore:
             self.runner.remove(slot)
         for src, dst, num_tokens in plan.copies:
             self.runner.copy_prefix(src, dst, num_tokens)
+        for seq in plan.started:
+            self._start_generation(seq)
         chunks = [c for c in plan.chunks if c.seq.slot is not None]
         if not chunks:
             self._publish()
             self._resolve_copied(plan)
-            return bool(plan.copies or plan.failures)
+            return bool(plan.copies or plan.failures or plan.started)
         try:
             rows = self.runner.decode(
                 [
@@ -352,6 +367,7 @@ class EngineCore:
                 "num_reused_tokens": stats.num_reused_tokens,
                 "num_prefix_hits": stats.num_prefix_hits,
                 "num_decoded_tokens": stats.num_decoded_tokens,
+                "num_preemptions": stats.num_preemptions,
                 "num_cached_prefixes": len(self.scheduler.cache),
                 "num_requests": len(self._requests),
             },

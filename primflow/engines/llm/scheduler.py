@@ -6,21 +6,31 @@ returns a :class:`StepPlan` and the engine thread applies it. Invariants:
 
 - Continuous batching: every step carries one decode token of every generating
   sequence first, then prompt chunks, all within ``max_num_batched_tokens``.
-- Prompt chunks are taken in priority order (``priority`` high first, then arrival);
-  a sequence that cannot be admitted (no slot, no KV room) stops admission, so lower
-  priorities never jump ahead of it.
+- Order: older queries first (``query_start_s``), then the longer remaining critical
+  path (``priority``), then arrival. A sequence that cannot be admitted stops
+  admission, so nothing later in that order jumps ahead of it; sequences already
+  admitted keep computing.
+- KV admission with reservation: a sequence is admitted only when its prompt plus its
+  generation (``max_new_tokens``, or ``reserve_tokens`` until its decode phase says)
+  fits next to what every admitted sequence may still grow to; cached prefixes are
+  evicted first. A prompt that grows (full prefill) or a decode that asks for more
+  than was reserved waits until the extra cells are free. So a running decode never
+  runs out of cells; only a request that can never fit (prompt + max_tokens >
+  ``kv_capacity``) fails. If nothing can run because sequences parked on other
+  engines' work hold the cells, the newest parked ones give their cells back and are
+  recomputed later (``preempt``): they are waiting anyway.
 - Prefix reuse: an admitted sequence first copies the longest computed prefix it
   shares with a live or cached sequence (``copies``). A sequence whose prompt shares a
-  longer prefix with one still prefilling waits for it instead of recomputing it.
+  longer prefix with an admitted one that is computing it waits for it instead of
+  recomputing it; never for one parked with the shared tokens already computed.
 - A closed prompt's last chunk keeps >= ``MIN_LAST_CHUNK`` tokens when it can (with
   flash attention off that keeps chunked prefill bit-identical to one-shot, stack.md P5).
-- KV cells never exceed ``kv_capacity``: cached prefixes are evicted first; if
-  generating sequences still do not fit, the newest are failed (``failures``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -34,12 +44,13 @@ from primflow.engines.llm.prefix_cache import (
 from primflow.engines.llm.sequence import Sequence
 
 MIN_LAST_CHUNK = 8
+DEFAULT_RESERVE_TOKENS = 64
 
 
 class Admission(Enum):
     ADMITTED = "admitted"
     DEFERRED = "deferred"  # waits for another sequence to compute a shared prefix
-    BLOCKED = "blocked"  # no slot free: nothing below this priority is admitted either
+    BLOCKED = "blocked"  # no slot or KV room: nothing later in the order is admitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +63,22 @@ class ScheduledChunk:
 
 @dataclass(slots=True)
 class StepPlan:
-    """One step. The engine applies ``frees``, then ``copies``, then decodes ``chunks``."""
+    """One step. The engine applies ``frees``, then ``copies``, then decodes ``chunks``;
+    ``started`` sequences may take their first token from their saved logits now."""
 
     chunks: list[ScheduledChunk] = field(default_factory=list)
     copies: list[tuple[int, int, int]] = field(default_factory=list)  # (src, dst, num_tokens)
     frees: list[int] = field(default_factory=list)
     failures: list[tuple[Sequence, str]] = field(default_factory=list)
+    started: list[Sequence] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
         return sum(c.num_tokens for c in self.chunks)
+
+    @property
+    def is_idle(self) -> bool:
+        return not (self.chunks or self.started or self.copies)
 
 
 @dataclass(slots=True)
@@ -71,6 +88,7 @@ class SchedulerStats:
     num_reused_tokens: int = 0  # prompt tokens copied from another sequence's KV
     num_prefix_hits: int = 0
     num_decoded_tokens: int = 0
+    num_preemptions: int = 0  # parked sequences that gave their cells back
 
 
 class StepScheduler:
@@ -81,16 +99,19 @@ class StepScheduler:
         kv_capacity: int,
         min_reuse_tokens: int = 8,
         max_num_cached_prefixes: int = 8,
+        reserve_tokens: int = DEFAULT_RESERVE_TOKENS,
     ) -> None:
         self.max_num_batched_tokens = max_num_batched_tokens
         self.kv_capacity = kv_capacity
         self.min_reuse_tokens = min_reuse_tokens
         self.max_num_cached_prefixes = max_num_cached_prefixes
+        self.reserve_tokens = reserve_tokens
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
         self.ledger = KvLedger()
         self.stats = SchedulerStats()
+        self._held_starts: set[Sequence] = set()  # prefilled, decode waits for its cells
 
     # -- queue ------------------------------------------------------------------------
 
@@ -98,12 +119,43 @@ class StepScheduler:
         self.live.append(seq)
 
     def has_work(self) -> bool:
-        return any(self._is_runnable(s) for s in self.live)
+        return bool(self._held_starts) or any(self._is_runnable(s) for s in self.live)
+
+    def set_max_new_tokens(self, seq: Sequence, max_new_tokens: int) -> None:
+        """The first decode phase arrived: reserve its generation from now on.
+
+        Raises ValueError when prompt + ``max_new_tokens`` can never fit the KV cache.
+        """
+        if seq.num_prompt_tokens + max_new_tokens > self.kv_capacity:
+            raise ValueError(
+                f"the prompt has {seq.num_prompt_tokens} tokens and max_tokens is "
+                f"{max_new_tokens}: together more than the KV cache holds "
+                f"({self.kv_capacity} cells); lower max_tokens or raise n_ctx"
+            )
+        seq.max_new_tokens = max_new_tokens
+
+    def may_start(self, seq: Sequence) -> bool:
+        """``seq`` is prefilled and its decode arrived: True if its cells are reserved.
+
+        Otherwise it waits; a later plan lists it in ``started`` once they are.
+        """
+        if seq.slot is None:
+            self._held_starts.add(seq)
+            return False
+        target = self._target(seq)
+        if seq.num_reserved < target:
+            # Grow now only if the cells are free and nobody earlier in the order waits.
+            if self._is_anyone_waiting_before(seq) or self._headroom() < target - seq.num_reserved:
+                self._held_starts.add(seq)
+                return False
+            seq.num_reserved = target
+        return True
 
     def remove(self, seq: Sequence) -> list[int]:
         """Forget ``seq`` and free its KV; return the slots the engine must clear now."""
         if seq in self.live:
             self.live.remove(seq)
+        self._held_starts.discard(seq)
         if seq.slot is None:
             return []
         slot, seq.slot = seq.slot, None
@@ -119,6 +171,7 @@ class StepScheduler:
         """
         if seq in self.live:
             self.live.remove(seq)
+        self._held_starts.discard(seq)
         if seq.slot is None:
             return []
         slot, seq.slot = seq.slot, None
@@ -151,30 +204,11 @@ class StepScheduler:
 
     def schedule(self, now_s: float) -> StepPlan:
         plan = StepPlan()
-        budget = self.max_num_batched_tokens
-        by_priority = sorted(self.live, key=lambda s: (-s.priority, s.arrival_s, s.order))
-        decoding = [
-            s for s in by_priority if s.is_generating and not s.is_prefilling and s.num_pending
-        ]
-        budget -= self._schedule_decodes(plan, decoding[:budget])
-        for seq in by_priority:
-            if budget <= 0:
-                break
-            if not seq.is_prefilling:
-                continue
-            if seq.slot is None:
-                admission = self._admit(seq, plan, now_s)
-                if admission is Admission.BLOCKED:
-                    break
-                if admission is Admission.DEFERRED or not seq.is_prefilling:
-                    continue
-            num_tokens = self._chunk_size(seq, plan, budget)
-            if num_tokens <= 0:
-                break  # no KV room at this priority: admit nothing below it
-            end = seq.num_computed + num_tokens
-            wants_logits = seq.is_prompt_closed and end == seq.num_prompt_tokens
-            plan.chunks.append(ScheduledChunk(seq, seq.num_computed, num_tokens, wants_logits))
-            budget -= num_tokens
+        blocked = self._plan(plan, now_s)
+        if blocked is not None and plan.is_idle:
+            preempted = self._preempt_for(blocked, plan)
+            if preempted:  # they queue again, but not ahead of ``blocked`` in this step
+                self._plan(plan, now_s, skip=preempted)
         return plan
 
     def update(self, plan: StepPlan) -> None:
@@ -191,37 +225,76 @@ class StepScheduler:
             seq.num_computed += chunk.num_tokens
             self.ledger.extend(seq.slot, chunk.num_tokens)
 
-    # -- helpers ----------------------------------------------------------------------
+    # -- planning -----------------------------------------------------------------------
 
-    def _is_runnable(self, seq: Sequence) -> bool:
-        return seq.is_prefilling or (seq.is_generating and seq.num_pending > 0)
+    def _plan(
+        self, plan: StepPlan, now_s: float, skip: AbstractSet[Sequence] = frozenset()
+    ) -> Sequence | None:
+        """Fill ``plan``; return the first sequence that could not get its cells."""
+        budget = self.max_num_batched_tokens - plan.num_tokens
+        ordered = sorted(self.live, key=lambda s: s.order_key)
+        decoding = [
+            s
+            for s in ordered
+            if s.is_generating and not s.is_prefilling and s.num_pending and s.slot is not None
+        ]
+        if not plan.chunks:
+            budget -= self._schedule_decodes(plan, decoding[:budget])
+        blocked: Sequence | None = None
+        for seq in ordered:
+            if seq in decoding or seq in skip:
+                continue
+            if blocked is None:
+                admission = self._grant(seq, plan, now_s)
+                if admission is Admission.BLOCKED:
+                    blocked = seq
+                if admission is not Admission.ADMITTED:
+                    continue
+            elif seq.slot is None or seq.num_reserved < self._target(seq):
+                continue  # admitted before the blocked one, or waiting behind it
+            if seq.is_prefilling and budget > 0:
+                budget -= self._schedule_chunk(seq, plan, budget)
+        return blocked
+
+    def _schedule_chunk(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
+        if any(c.seq is seq for c in plan.chunks):
+            return 0
+        remaining = seq.num_prompt_tokens - seq.num_computed
+        size = min(remaining, budget)
+        left = remaining - size
+        if seq.is_prompt_closed and 0 < left < MIN_LAST_CHUNK and size > MIN_LAST_CHUNK:
+            size -= MIN_LAST_CHUNK - left
+        wants_logits = seq.is_prompt_closed and size == remaining
+        plan.chunks.append(ScheduledChunk(seq, seq.num_computed, size, wants_logits))
+        return size
 
     def _schedule_decodes(self, plan: StepPlan, decoding: list[Sequence]) -> int:
-        while len(decoding) > self._free_cells(plan) and self._evict_one(plan):
+        # Reservations make this a safety net: a generating sequence holds its cells.
+        while len(decoding) > self._free_cells(plan) and self._evict_one(plan) is not None:
             pass
         while len(decoding) > self._free_cells(plan):
-            victim = decoding.pop()  # lowest priority, newest
+            victim = decoding.pop()  # last in the order
             plan.failures.append((victim, f"KV cache full ({self.kv_capacity} cells)"))
         for seq in decoding:
             plan.chunks.append(ScheduledChunk(seq, seq.num_computed, 1, wants_logits=True))
         return len(decoding)
 
-    def _free_cells(self, plan: StepPlan) -> int:
-        return self.kv_capacity - self.ledger.num_used_cells() - plan.num_tokens
-
-    def _chunk_size(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
-        remaining = seq.num_prompt_tokens - seq.num_computed
-        wanted = min(remaining, budget)
-        while self._free_cells(plan) < wanted and self._evict_one(plan) is not None:
-            pass
-        size = min(wanted, self._free_cells(plan))
-        left = remaining - size
-        if seq.is_prompt_closed and 0 < left < MIN_LAST_CHUNK and size > MIN_LAST_CHUNK:
-            size -= MIN_LAST_CHUNK - left
-        return size
+    def _grant(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
+        """Admit ``seq``, or grow its reservation to what it now needs."""
+        if seq.slot is None:
+            return self._admit(seq, plan, now_s)
+        target = self._target(seq)
+        if seq.num_reserved < target:
+            if not self._make_room(target - seq.num_reserved, plan):
+                return Admission.BLOCKED
+            seq.num_reserved = target
+        if seq in self._held_starts:
+            self._held_starts.discard(seq)
+            plan.started.append(seq)
+        return Admission.ADMITTED
 
     def _admit(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
-        """Give ``seq`` a slot and copy the longest reusable prefix into it."""
+        """Give ``seq`` a slot, reserve its cells and copy the longest reusable prefix."""
         if seq.num_prompt_tokens > self.kv_capacity:
             plan.failures.append(
                 (
@@ -234,12 +307,15 @@ class StepScheduler:
         match = self._reusable_prefix(seq)
         if self._should_wait_for_prefix(seq, match):
             return Admission.DEFERRED
-        if not self._has_room_for(seq.num_prompt_tokens - match.num_tokens, plan):
+        target = self._target(seq)
+        keep = {match.slot} if match.num_tokens else set()
+        if not self._make_room(target - match.num_tokens, plan, keep):
             return Admission.BLOCKED
-        slot = self._take_slot(plan)
+        slot = self._take_slot(plan, keep)
         if slot is None:
             return Admission.BLOCKED
         seq.slot = slot
+        seq.num_reserved = target
         if match.num_tokens:
             plan.copies.append((match.slot, slot, match.num_tokens))
             self.ledger.share(match.slot, slot, match.num_tokens)
@@ -249,19 +325,85 @@ class StepScheduler:
             self.stats.num_reused_tokens += match.num_tokens
         return Admission.ADMITTED
 
-    def _has_room_for(self, num_tokens: int, plan: StepPlan) -> bool:
-        """Admit only prompts that fit next to what admitted prompts still need, so two
-        half-prefilled prompts can never wait on each other for cells."""
-        scheduled = {id(c.seq): c.num_tokens for c in plan.chunks}
-        outstanding = sum(
-            s.num_prompt_tokens - s.num_computed - scheduled.get(id(s), 0)
-            for s in self.live
-            if s.slot is not None and s.is_prefilling
-        )
-        while self._free_cells(plan) - outstanding < num_tokens:
-            if self._evict_one(plan) is None:
+    # -- KV reservation -------------------------------------------------------------------
+
+    def _target(self, seq: Sequence) -> int:
+        """The length ``seq`` may grow to: its prompt plus its generation."""
+        if seq.max_new_tokens is not None:
+            return seq.num_prompt_tokens + seq.max_new_tokens
+        return min(seq.num_prompt_tokens + self.reserve_tokens, self.kv_capacity)
+
+    def _num_promised_cells(self) -> int:
+        """Cells admitted sequences may still add (reserved, not computed yet)."""
+        return sum(max(0, s.num_reserved - s.num_computed) for s in self.live if s.slot is not None)
+
+    def _headroom(self) -> int:
+        return self.kv_capacity - self.ledger.num_used_cells() - self._num_promised_cells()
+
+    def _make_room(
+        self, num_cells: int, plan: StepPlan, keep: AbstractSet[int] = frozenset()
+    ) -> bool:
+        """Evict cached prefixes until ``num_cells`` more can be reserved."""
+        while self._headroom() < num_cells:
+            if self._evict_one(plan, keep) is None:
                 return False
         return True
+
+    def _free_cells(self, plan: StepPlan) -> int:
+        return self.kv_capacity - self.ledger.num_used_cells() - plan.num_tokens
+
+    def _preempt_for(self, blocked: Sequence, plan: StepPlan) -> set[Sequence]:
+        """Nothing can run: take the cells back from the newest parked sequences (open
+        prompts waiting for their rest, or sequences waiting to grow) until ``blocked``
+        fits. They are recomputed when admitted again. Returns the preempted ones."""
+        parked = [
+            s
+            for s in sorted(self.live, key=lambda s: s.order_key, reverse=True)
+            if s is not blocked
+            and s.slot is not None
+            and s.slot not in {src for src, _, _ in plan.copies}
+            and s.num_generated == 0
+            and self._is_parked(s)
+        ]
+        num_needed = self._target(blocked) - (
+            blocked.num_reserved if blocked.slot is not None else 0
+        )
+        preempted: set[Sequence] = set()
+        for seq in parked:
+            if self._headroom() >= num_needed and (blocked.slot is not None or self.free_slots):
+                break
+            self._preempt(seq, plan)
+            preempted.add(seq)
+        return preempted
+
+    def _is_anyone_waiting_before(self, seq: Sequence) -> bool:
+        return any(
+            other.order_key < seq.order_key
+            and (
+                (other.slot is None and other.is_prefilling)
+                or (other.slot is not None and other.num_reserved < self._target(other))
+            )
+            for other in self.live
+        )
+
+    def _is_parked(self, seq: Sequence) -> bool:
+        is_open_and_computed = not seq.is_prompt_closed and not seq.is_prefilling
+        return is_open_and_computed or seq.num_reserved < self._target(seq)
+
+    def _preempt(self, seq: Sequence, plan: StepPlan) -> None:
+        assert seq.slot is not None
+        slot, seq.slot = seq.slot, None
+        self._free_slot(slot)
+        plan.frees.append(slot)
+        seq.num_computed = seq.num_reused = seq.num_reserved = 0
+        seq.last_logits = None
+        self._held_starts.discard(seq)
+        self.stats.num_preemptions += 1
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _is_runnable(self, seq: Sequence) -> bool:
+        return seq.is_prefilling or (seq.is_generating and seq.num_pending > 0)
 
     def _reusable_prefix(self, seq: Sequence) -> PrefixMatch:
         prompt = seq.tokens[: seq.num_prompt_tokens]
@@ -282,24 +424,28 @@ class StepScheduler:
             yield entry.slot, entry.tokens
 
     def _should_wait_for_prefix(self, seq: Sequence, match: PrefixMatch) -> bool:
-        """Another admitted sequence is still computing a longer shared prefix."""
+        """An admitted sequence is computing (now, with its cells reserved) a longer
+        prefix shared with ``seq``. Never one parked or waiting for cells: the wait
+        could last as long as that sequence's other inputs take."""
         prompt = seq.tokens[: seq.num_prompt_tokens]
         for other in self.live:
             if other is seq or other.slot is None or not other.is_prefilling:
+                continue
+            if other.num_reserved < self._target(other):
                 continue
             shared = common_prefix_len(prompt, other.tokens[: other.num_prompt_tokens])
             if shared >= match.num_tokens + self.min_reuse_tokens and other.num_computed < shared:
                 return True
         return False
 
-    def _take_slot(self, plan: StepPlan) -> int | None:
-        if not self.free_slots and self._evict_one(plan) is None:
+    def _take_slot(self, plan: StepPlan, keep: AbstractSet[int] = frozenset()) -> int | None:
+        if not self.free_slots and self._evict_one(plan, keep) is None:
             return None
         return self.free_slots.pop()
 
-    def _evict_one(self, plan: StepPlan) -> int | None:
+    def _evict_one(self, plan: StepPlan, keep: AbstractSet[int] = frozenset()) -> int | None:
         """Evict the least recently used cached prefix that no copy of this step reads."""
-        slot = self.cache.pop_lru(keep={src for src, _, _ in plan.copies})
+        slot = self.cache.pop_lru(keep={src for src, _, _ in plan.copies} | set(keep))
         if slot is None:
             return None
         self._free_slot(slot)

@@ -56,12 +56,18 @@ class Sequence:
     system: str | None = None
     num_content_chars: int = 0  # user content so far, to refuse an empty prompt
     priority: float = 0.0
+    query_start_s: float = 0.0  # when the query was submitted: older queries go first
     arrival_s: float = 0.0
     order: int = field(default_factory=lambda: next(_order))
     slot: int | None = None
     num_computed: int = 0
     num_prompt_tokens: int = 0
     num_reused: int = 0  # prompt tokens taken from another sequence's KV
+    # KV admission: the sequence may grow to ``num_reserved`` tokens; the cells it has
+    # not computed yet are held back for it. ``max_new_tokens`` is known from the
+    # first decode phase on (before that the scheduler reserves a default).
+    num_reserved: int = 0
+    max_new_tokens: int | None = None
     # Generation, set by the first decode phase.
     sampling: SamplingParams | None = None
     sampler: TokenSampler | None = None
@@ -95,6 +101,11 @@ class Sequence:
     def is_prefilled(self) -> bool:
         """The closed prompt is fully computed (its last logits exist)."""
         return self.is_prompt_closed and self.num_computed >= self.num_prompt_tokens
+
+    @property
+    def order_key(self) -> tuple[float, float, float, int]:
+        """Older queries first, then the longer remaining critical path, then arrival."""
+        return (self.query_start_s, -self.priority, self.arrival_s, self.order)
 
     @property
     def num_generated(self) -> int:
