@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -398,6 +399,9 @@ async def test_unreadable_model_path_is_a_clear_error(tmp_path):
 async def test_two_engines_side_by_side_and_thread_count(engine):
     other = LlamaEngine("llm-other", n_ctx=1024, n_seq_max=4, n_threads=1)
     try:
+        # One OS thread makes every llama call of the process (stack.md P10).
+        ident = await engine.thread_ident()
+        assert ident == await other.thread_ident() != threading.get_ident()
         a, b = await asyncio.gather(
             generate(engine, "q-side-a", "What is the capital of France?", 20),
             generate(other, "q-side-b", "What is the capital of France?", 20),

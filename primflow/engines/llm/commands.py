@@ -1,8 +1,9 @@
 """Messages from the event loop to the LLM engine thread, and the way results go back.
 
-Invariants: the event loop never touches engine-thread state; it only puts commands
-on a thread-safe queue. The engine thread never touches an asyncio future directly; it
-schedules ``settle`` on the future's own loop with ``call_soon_threadsafe``.
+Invariants: the event loop never touches engine-thread state; it only posts commands
+to the llama thread (thread.py), which handles each engine's commands in order. The
+engine thread never touches an asyncio future directly; it schedules ``settle`` on
+the future's own loop with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -51,11 +52,16 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class Start:
+    """Load the model and join the llama thread's turns."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     pass
 
 
-Command = AddPhase | Abort | Release | SetThreads | Probe | Stop
+Command = AddPhase | Abort | Release | SetThreads | Probe | Start | Stop
 
 
 def _settle(future: asyncio.Future[Outputs], result: Any, error: BaseException | None) -> None:

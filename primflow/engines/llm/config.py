@@ -27,6 +27,10 @@ class LlamaConfig:
     # KV cells reserved for a request's generation until its decode phase tells its
     # max_tokens (admission holds requests until prompt + generation fits).
     kv_reserve_tokens: int = 64
+    # True: this engine gets its own llama thread instead of the process's shared one.
+    # Only for measuring stack.md P10 (bench/bench_llm_threads.py): it slows every
+    # engine of the process down once two threads have called llama.cpp.
+    dedicated_thread: bool = False
     verbose: bool = False
 
     def __post_init__(self) -> None:

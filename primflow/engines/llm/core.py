@@ -1,8 +1,8 @@
 """The LLM engine thread: owns the model, the context and every llama call.
 
-Runs ``command -> schedule -> llama_decode -> sample -> resolve`` in a loop on ONE
-dedicated OS thread (stack.md P10: with OpenMP builds a second calling thread slows
-every call down; the warm-up runs here too). Invariants:
+Each step is ``schedule -> llama_decode -> sample -> resolve``; the process's one llama
+thread (thread.py, stack.md P10) runs the steps of every engine in turn and hands each
+engine its commands between steps. Invariants:
 
 - Every phase future resolves when its work has really been computed: a prefill when
   its tokens are in the KV cache, a partial decode when its item is complete, a decode
@@ -14,7 +14,6 @@ every call down; the warm-up runs here too). Invariants:
 from __future__ import annotations
 
 import concurrent.futures
-import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,39 +58,75 @@ class CoreSnapshot:
 
 
 class EngineCore:
+    """One engine's model, context and scheduler; driven by the llama thread (thread.py)."""
+
     def __init__(self, name: str, config: LlamaConfig, budget: CoreBudget | None) -> None:
         self.name = name
         self.config = config
         self.budget = budget
-        self.commands: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
+        self.budget_name = name  # the name this engine's group is busy under (thread.py)
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.snapshot = CoreSnapshot()
         self._requests: dict[str, Sequence] = {}
         self._fixed_threads: int | None = None
-        self._is_busy = False
-        self._is_stopping = False
+        self._is_loaded = False
+        self._error: Exception | None = None
 
-    # -- thread main ------------------------------------------------------------------
+    # -- called by the llama thread -------------------------------------------------------
 
-    def run(self) -> None:
+    def load(self, budget_name: str) -> bool:
+        """Load the model and warm up; False (and every later phase refused) on failure."""
+        self.budget_name = budget_name
         try:
             self._load()
         except Exception as err:
+            self._error = err
             self.snapshot = CoreSnapshot(error=f"model load failed: {err}")
             self.ready.set_exception(err)
-            self._refuse_all(err)
-            return
+            return False
+        self._is_loaded = True
         self.ready.set_result(None)
-        try:
-            while not self._is_stopping:
-                has_work = self.scheduler.has_work()
-                self._set_busy(has_work)
-                self._drain(block=not has_work)
-                if not self._is_stopping and not self._step():
-                    self._drain(block=True)  # runnable but stuck (no slot): wait for news
-        finally:
-            self._set_busy(False)
-            self._shutdown()
+        return True
+
+    def has_work(self) -> bool:
+        return self._is_loaded and self.scheduler.has_work()
+
+    def step(self) -> bool:
+        return self._step()
+
+    def publish(self) -> None:
+        self._publish()
+
+    def shutdown(self) -> None:
+        if self._is_loaded:
+            self._is_loaded = False
+            self._close(EngineError(self.name, "<close>", "the engine closed"))
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def crash(self, error: Exception) -> None:
+        """An unexpected error in this engine: fail its work, free its model, refuse more."""
+        self._error = error
+        self._is_loaded = False
+        self.snapshot = CoreSnapshot(error=f"engine thread error: {error!r}")
+        self._close(EngineError(self.name, "<llm>", f"the engine failed: {error!r}"))
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def refuse(self, command: cmd.Command) -> None:
+        """A command for an engine that could not start or has stopped."""
+        if self._error is not None:
+            reason = f"LLM engine could not start: {self._error}"
+        else:
+            reason = "the engine is closed"
+        if isinstance(command, cmd.AddPhase):
+            cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
+        elif isinstance(command, cmd.Probe):
+            command.future.set_exception(self._error or RuntimeError(reason))
+
+    def handle(self, command: cmd.Command) -> None:
+        self._handle(command)
 
     def _load(self) -> None:
         path = self.config.model_path or default_model_path()
@@ -120,40 +155,13 @@ class EngineCore:
         self.runner.decode([Chunk(0, 0, tokens, wants_logits=True)])
         self.runner.clear()
 
-    def _shutdown(self) -> None:
+    def _close(self, error: EngineError) -> None:
         for seq in list(self._requests.values()):
-            self._drop(seq, EngineError(self.name, "<close>", "the engine closed"))
+            self._drop(seq, error)
         self.runner.close()
         self.model.close()
 
-    def _refuse_all(self, error: Exception) -> None:
-        """Model load failed: fail every phase until the engine is closed."""
-        while not isinstance(command := self.commands.get(), cmd.Stop):
-            if isinstance(command, cmd.AddPhase):
-                reason = f"LLM engine could not start: {error}"
-                cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
-            elif isinstance(command, cmd.Probe):
-                command.future.set_exception(error)
-
-    def _set_busy(self, is_busy: bool) -> None:
-        if self.budget is not None and is_busy != self._is_busy:
-            (self.budget.begin if is_busy else self.budget.end)(self.name)
-        self._is_busy = is_busy
-
     # -- commands -----------------------------------------------------------------------
-
-    def _drain(self, block: bool) -> None:
-        try:
-            command = self.commands.get(block=block)
-        except queue.Empty:
-            return
-        while True:
-            self._handle(command)
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                break
-        self._publish()
 
     def _handle(self, command: cmd.Command) -> None:
         if isinstance(command, cmd.AddPhase):
@@ -165,13 +173,12 @@ class EngineCore:
         elif isinstance(command, cmd.SetThreads):
             self._fixed_threads = command.num_threads
             self.runner.set_num_threads(command.num_threads)
+            self._publish()  # a probe posted after this command sees the new count
         elif isinstance(command, cmd.Probe):
             try:
                 command.future.set_result(command.read(self))
             except Exception as err:
                 command.future.set_exception(err)
-        else:
-            self._is_stopping = True
 
     def _add_phase(self, phase: cmd.AddPhase) -> None:
         handlers: dict[Op, Callable[[cmd.AddPhase], None]] = {
@@ -349,7 +356,7 @@ class EngineCore:
 
     def _apply_thread_budget(self) -> None:
         if self._fixed_threads is None and self.budget is not None:
-            self.runner.set_num_threads(self.budget.threads_for(self.name))
+            self.runner.set_num_threads(self.budget.threads_for(self.budget_name))
 
     def _publish(self) -> None:
         live = self.scheduler.live

@@ -5,8 +5,9 @@ with continuous batching on one llama.cpp context (see core.py for the engine th
 Invariants:
 
 - ``submit`` never blocks: it renders prompts, creates one future per request and
-  hands the phases to the engine thread; the model loads on that thread at ``start``
-  (or at the first submit).
+  hands the phases to the process's llama thread (thread.py), shared by every
+  LlamaEngine of the process (stack.md P10); the model loads on that thread at
+  ``start`` (or at the first submit).
 - ``abort(query_id)`` cancels the query's futures at once; the engine thread frees its
   KV before its next step. ``release`` frees what a finished query left behind.
 - ``health().load`` is KV occupancy in [0, 1].
@@ -34,6 +35,7 @@ from primflow.engines.base import (
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.core import EngineCore
+from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Op
@@ -64,7 +66,8 @@ class LlamaEngine(Engine):
             settings["model_path"] = model_path
         self.config = replace(config, **settings)
         self._core = EngineCore(name, self.config, budget)
-        self._thread: threading.Thread | None = None
+        self._thread = LlamaThread(name) if self.config.dedicated_thread else shared_thread()
+        self._is_started = False
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
         self._aborted: OrderedDict[str, None] = OrderedDict()
         self._is_closed = False
@@ -84,9 +87,9 @@ class LlamaEngine(Engine):
         if self._is_closed:
             return
         self._is_closed = True
-        if self._thread is not None:
-            self._core.commands.put(cmd.Stop())
-            await asyncio.to_thread(self._thread.join)
+        if self._is_started:
+            self._thread.post(self._core, cmd.Stop())
+            await asyncio.wrap_future(self._core.stopped)
 
     def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
         loop = asyncio.get_running_loop()
@@ -106,7 +109,7 @@ class LlamaEngine(Engine):
                 reason = err.args[0] if err.args else str(err)
                 future.set_exception(EngineError(self.name, request.node, str(reason)))
                 continue
-            self._core.commands.put(phase)
+            self._thread.post(self._core, phase)
         return futures
 
     def abort(self, query_id: str) -> None:
@@ -115,21 +118,22 @@ class LlamaEngine(Engine):
             self._aborted.popitem(last=False)
         for future in self._futures_by_query.pop(query_id, set()):
             future.cancel()
-        self._core.commands.put(cmd.Abort(query_id))
+        self._thread.post(self._core, cmd.Abort(query_id))
 
     def release(self, query_id: str) -> None:
         self._futures_by_query.pop(query_id, None)
-        self._core.commands.put(cmd.Release(query_id))
+        self._thread.post(self._core, cmd.Release(query_id))
 
     def set_num_threads(self, num_threads: int) -> None:
         """Fix the thread count (a core budget's share); applies from the next step."""
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        self._core.commands.put(cmd.SetThreads(num_threads))
+        self._ensure_thread()
+        self._thread.post(self._core, cmd.SetThreads(num_threads))
 
     def health(self) -> EngineHealth:
         snap = self._core.snapshot
-        is_alive = self._thread is None or self._thread.is_alive()
+        is_alive = self._thread.is_alive()
         return EngineHealth(
             is_healthy=not snap.error and is_alive and not self._is_closed,
             detail=snap.error or f"{snap.num_used_cells}/{snap.kv_capacity} KV cells",
@@ -148,7 +152,15 @@ class LlamaEngine(Engine):
         def read(core: EngineCore) -> dict[int, int]:
             return {slot: core.runner.max_pos(slot) for slot in range(n_seq_max)}
 
-        self._core.commands.put(cmd.Probe(read, future))
+        self._thread.post(self._core, cmd.Probe(read, future))
+        return await asyncio.wrap_future(future)
+
+    async def thread_ident(self) -> int:
+        """The OS thread that makes this engine's llama calls (shared by the process's
+        engines unless ``dedicated_thread``)."""
+        self._ensure_thread()
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._thread.post(self._core, cmd.Probe(lambda _: threading.get_ident(), future))
         return await asyncio.wrap_future(future)
 
     def stats(self) -> dict[str, int]:
@@ -163,11 +175,9 @@ class LlamaEngine(Engine):
     def _ensure_thread(self) -> None:
         if self._is_closed:
             raise EngineError(self.name, "<submit>", "the engine is closed")
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._core.run, name=f"llm-engine-{self.name}", daemon=True
-            )
-            self._thread.start()
+        if not self._is_started:
+            self._is_started = True
+            self._thread.post(self._core, cmd.Start())
 
     def _track(self, query_id: str, future: asyncio.Future[Outputs]) -> None:
         futures = self._futures_by_query.setdefault(query_id, set())
