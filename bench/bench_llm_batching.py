@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import platform
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from primflow.engines.base import EngineRequest
 from primflow.engines.llm import LlamaEngine
 from primflow.engines.llm.model import default_model_path
+from primflow.engines.llm.quantize import requantized
 from primflow.graph.ir import Op
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "docs" / "bench"
@@ -39,16 +39,12 @@ TOPICS = [
 CONCURRENCY = (1, 4, 8, 16)
 
 
-def requantize_q4_0(src: str, out_dir: str) -> str:
-    import llama_cpp as lc
-
-    dst = os.path.join(out_dir, "model-q4_0.gguf")
-    params = lc.llama_model_quantize_default_params()
-    params.ftype = lc.LLAMA_FTYPE_MOSTLY_Q4_0
-    params.allow_requantize = True
-    if lc.llama_model_quantize(src.encode(), dst.encode(), params) != 0:
-        raise RuntimeError(f"could not requantize {src}")
-    return dst
+def requantize_q4_0(src: str) -> str:
+    """The engine's cached Q4_0 conversion (quantize.py), made in a child process so this
+    process's only llama caller stays the engine's llama thread (stack.md P10)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(requantized, src, "q4_0").result()
 
 
 def questions(num: int, offset: int) -> list[str]:
@@ -114,14 +110,15 @@ async def main() -> None:
     parser.add_argument(
         "--requantize-q4-0",
         action="store_true",
-        help="convert the model to Q4_0 first (a temp file; llama.cpp has repacked Q4_0 GEMM "
-        "kernels that make multi-token steps much cheaper); both sides use the converted file",
+        help="convert the model to Q4_0 first (the engine's cached conversion; llama.cpp has "
+        "repacked Q4_0 GEMM kernels that make multi-token steps much cheaper); both sides "
+        "use the converted file",
     )
     args = parser.parse_args()
     model_path = args.model or default_model_path()
     label = ""
     if args.requantize_q4_0:
-        model_path = requantize_q4_0(model_path, tempfile.mkdtemp(prefix="primflow-bench-"))
+        model_path = requantize_q4_0(model_path)
         label += "_q4_0"
     if args.flash_attn:
         label += "_fa"

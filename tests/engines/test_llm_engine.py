@@ -13,12 +13,15 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.llm import LlamaEngine, LLMState
+from primflow.engines.llm.model import default_model_path
+from primflow.engines.llm.quantize import file_sha256, requantized
 from primflow.engines.placement import CoreBudget
 from primflow.graph.ir import Op
 
@@ -500,3 +503,22 @@ async def test_concurrent_calls_wait_for_kv_cells_instead_of_failing():
     assert all(texts)
     # Generated + one prompt is more than the cache: the calls could not all run at once.
     assert stats["num_decoded_tokens"] + num_prompt_tokens > 512
+
+
+async def test_q4_0_conversion_is_cached_by_source_hash_and_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIMFLOW_CACHE_DIR", str(tmp_path))
+    eng = LlamaEngine("llm-q4", n_ctx=512, n_threads=1, quantization="q4_0", flash_attn=True)
+    try:
+        result = await generate(eng, "q-q4", "What is the capital of France?", 20)
+    finally:
+        await eng.close()
+    assert "Paris" in result["text"]
+    [converted] = (tmp_path / "models").iterdir()  # no temporary file left behind
+    source = default_model_path()
+    assert converted.name.startswith(Path(source).stem)
+    assert file_sha256(source)[:16] in converted.name and converted.name.endswith("-q4_0.gguf")
+    mtime = converted.stat().st_mtime_ns
+    assert requantized(source, "q4_0") == str(converted)  # reused, not converted again
+    assert converted.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="quantization must be None or 'q4_0'"):
+        LlamaEngine("llm-q8", quantization="q8")

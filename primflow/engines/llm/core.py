@@ -23,8 +23,9 @@ from primflow.engines.base import EngineError
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.generation import Generator
-from primflow.engines.llm.model import LlamaModel, default_model_path
+from primflow.engines.llm.model import LlamaModel, check_model_path, default_model_path
 from primflow.engines.llm.prompting import PromptBuilder
+from primflow.engines.llm.quantize import requantized
 from primflow.engines.llm.runner import Chunk, DecodeError, LlamaRunner
 from primflow.engines.llm.sampling import SamplingParams
 from primflow.engines.llm.scheduler import StepPlan, StepScheduler
@@ -130,6 +131,9 @@ class EngineCore:
 
     def _load(self) -> None:
         path = self.config.model_path or default_model_path()
+        if self.config.quantization is not None:
+            check_model_path(path)  # a clear error before llama.cpp sees the file
+            path = requantized(path, self.config.quantization)
         self.model = LlamaModel(path, verbose=self.config.verbose)
         cfg = self.config
         self.runner = LlamaRunner(
