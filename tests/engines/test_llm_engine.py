@@ -13,27 +13,17 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_calls import DOCUMENT, SYSTEM, generate, one, request, wait_until
 
-from primflow.engines.base import EngineError, EngineRequest
+from primflow.engines.base import EngineError
 from primflow.engines.llm import LlamaEngine, LLMState
-from primflow.engines.llm.model import default_model_path
-from primflow.engines.llm.quantize import file_sha256, requantized
 from primflow.engines.placement import CoreBudget
 from primflow.graph.ir import Op
 
 pytestmark = pytest.mark.engines
-
-SYSTEM = "You are a helpful assistant. Answer in one short sentence."
-DOCUMENT = (
-    "The Zorblat river flows through the valley of Kestra. It is 412 kilometres long "
-    "and its source is Lake Umber, high in the Morrow mountains. Farmers along the "
-    "river grow barley and flax, and the town of Vell holds a boat race every spring. "
-    "The river freezes in January and thaws in late March."
-)
 
 
 @pytest.fixture(scope="module")
@@ -43,50 +33,6 @@ def engine() -> Iterator[LlamaEngine]:
     eng = LlamaEngine("llm-test", n_ctx=2048, n_seq_max=16, n_threads=1)
     yield eng
     asyncio.run(eng.close())
-
-
-def request(query: str, node: str, op: Op, rid: str | None = None, **params: Any) -> EngineRequest:
-    inputs = params.pop("inputs", {})
-    on_text = params.pop("on_text", None)
-    priority = params.pop("priority", 0.0)
-    return EngineRequest(
-        query_id=query,
-        node=node,
-        op=op,
-        inputs=inputs,
-        params=params,
-        llm_request_id=rid or f"{query}/call",
-        on_text=on_text,
-        priority=priority,
-    )
-
-
-async def one(engine: LlamaEngine, req: EngineRequest) -> dict[str, Any]:
-    [future] = engine.submit([req])
-    return await future
-
-
-async def generate(
-    engine: LlamaEngine, query: str, question: str, max_tokens: int = 16, **decode: Any
-) -> dict[str, Any]:
-    await one(
-        engine,
-        request(
-            query, "prefill", Op.LLM_PREFILL, template="{q}", system=SYSTEM, inputs={"q": question}
-        ),
-    )
-    result = await one(
-        engine, request(query, "decode", Op.LLM_DECODE, max_tokens=max_tokens, **decode)
-    )
-    engine.release(query)
-    return result
-
-
-async def wait_until(predicate: Any, timeout_s: float = 30.0) -> None:
-    """Wait for the engine thread to catch up (a liveness bound, not a timing assertion)."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_answers_a_simple_question(engine):
@@ -434,91 +380,3 @@ async def test_core_budget_sets_threads_per_step_and_tracks_busy():
     finally:
         budget.end("embedder")
         await eng.close()
-
-
-async def test_a_partial_prefill_copied_whole_from_a_parked_one_resolves_at_once(engine):
-    """naive_rag's tree synthesis: level1_0 and level2_0 open with the same instruction.
-    The second copies the first's computed prefix and must resolve then, not when its
-    full prefill (which waits on other LLM calls) is computed (G-requests item 3)."""
-    template = "Combine the partial answers into one answer.\nQuestion: {q}\n"
-    inputs = {"q": "How many days of paid annual leave do full-time employees get?"}
-    partials = engine.submit(
-        [
-            request(
-                "q-tree",
-                f"level{i}.partial",
-                Op.LLM_PARTIAL_PREFILL,
-                rid=f"q-tree/level{i}",
-                template=template,
-                system=SYSTEM,
-                inputs=inputs,
-            )
-            for i in (1, 2)
-        ]
-    )
-    before = engine.stats()["num_reused_tokens"]
-    async with asyncio.timeout(30):  # a liveness bound: without the fix this never resolves
-        first, second = await asyncio.gather(*partials)
-    engine.release("q-tree")
-    assert first["state"].num_tokens == second["state"].num_tokens
-    assert engine.stats()["num_reused_tokens"] - before >= second["state"].num_tokens
-
-
-async def test_concurrent_calls_wait_for_kv_cells_instead_of_failing():
-    """contextual_retrieval in small: 8 calls on one document need more KV cells than the
-    context has if all generate at once; admission holds some back instead of failing a
-    running decode with "KV cache full" (G-requests item 4)."""
-    eng = LlamaEngine("llm-kv", n_ctx=512, n_seq_max=16, n_threads=1, kv_reserve_tokens=16)
-    template = "Passage: {doc}\nWrite the numbers from {n} to 100, one per line."
-    try:
-        states = await asyncio.gather(
-            *(
-                one(
-                    eng,
-                    request(
-                        f"q-kv-{i}",
-                        "prefill",
-                        Op.LLM_PREFILL,
-                        template=template,
-                        system=SYSTEM,
-                        inputs={"doc": DOCUMENT, "n": str(i)},
-                    ),
-                )
-                for i in range(8)
-            )
-        )
-        decodes = eng.submit(
-            [request(f"q-kv-{i}", "decode", Op.LLM_DECODE, max_tokens=64) for i in range(8)]
-        )
-        texts = [r["text"] for r in await asyncio.gather(*decodes)]
-        await wait_until(lambda: eng.stats()["num_requests"] == 8)
-        stats = eng.stats()
-        # A request that can never fit fails with a clear error; the engine keeps serving.
-        await one(eng, request("q-big", "p", Op.LLM_PREFILL, template="Count to 1000."))
-        with pytest.raises(EngineError, match=r"max_tokens is 500.*\(512 cells\)"):
-            await one(eng, request("q-big", "d", Op.LLM_DECODE, max_tokens=500))
-    finally:
-        await eng.close()
-    num_prompt_tokens = states[0]["state"].num_tokens
-    assert all(texts)
-    # Generated + one prompt is more than the cache: the calls could not all run at once.
-    assert stats["num_decoded_tokens"] + num_prompt_tokens > 512
-
-
-async def test_q4_0_conversion_is_cached_by_source_hash_and_answers(tmp_path, monkeypatch):
-    monkeypatch.setenv("PRIMFLOW_CACHE_DIR", str(tmp_path))
-    eng = LlamaEngine("llm-q4", n_ctx=512, n_threads=1, quantization="q4_0", flash_attn=True)
-    try:
-        result = await generate(eng, "q-q4", "What is the capital of France?", 20)
-    finally:
-        await eng.close()
-    assert "Paris" in result["text"]
-    [converted] = (tmp_path / "models").iterdir()  # no temporary file left behind
-    source = default_model_path()
-    assert converted.name.startswith(Path(source).stem)
-    assert file_sha256(source)[:16] in converted.name and converted.name.endswith("-q4_0.gguf")
-    mtime = converted.stat().st_mtime_ns
-    assert requantized(source, "q4_0") == str(converted)  # reused, not converted again
-    assert converted.stat().st_mtime_ns == mtime
-    with pytest.raises(ValueError, match="quantization must be None or 'q4_0'"):
-        LlamaEngine("llm-q8", quantization="q8")
