@@ -2,9 +2,9 @@
 on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots
 (<name>_latency_vs_rate.png, <name>_timeline.png).
 
-Quick check (about 3 minutes on 2 cores): ``primflow bench --apps naive_rag,advanced_rag
---workloads balanced --placements shared --num-questions 3 --num-load-queries 6
---rates 0.5,1,2 --name e2e_quick``. The full command is in docs/end-to-end.md.
+Quick check (about 5 minutes on 2 cores): ``primflow bench --apps naive_rag,advanced_rag
+--workloads balanced --placements shared --num-questions 3 --num-load-queries 5
+--rates 0.25,0.5 --name e2e_quick``. The full command is in docs/end-to-end.md.
 """
 
 from __future__ import annotations

@@ -169,6 +169,7 @@ def plot_latency_vs_rate(cases: Sequence[Case], path: Path) -> None:
                 rates,
                 [r["p95_s"] for r in case.load],
                 linestyle="--",
+                marker="x",
                 color=line.get_color(),
                 label=f"{case.scheme} p95",
             )
