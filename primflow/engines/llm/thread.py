@@ -20,6 +20,7 @@ scheduler (an ``EngineCore``). Invariants:
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -41,7 +42,8 @@ def shared_thread() -> LlamaThread:
     """The process-wide llama thread (started on first use)."""
     global _shared
     with _shared_lock:
-        if _shared is None:
+        # A forked child inherits the object but not the thread: it needs its own.
+        if _shared is None or _shared.pid != os.getpid():
             _shared = LlamaThread("llama")
         return _shared
 
@@ -55,6 +57,7 @@ class _BudgetGroup:
 class LlamaThread:
     def __init__(self, name: str) -> None:
         self.name = f"{name}-{next(_thread_ids)}"
+        self.pid = os.getpid()
         self._inbox: queue.SimpleQueue[tuple[EngineCore, cmd.Command]] = queue.SimpleQueue()
         self._cores: list[EngineCore] = []  # loaded and serving, in start order
         # id(budget) -> (budget, the name its group of engines is marked busy under)
