@@ -202,9 +202,10 @@ class StepScheduler:
         ]
         if not plan.chunks:
             budget -= self._schedule_decodes(plan, decoding[:budget])
+        is_decoding = set(decoding)
         blocked: Sequence | None = None
         for seq in ordered:
-            if seq in decoding or seq in skip:
+            if seq in is_decoding or seq in skip:
                 continue
             if blocked is None:
                 admission = self._grant(seq, plan, now_s)
