@@ -26,14 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from primflow.engines.base import Engine, EngineRequest, Outputs
+from primflow.engines.base import Engine, Outputs
 from primflow.graph import ops
-from primflow.graph.ir import LLM_OPS, EdgeKind, Graph, Node, Op
+from primflow.graph.ir import EdgeKind, Graph, Node, Op
 from primflow.runtime.errors import QueryFailed
-from primflow.runtime.graph_scheduler import PREFILL_OPS
 from primflow.runtime.inline_ops import run_inline
-from primflow.runtime.plan import CHARS_PER_TOKEN
 from primflow.runtime.query_state import SKIPPED, NodeTiming, QueryResult
+from primflow.runtime.requests import build_request
 
 OnNodeDone = Callable[[Node, NodeTiming], None]
 
@@ -153,20 +152,8 @@ class ModuleExecutor:
     ) -> Outputs:
         assert node.engine is not None
         engine = self.engines[node.engine]
-        is_llm = node.op in LLM_OPS
-        request = EngineRequest(
-            query_id=run.query_id,
-            node=node.name,
-            op=node.op,
-            inputs=values,
-            params=node.params,
-            num_items=1 if is_llm else _num_items(values),
-            num_tokens=_num_tokens(node, values) if node.op in PREFILL_OPS else 0,
-            llm_request_id=f"{run.query_id}/{node.params.get('request', node.name)}"
-            if is_llm
-            else None,
-            on_text=run.on_text if node.name in run.stream_nodes else None,
-        )
+        on_text = run.on_text if node.name in run.stream_nodes else None
+        request = build_request(node, values, run.query_id, on_text=on_text)
         run.engines_seen.add(node.engine)
         timing.engine = node.engine
         timing.batch_size = 1
@@ -227,14 +214,3 @@ def _module_of(node: Node) -> str:
     # INPUT nodes of template inputs belong to no component: each is its own module.
     return node.origin or node.name
 
-
-def _num_items(values: Mapping[str, Any]) -> int:
-    sizes = [len(v) for v in values.values() if isinstance(v, list | tuple)]
-    return max(sizes, default=1) or 1
-
-
-def _num_tokens(node: Node, values: Mapping[str, Any]) -> int:
-    num_chars = len(str(node.params.get("template", ""))) + sum(
-        len(str(v)) for v in values.values() if isinstance(v, str)
-    )
-    return num_chars // CHARS_PER_TOKEN

@@ -51,6 +51,7 @@ LLM_OPS = frozenset(
         Op.LLM_PARTIAL_DECODE,
     }
 )
+PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 # Ops the graph scheduler runs itself, with no engine behind them.
 INLINE_OPS = frozenset({Op.INPUT, Op.OUTPUT, Op.CONDITION, Op.AGGREGATE})
 

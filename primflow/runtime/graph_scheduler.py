@@ -30,16 +30,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from primflow.engines.base import EngineRequest, Outputs
 from primflow.graph import ops
-from primflow.graph.ir import LLM_OPS, Graph, Op
+from primflow.graph.ir import Graph, Op
 from primflow.runtime.clock import Clock
 from primflow.runtime.errors import QueryFailed
 from primflow.runtime.hooks import Hook
 from primflow.runtime.inline_ops import run_inline
-from primflow.runtime.plan import CHARS_PER_TOKEN, GraphPlan, NodePlan
+from primflow.runtime.plan import GraphPlan, NodePlan
 from primflow.runtime.query_state import (
     MISSING,
     SKIPPED,
@@ -48,9 +46,7 @@ from primflow.runtime.query_state import (
     QueryResult,
     QueryState,
 )
-from primflow.values import Chunk, Hit
-
-PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
+from primflow.runtime.requests import build_request
 
 Submit = Callable[[str, EngineRequest], None]
 OnText = Callable[[str], None]
@@ -232,18 +228,10 @@ class QueryRun:
         node = plan.node
         assert node.engine is not None
         self._refresh_ranks()
-        is_llm = node.op in LLM_OPS
-        request = EngineRequest(
-            query_id=self.engine_query_id,
-            node=node.name,
-            op=node.op,
-            inputs=values,
-            params=node.params,
-            num_items=1 if is_llm else _num_items(values),
-            num_tokens=_num_prompt_tokens(node.params, values) if node.op in PREFILL_OPS else 0,
-            llm_request_id=f"{self.engine_query_id}/{node.params.get('request', node.name)}"
-            if is_llm
-            else None,
+        request = build_request(
+            node,
+            values,
+            self.engine_query_id,
             depth=plan.depth,
             priority=self._ranks[node.name],
             query_start_s=self.start_s,
@@ -310,24 +298,3 @@ class QueryRun:
             self._ranks = self.plan.ranks(skipped)
             self._is_rank_stale = False
 
-
-def _num_items(values: Mapping[str, Any]) -> int:
-    sizes = [len(v) for v in values.values() if isinstance(v, list | tuple | np.ndarray)]
-    return max(sizes, default=1) or 1
-
-
-def _num_prompt_tokens(params: Mapping[str, Any], values: Mapping[str, Any]) -> int:
-    num_chars = len(str(params.get("template", ""))) + sum(_text_size(v) for v in values.values())
-    return num_chars // CHARS_PER_TOKEN
-
-
-def _text_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, Hit):
-        return len(value.chunk.text)
-    if isinstance(value, Chunk):
-        return len(value.text)
-    if isinstance(value, list | tuple):
-        return sum(_text_size(v) for v in value)
-    return 0

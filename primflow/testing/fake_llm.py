@@ -20,7 +20,7 @@ from typing import Any
 from primflow.engines.base import EngineError, EngineHealth, EngineKind, EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
-from primflow.graph.ir import Op
+from primflow.graph.ir import PREFILL_OPS, Op
 from primflow.prompts import render
 from primflow.testing.fake_engine import FakeEngine, digest
 
@@ -39,7 +39,6 @@ class _Call:
     tail: asyncio.Future[Outputs] | None = None  # the last phase submitted
 
 
-PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 
 
 class FakeLLM(FakeEngine):

@@ -38,12 +38,11 @@ from primflow.engines.llm.core import EngineCore
 from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
-from primflow.graph.ir import Op
+from primflow.graph.ir import PREFILL_OPS
 from primflow.prompts import render
 
 # Aborted query ids are remembered to refuse their late work; old ones are forgotten.
 MAX_NUM_ABORTED_QUERIES = 10_000
-_PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 
 
 class LlamaEngine(Engine):
@@ -191,7 +190,7 @@ class LlamaEngine(Engine):
             f"{request.query_id}/{request.params.get('request', request.node)}"
         )
         content = ""
-        if request.op in _PREFILL_OPS:
+        if request.op in PREFILL_OPS:
             template = request.params.get("template")
             if template is None:
                 raise ValueError("an LLM prefill node needs a 'template' param")
