@@ -15,6 +15,19 @@ busy engines never add up to more than ``num_cores`` unless more engines are bus
 there are cores. The class does no I/O and never blocks beyond its own small lock;
 engines call ``begin``/``end`` around work they hold and ``threads_for`` before each
 batch or step (thread counts change between steps, never within one).
+
+Critical-path deferral (``SHARED`` only): engines report the urgency of the most urgent
+work they hold (``set_urgency``; ``(query_start_s, -priority)``, smaller is more urgent,
+the order of the runtime's critical_path policy). An engine that declares itself
+*deferrable* (``step`` around each unit of work, ``should_defer`` before it) waits while
+another busy engine holds strictly more urgent work, and while it waits it is no
+contender: the urgent engine gets every core. On 2 cores where every engine scales with
+threads, overlapping off-critical-path work (the LLM's partial prefills) with the
+critical path (document embedding) only halves the critical engine's speed. A
+deferrable engine in the middle of a step always counts as a contender, so deferral
+never oversubscribes the cores. Only engines whose work always progresses should make
+others defer (a deferring engine never waits on an engine that waits on it: the most
+urgent busy engine never defers).
 """
 
 from __future__ import annotations
@@ -24,6 +37,9 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+
+# (query_start_s, -priority): smaller runs first.
+Urgency = tuple[float, float]
 
 
 class Placement(StrEnum):
@@ -55,6 +71,9 @@ class CoreBudget:
             if share < 1:
                 raise ValueError(f"dedicated share of {name!r} must be >= 1, got {share}")
         self._num_active: dict[str, int] = {}
+        self._urgency: dict[str, Urgency] = {}
+        self._deferrable: set[str] = set()
+        self._num_stepping: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def begin(self, engine: str) -> None:
@@ -80,6 +99,48 @@ class CoreBudget:
         finally:
             self.end(engine)
 
+    def set_urgency(self, engine: str, urgency: Urgency | None) -> None:
+        """The most urgent work ``engine`` holds now (None: none, or unknown)."""
+        with self._lock:
+            if urgency is None:
+                self._urgency.pop(engine, None)
+            else:
+                self._urgency[engine] = urgency
+
+    def should_defer(self, engine: str) -> bool:
+        """True when ``engine`` should wait before its next step (see the module doc).
+
+        Calling it makes ``engine`` deferrable: from now on, while it is not inside
+        :meth:`step` and should defer, it is no contender for the cores.
+        """
+        if self.placement is Placement.DEDICATED:
+            return False
+        with self._lock:
+            self._deferrable.add(engine)
+            return self._defers(engine)
+
+    @contextmanager
+    def step(self, engine: str) -> Iterator[None]:
+        """A deferrable engine runs one unit of work: it counts as a contender throughout."""
+        with self._lock:
+            self._num_stepping[engine] = self._num_stepping.get(engine, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._num_stepping[engine] -= 1
+                if not self._num_stepping[engine]:
+                    del self._num_stepping[engine]
+
+    def _defers(self, engine: str) -> bool:
+        own = self._urgency.get(engine)
+        if own is None or engine not in self._deferrable or engine in self._num_stepping:
+            return False
+        return any(
+            other != engine and urgency < own and other in self._num_active
+            for other, urgency in self._urgency.items()
+        )
+
     def busy_engines(self) -> list[str]:
         with self._lock:
             return self._ordered(self._num_active)
@@ -89,7 +150,8 @@ class CoreBudget:
         if self.placement is Placement.DEDICATED:
             return self._dedicated_threads(engine)
         with self._lock:
-            contenders = set(self._num_active) | {engine}
+            waiting = {name for name in self._num_active if name != engine and self._defers(name)}
+            contenders = (set(self._num_active) - waiting) | {engine}
         return self._split(self._ordered(contenders))[engine]
 
     def _dedicated_threads(self, engine: str) -> int:

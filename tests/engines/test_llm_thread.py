@@ -34,6 +34,9 @@ class FakeCore:
         self.ready.set_result(None)
         return True
 
+    def urgency(self) -> tuple[float, float] | None:
+        return None
+
     def has_work(self) -> bool:
         return self.num_left > 0
 

@@ -116,3 +116,57 @@ def test_threads_never_exceed_cores_under_concurrent_begin_end() -> None:
         t.join()
     assert violations == []
     assert budget.busy_engines() == []
+
+
+def test_less_urgent_deferrable_engine_waits_and_gives_up_its_cores() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    budget.begin("embedder")
+    budget.set_urgency("llm", (0.0, -1.0))  # partial prefills: 1 s of path left
+    budget.set_urgency("embedder", (0.0, -2.5))  # document embedding: on the critical path
+    assert budget.should_defer("llm")
+    assert budget.threads_for("embedder") == 2
+    assert not budget.should_defer("embedder")  # the most urgent engine never waits
+
+
+def test_a_stepping_engine_stays_a_contender() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    budget.begin("embedder")
+    budget.set_urgency("llm", (0.0, -1.0))
+    budget.set_urgency("embedder", (0.0, -2.5))
+    assert budget.should_defer("llm")
+    with budget.step("llm"):  # a step started before the embedder got its urgent work
+        assert budget.threads_for("embedder") == 1
+        assert not budget.should_defer("llm")
+    assert budget.threads_for("embedder") == 2
+
+
+def test_no_deferral_without_urgency_when_idle_older_query_or_dedicated() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    budget.begin("embedder")
+    assert not budget.should_defer("llm")  # nobody reported urgency: plain split
+    assert budget.threads_for("embedder") == 1
+    budget.set_urgency("llm", (0.0, -1.0))
+    budget.set_urgency("embedder", (5.0, -9.0))  # a newer query's work: the LLM goes first
+    assert not budget.should_defer("llm")
+    budget.set_urgency("embedder", (0.0, -2.5))
+    budget.end("embedder")  # the urgent engine is idle: nothing to wait for
+    assert not budget.should_defer("llm")
+    dedicated = dedicated_budget(2, {"llm": 1, "embedder": 1})
+    dedicated.begin("llm")
+    dedicated.begin("embedder")
+    dedicated.set_urgency("llm", (0.0, -1.0))
+    dedicated.set_urgency("embedder", (0.0, -2.5))
+    assert not dedicated.should_defer("llm")
+
+
+def test_an_engine_that_never_asks_is_never_treated_as_waiting() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("reranker")
+    budget.begin("embedder")
+    budget.set_urgency("reranker", (0.0, -1.0))
+    budget.set_urgency("embedder", (0.0, -2.5))
+    # The reranker is not deferrable (never called should_defer): it still holds a core.
+    assert budget.threads_for("embedder") == 1

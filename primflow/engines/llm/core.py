@@ -93,6 +93,10 @@ class EngineCore:
     def has_work(self) -> bool:
         return self._is_loaded and self.scheduler.has_work()
 
+    def urgency(self) -> tuple[float, float] | None:
+        """(query_start_s, -priority) of the most urgent runnable sequence, for the budget."""
+        return self.scheduler.most_urgent() if self._is_loaded else None
+
     def step(self) -> bool:
         return self._step()
 

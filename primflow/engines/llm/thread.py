@@ -14,7 +14,10 @@ scheduler (an ``EngineCore``). Invariants:
   work), so no second OS thread ever calls llama.cpp.
 - Core budget: engines on one thread never run at the same time, so for the budget they
   are one engine: the thread marks the group busy under its first engine's name and
-  every engine of the group asks for that name's thread count.
+  every engine of the group asks for that name's thread count. The group reports the
+  urgency of its most urgent runnable sequence and is deferrable: while another busy
+  engine holds more urgent work (shared placement), its engines do not step (the thread
+  polls every ``DEFER_POLL_S``), and each step runs inside ``budget.step``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 _shared: LlamaThread | None = None
 _shared_lock = threading.Lock()
 _thread_ids = itertools.count()
+
+# How often a deferred engine looks again whether it may step (the budget has no wake-up).
+DEFER_POLL_S = 0.002
 
 
 def shared_thread() -> LlamaThread:
@@ -82,16 +88,29 @@ class LlamaThread:
             has_work = any(core.has_work() for core in self._cores)
             self._sync_budgets()
             self._drain(block=not has_work)
-            has_progressed = False
+            self._sync_budgets()  # new work changes busy state and urgency before stepping
+            has_progressed = is_deferred = False
             for core in list(self._cores):
-                if core.has_work():
-                    has_progressed |= self._guarded(core, core.step)
-            if not has_progressed and any(core.has_work() for core in self._cores):
+                if not core.has_work():
+                    continue
+                if core.budget is not None and core.budget.should_defer(core.budget_name):
+                    is_deferred = True
+                    continue
+                has_progressed |= self._stepped(core)
+            if is_deferred and not has_progressed:
+                self._drain(block=True, timeout_s=DEFER_POLL_S)
+            elif not has_progressed and any(core.has_work() for core in self._cores):
                 self._drain(block=True)  # runnable but stuck (no cells): wait for news
 
-    def _drain(self, block: bool) -> None:
+    def _stepped(self, core: EngineCore) -> bool:
+        if core.budget is None:
+            return self._guarded(core, core.step)
+        with core.budget.step(core.budget_name):
+            return self._guarded(core, core.step)
+
+    def _drain(self, block: bool, timeout_s: float | None = None) -> None:
         try:
-            core, command = self._inbox.get(block=block)
+            core, command = self._inbox.get(block=block, timeout=timeout_s)
         except queue.Empty:
             return
         touched: list[EngineCore] = []
@@ -156,6 +175,8 @@ class LlamaThread:
             for core in group.cores:
                 core.budget_name = lead
             is_busy = any(core.has_work() for core in group.cores)
+            urgencies = [u for core in group.cores if (u := core.urgency()) is not None]
+            group.budget.set_urgency(lead, min(urgencies, default=None))
             busy_as = self._busy_as.get(key)
             if busy_as is not None and (not is_busy or busy_as[1] != lead):
                 self._release_budget(key)
