@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from primflow.testing.clock import (
@@ -264,6 +264,7 @@ def test_virtual_rng_outside_a_virtual_loop_is_an_error() -> None:
         max_size=40,
     )
 )
+@example(delays=[1.0000000000000002e-06, 1e-06])
 def test_sleepers_wake_in_stable_delay_order_at_their_exact_delays(delays: list[float]) -> None:
     async def main() -> list[tuple[int, float]]:
         loop = _loop()
