@@ -30,7 +30,7 @@ from primflow.engines.base import Engine, Outputs
 from primflow.graph import ops
 from primflow.graph.ir import EdgeKind, Graph, Node, Op
 from primflow.runtime.errors import QueryFailed
-from primflow.runtime.inline_ops import run_inline
+from primflow.runtime.inline_ops import input_value, is_skipped, run_inline
 from primflow.runtime.query_state import SKIPPED, NodeTiming, QueryResult
 from primflow.runtime.requests import build_request
 
@@ -173,19 +173,12 @@ def _gather(run: _Run, node: Node) -> tuple[dict[str, Any], bool]:
     for edge in in_edges:
         value = run.values.get((edge.src, edge.src_port))
         port = node.input(edge.dst_port)
-        if value is SKIPPED:
-            if port.is_optional:
-                value = None
-            else:
-                num_skipped += 1
-        elif edge.select is not None and value is not None:
-            value = value[edge.select[0] : edge.select[1]]
+        value = input_value(value, is_optional=port.is_optional, select=edge.select)
+        num_skipped += value is SKIPPED
         values[edge.dst_port] = value
-    if node.op is Op.AGGREGATE:
-        return values, 0 < num_skipped == len(in_edges)
     if node.op is Op.OUTPUT and num_skipped:
         return {ops.VALUE: None}, False
-    return values, num_skipped > 0
+    return values, is_skipped(node.op, num_skipped, len(in_edges))
 
 
 def modules_in_order(graph: Graph) -> dict[str, list[Node]]:

@@ -36,7 +36,7 @@ from primflow.graph.ir import Graph, Op
 from primflow.runtime.clock import Clock
 from primflow.runtime.errors import QueryFailed
 from primflow.runtime.hooks import Hook
-from primflow.runtime.inline_ops import run_inline
+from primflow.runtime.inline_ops import input_value, is_skipped, run_inline
 from primflow.runtime.plan import GraphPlan, NodePlan
 from primflow.runtime.query_state import (
     MISSING,
@@ -193,20 +193,13 @@ class QueryRun:
             value = self.state.take(binding.src, binding.src_port)
             if value is MISSING:  # a chained LLM phase: the engine links the state
                 continue
-            if value is SKIPPED:
-                if binding.is_optional:
-                    value = None
-                else:
-                    num_skipped += 1
-            elif binding.select is not None and value is not None:
-                value = value[binding.select[0] : binding.select[1]]
+            value = input_value(value, is_optional=binding.is_optional, select=binding.select)
+            num_skipped += value is SKIPPED
             values[binding.port] = value
         op = plan.node.op
-        if op is Op.AGGREGATE:
-            return values, num_skipped == len(plan.inputs) and num_skipped > 0
         if op is Op.OUTPUT and num_skipped:
             self.state.outputs[plan.node.params.get("key", plan.node.name)] = None
-        return values, num_skipped > 0
+        return values, is_skipped(op, num_skipped, len(plan.inputs))
 
     def _run_inline(self, plan: NodePlan, values: dict[str, Any], timing: NodeTiming) -> None:
         node = plan.node

@@ -106,3 +106,23 @@ def merge_top_k(parts: list[Any], top_k: int | None) -> list[Hit]:
                 best[key] = hit
     hits = sorted(best.values(), key=lambda h: h.score, reverse=True)
     return hits if top_k is None else hits[: int(top_k)]
+
+
+def input_value(value: Any, *, is_optional: bool, select: tuple[int, int] | None) -> Any:
+    """What a consumer's port receives from a producer's ``value``: None for a skipped
+    optional input, the ``select`` slice of a list, else the value itself (a skipped
+    required input stays ``SKIPPED``; see :func:`is_skipped`)."""
+    if value is SKIPPED:
+        return None if is_optional else SKIPPED
+    if select is not None and value is not None:
+        return value[select[0] : select[1]]
+    return value
+
+
+def is_skipped(op: Op, num_skipped: int, num_inputs: int) -> bool:
+    """Whether a node is skipped, given how many required inputs were: an AGGREGATE
+    only when every part was (it joins the branches of a CONDITION), others when any."""
+    if op is Op.AGGREGATE:
+        return 0 < num_skipped == num_inputs
+    return num_skipped > 0
+
