@@ -135,6 +135,16 @@ class QueryConfig(BaseModel):
     expansion_max_tokens: Annotated[int, Field(gt=0)] = 96
     judge_max_tokens: Annotated[int, Field(gt=0)] = 4
     situate_max_tokens: Annotated[int, Field(gt=0)] = 48
+    ignore_eos: Annotated[
+        bool,
+        Field(
+            description=(
+                "free-text answers run to max_tokens, ending only at max_tokens or a stop "
+                "string (as vLLM's SamplingParams.ignore_eos); for benchmarks, so every "
+                "scheme generates answers of the same length"
+            )
+        ),
+    ] = False
     prompts: Prompts = Field(default_factory=Prompts)
 
     @model_validator(mode="after")

@@ -5,6 +5,10 @@ A :class:`Generate` prompt is either given literally or named from the query's c
 placeholder must be bound to a channel explicitly; placeholders listed in ``optional``
 may receive nothing at run time (their producer was skipped by a CONDITION) and then
 render as "".
+
+A Generate call writes a free-text answer, so it follows the query's ``ignore_eos``; the
+judge's decision is a short structured reply that must end where the model ends it, so
+it never does.
 """
 
 from __future__ import annotations
@@ -97,7 +101,11 @@ class Generate(Component):
         return template.replace("{num_expansions}", str(ctx.config.num_expansions))
 
     def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
-        return DecodeSpec(max_tokens=self.max_tokens or ctx.config.max_tokens, stop=self.stop)
+        return DecodeSpec(
+            max_tokens=self.max_tokens or ctx.config.max_tokens,
+            stop=self.stop,
+            ignore_eos=ctx.config.ignore_eos,
+        )
 
     def expand(self, ctx: LoweringContext) -> None:
         template = self.template_for(ctx)

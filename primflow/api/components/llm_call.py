@@ -3,6 +3,12 @@
 Shared by every component that calls an LLM. The two phases share the ``request``
 param (the call's base node name, unique in the graph); the prefill's input ports are
 exactly the prompt's placeholders, each fed by one DATA edge.
+
+``ignore_eos`` is for free-text answers only: a structured decode (a parser or a JSON
+schema) ends when its structure closes, and running it past that would only feed the
+grammar tokens it cannot accept, so asking for both is a lowering error. Components
+that lower structured calls (expansion, judge, situate) never set it. The decode gets
+the param only when it is set, so graphs of ordinary queries stay as they were.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class DecodeSpec:
     num_items: int | None = None
     json_schema: Mapping[str, Any] | None = None
     stop: Sequence[str] | None = None
+    ignore_eos: bool = False  # run to max_tokens (or a stop string): see the module doc
 
 
 def add_llm_call(
@@ -65,6 +72,11 @@ def add_llm_call(
     )
     for name in names:
         ctx.connect(bindings[name].source, prefill.name, name, bindings[name].select)
+    if decode.ignore_eos and (decode.parser is not None or decode.json_schema is not None):
+        raise ctx.error(
+            f"LLM call {base!r}: ignore_eos applies to free-text decodes only, "
+            "not to one with a parser or a JSON schema"
+        )
     decoder = ctx.add(_decode_node(ctx, base, decode))
     ctx.connect(Source(prefill.name, ops.STATE, PortType.LLM_STATE), decoder.name, ops.STATE)
     return decoder
@@ -81,6 +93,8 @@ def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
         params["json_schema"] = dict(spec.json_schema)
     if spec.stop:
         params["stop"] = list(spec.stop)
+    if spec.ignore_eos:
+        params["ignore_eos"] = True
     return Node(
         f"{base}.decode",
         Op.LLM_DECODE,

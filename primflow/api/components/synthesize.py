@@ -8,7 +8,8 @@
   alone at a level moves up unchanged.
 
 The passage count comes from the context channel's known size (top-k); each call reads
-its passages through a ``select`` slice of that list.
+its passages through a ``select`` slice of that list. Every call writes free text, so
+each follows the query's ``ignore_eos``.
 """
 
 from __future__ import annotations
@@ -81,9 +82,13 @@ def _prompt(ctx: LoweringContext, name: str) -> str:
     return template
 
 
+def _answer_decode(ctx: LoweringContext) -> DecodeSpec:
+    return DecodeSpec(max_tokens=ctx.config.max_tokens, ignore_eos=ctx.config.ignore_eos)
+
+
 def _answer_call(ctx: LoweringContext, base: str, question: Source, context: Binding) -> Source:
     bindings = {"question": Binding(question), "context": context}
-    decode = DecodeSpec(max_tokens=ctx.config.max_tokens)
+    decode = _answer_decode(ctx)
     return text_of(add_llm_call(ctx, base, _prompt(ctx, "answer"), bindings, decode))
 
 
@@ -91,7 +96,7 @@ def _refine_chain(
     ctx: LoweringContext, question: Source, context: Source, slices: list[tuple[int, int]]
 ) -> Source:
     answer = _answer_call(ctx, ctx.name("step0"), question, Binding(context, slices[0]))
-    decode = DecodeSpec(max_tokens=ctx.config.max_tokens)
+    decode = _answer_decode(ctx)
     for step, select in enumerate(slices[1:], start=1):
         bindings = {
             "question": Binding(question),
@@ -131,5 +136,5 @@ def _combine(ctx: LoweringContext, base: str, question: Source, answers: list[So
     bindings = {"question": Binding(question)} | {
         n: Binding(a) for n, a in zip(names, answers, strict=True)
     }
-    decode = DecodeSpec(max_tokens=ctx.config.max_tokens)
+    decode = _answer_decode(ctx)
     return text_of(add_llm_call(ctx, base, template, bindings, decode))

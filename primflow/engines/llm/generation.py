@@ -10,6 +10,11 @@ Engine thread only. Invariants:
   decodes resolve with ``{"items": []}`` rather than hang.
 - Generation ends at an end-of-generation token, a stop string, a closed structure
   (the parser is done), ``max_tokens``, or a full context; the reason is recorded.
+- With ``ignore_eos`` an end-of-generation token does not end generation: it joins
+  ``seq.tokens`` like any token (it is fed back, so KV positions stay one per token and
+  it counts toward ``max_tokens``) but adds no text, so no special token reaches the
+  answer. Structured decodes (a parser or a grammar) refuse ``ignore_eos``: they end
+  when their structure closes.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ class Generator:
             raise ValueError("a partial decode needs a 'parser' param to split items")
         parser = make_parser(parser_kind, num_items) if parser_kind else None
         grammar = decode_grammar(params, sampling.max_tokens)
+        if sampling.ignore_eos and (parser is not None or grammar is not None):
+            raise ValueError(
+                "ignore_eos applies to free-text decodes only, not to one with a parser "
+                "or a JSON schema"
+            )
         seq.sampler = TokenSampler(self.model.vocab, self.model.num_vocab, sampling, grammar)
         seq.sampling = sampling
         seq.output = GenerationOutput(sampling.stop, parser)
@@ -71,10 +81,12 @@ class Generator:
         """Sample the next token from ``logits``; True when generation has ended."""
         assert seq.sampler is not None and seq.output is not None and seq.sampling is not None
         token = seq.sampler.sample(logits)
-        if self.model.is_end_of_generation(token):
+        is_end = self.model.is_end_of_generation(token)
+        if is_end and not seq.sampling.ignore_eos:
             return self._finish(seq, "stop")
         seq.tokens.append(token)
-        self._emit(seq, seq.output.feed(self.model.piece(token)))
+        if not is_end:
+            self._emit(seq, seq.output.feed(self.model.piece(token)))
         if seq.output.is_done:
             return self._finish(seq, "stop")
         if seq.num_generated >= seq.sampling.max_tokens:

@@ -33,11 +33,17 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     seed: int = 0
     stop: tuple[str, ...] = ()
+    # An end-of-generation token does not end generation (vLLM's ignore_eos): answers
+    # run to max_tokens or a stop string, so benchmarks compare equal-length answers.
+    ignore_eos: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SamplingParams:
         """Read and check a decode node's params; a bad value raises ValueError naming it."""
         stop = params.get("stop") or ()
+        ignore_eos = params.get("ignore_eos", False)
+        if not isinstance(ignore_eos, bool):
+            raise ValueError(f"ignore_eos must be true or false, got {ignore_eos!r}")
         sampling = cls(
             max_tokens=int(params.get("max_tokens", DEFAULT_MAX_TOKENS)),
             temperature=float(params.get("temperature", 0.0)),
@@ -45,6 +51,7 @@ class SamplingParams:
             top_k=int(params.get("top_k", 0)),
             seed=int(params.get("seed", 0)),
             stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
+            ignore_eos=ignore_eos,
         )
         if sampling.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {sampling.max_tokens}")
