@@ -54,6 +54,11 @@ def add_llm_call(
     unbound = [n for n in names if n not in bindings]
     if unbound:
         raise ctx.error(f"prompt placeholder {{{unbound[0]}}} of {base!r} has no value")
+    if decode.ignore_eos and (decode.parser is not None or decode.json_schema is not None):
+        raise ctx.error(
+            f"LLM call {base!r}: ignore_eos applies to free-text decodes only, "
+            "not to one with a parser or a JSON schema"
+        )
     inputs = tuple(
         bindings[n].source.port_for(n, bindings[n].select, bindings[n].is_optional) for n in names
     )
@@ -72,11 +77,6 @@ def add_llm_call(
     )
     for name in names:
         ctx.connect(bindings[name].source, prefill.name, name, bindings[name].select)
-    if decode.ignore_eos and (decode.parser is not None or decode.json_schema is not None):
-        raise ctx.error(
-            f"LLM call {base!r}: ignore_eos applies to free-text decodes only, "
-            "not to one with a parser or a JSON schema"
-        )
     decoder = ctx.add(_decode_node(ctx, base, decode))
     ctx.connect(Source(prefill.name, ops.STATE, PortType.LLM_STATE), decoder.name, ops.STATE)
     return decoder
