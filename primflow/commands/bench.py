@@ -5,6 +5,16 @@ on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots
 Quick check (about 5 minutes on 2 cores): ``primflow bench --apps naive_rag,advanced_rag
 --workloads balanced --placements shared --num-questions 3 --num-load-queries 5
 --rates 0.25,0.5 --name e2e_quick``. The full command is in docs/end-to-end.md.
+
+Ablations: ``--ablations full,no_passes,...`` (or ``all``) adds one scheme
+``primflow/<ablation>`` per name, each on its own session over the same engines,
+interleaved with the other schemes question by question; the report gets an "Ablations"
+table (mean latency, speedup vs full and vs the baselines). Single queries only, unless
+``--ablations-under-load``.
+
+Answers are fixed-length by default (every query generates exactly --max-tokens answer
+tokens, end-of-sequence ignored), so latencies do not hinge on where the model stops;
+``--natural-length`` lets answers end at end-of-sequence.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from primflow.apps import APPS
+from primflow.baselines import ABLATIONS
 
 SCHEMES = ("primflow", "sequential", "parallel")
 WORKLOAD_NAMES = ("balanced", "cold")
@@ -30,6 +41,16 @@ def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> list[str
             f"unknown {what} {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}"
         )
     return names
+
+
+def _ablations(text: str) -> list[str]:
+    """Comma-separated ablation names, ``all`` for every one, ``none`` for none."""
+    if text.strip().lower() == "all":
+        return list(ABLATIONS)
+    if text.strip().lower() == "none":
+        return []
+    names = _names(text, list(ABLATIONS), "ablation")
+    return list(dict.fromkeys(names))  # each once, in the order given
 
 
 def _rates(text: str) -> list[float]:
@@ -80,6 +101,23 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--num-load-queries", type=int, default=12, help="queries per Poisson run")
     parser.add_argument("--max-tokens", type=int, default=32, help="answer length (tokens)")
     parser.add_argument(
+        "--natural-length",
+        action="store_true",
+        help="let answers stop at end-of-sequence (default: exactly --max-tokens tokens each)",
+    )
+    parser.add_argument(
+        "--ablations",
+        type=_ablations,
+        default=[],
+        help=f"comma-separated ablations run as schemes primflow/<name> (single queries), "
+        f"'all' or 'none' (default none); known: {', '.join(ABLATIONS)}",
+    )
+    parser.add_argument(
+        "--ablations-under-load",
+        action="store_true",
+        help="also run the ablations in the Poisson runs (each adds a run per rate)",
+    )
+    parser.add_argument(
         "--cores", type=int, help="cores the engines may use (default: all the machine's)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -117,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         seed=args.seed,
         num_cores=args.cores,
+        ablations=args.ablations,
+        is_ablations_under_load=args.ablations_under_load,
+        ignore_eos=not args.natural_length,
     )
     factory = fake_factory(0.05) if args.fake else embedded_factory()
     try:
@@ -125,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"primflow bench: {exc}", file=sys.stderr)
         return 3
     data = write_report(cases, config, args.out, args.name)
-    print(result_line(data["targets"]))
+    print(result_line(data["targets"], data["ablations"]))
     return 0
 
 
@@ -133,8 +174,9 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def result_line(rows: list[dict[str, Any]]) -> str:
-    """ONE line: the primflow speedups and bound ratio per (workload, placement, app)."""
+def result_line(rows: list[dict[str, Any]], ablations: list[dict[str, Any]] | None = None) -> str:
+    """ONE line: the primflow speedups and bound ratio per (workload, placement, app),
+    then each ablation's speedup vs full."""
     parts = []
     for r in rows:
         parts.append(
@@ -142,5 +184,11 @@ def result_line(rows: list[dict[str, Any]]) -> str:
             f"x{r.get('speedup_vs_sequential', float('nan')):.2f} vs seq, "
             f"x{r.get('speedup_vs_parallel', float('nan')):.2f} vs par, "
             f"latency/bound {r['bound_ratio']:.2f}, overhead {100 * r['overhead_fraction']:.1f}%"
+        )
+    for a in ablations or []:
+        vs_full = a["speedup_vs_full"]
+        parts.append(
+            f"{a['app']}/{a['workload']}/{a['placement']} {a['ablation']}: "
+            f"x{float('nan') if vs_full is None else vs_full:.2f} vs full"
         )
     return "bench_e2e: " + "; ".join(parts)

@@ -1,5 +1,12 @@
-"""Writing the end-to-end benchmark's results: JSON, a Markdown table, PNG plots, and the
-targets (speedups, bound ratio, overhead) computed side by side from one run."""
+"""Writing the end-to-end benchmark's results: JSON, a Markdown table, PNG plots, the
+targets (speedups, bound ratio, overhead) and the ablation table, all computed side by
+side from one run.
+
+Ratios are speedups: ``other mean / this mean``, so > 1 means *this* is faster. An
+ablation's ratio to ``full`` compares it with the ``primflow/full`` run of the same
+questions (or, when ``full`` was not among the ablations, with the ``primflow`` scheme,
+which runs the same setting on the main session).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from primflow.serve.benchmark import BenchConfig, Case
+from primflow.baselines import ABLATIONS
+from primflow.serve.benchmark import BenchConfig, Case, ablation_of, ablation_scheme
 
 Key = tuple[str, str, str]  # (workload, placement, app)
 
@@ -44,6 +52,43 @@ def targets(cases: Sequence[Case]) -> list[dict[str, Any]]:
     return rows
 
 
+def ablation_rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
+    """Per (workload, placement, app) and ablation: its mean single-query latency and
+    its speedup over ``full`` and over the baselines (> 1: the ablation is faster)."""
+    groups: dict[Key, dict[str, Case]] = {}
+    for case in cases:
+        groups.setdefault((case.workload, case.placement, case.app), {})[case.scheme] = case
+    rows = []
+    for (workload, placement, app), by_scheme in groups.items():
+        means = {s: c.single_stats()["mean_s"] for s, c in by_scheme.items() if c.single}
+        full_s = means.get(ablation_scheme("full"), means.get("primflow"))
+        for scheme, case in by_scheme.items():
+            ablation = ablation_of(scheme)
+            if ablation is None or scheme not in means:
+                continue
+            stats = case.single_stats()
+            row: dict[str, Any] = {
+                "workload": workload,
+                "placement": placement,
+                "app": app,
+                "ablation": ablation,
+                "passes": list(ABLATIONS[ablation].passes),
+                "policy": ABLATIONS[ablation].policy,
+                "mean_s": stats["mean_s"],
+                "p95_s": stats["p95_s"],
+                "bound_ratio": stats["mean_bound_ratio"],
+                "speedup_vs_full": _ratio(full_s, stats["mean_s"]),
+            }
+            for base in ("sequential", "parallel"):
+                row[f"speedup_vs_{base}"] = _ratio(means.get(base), stats["mean_s"])
+            rows.append(row)
+    return rows
+
+
+def _ratio(other_s: float | None, this_s: float) -> float | None:
+    return other_s / this_s if other_s is not None and this_s > 0 else None
+
+
 def _load_speedups(
     name: str, primflow: Case, base: Case, sequential: Case | None
 ) -> dict[str, Any]:
@@ -71,6 +116,7 @@ def write_report(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = targets(cases)
+    ablations = ablation_rows(cases)
     data = {
         "config": {
             k: (list(v) if isinstance(v, tuple | list) else v)
@@ -78,10 +124,11 @@ def write_report(
             if k != "docs"
         },
         "targets": rows,
+        "ablations": ablations,
         "cases": [case.to_json() for case in cases],
     }
     (out_dir / f"{name}.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(cases, rows))
+    (out_dir / f"{name}.md").write_text(markdown(cases, rows, ablations))
     plot_latency_vs_rate(cases, out_dir / f"{name}_latency_vs_rate.png")
     plot_timelines(cases, out_dir / f"{name}_timeline.png")
     return data
@@ -93,7 +140,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def markdown(cases: Sequence[Case], rows: Sequence[dict[str, Any]]) -> str:
+def markdown(
+    cases: Sequence[Case],
+    rows: Sequence[dict[str, Any]],
+    ablations: Sequence[dict[str, Any]] = (),
+) -> str:
     lines = [
         "## Single query (seconds)",
         "",
@@ -143,7 +194,45 @@ def markdown(cases: Sequence[Case], rows: Sequence[dict[str, Any]]) -> str:
             f"{_fmt(r.get('load_p95_speedup_vs_parallel'))} | {_fmt(r['bound_ratio'])} | "
             f"{_fmt(100 * r['overhead_fraction'], 1)} % |"
         )
+    if ablations:
+        lines += ["", *ablation_markdown(ablations)]
     return "\n".join(lines) + "\n"
+
+
+def ablation_markdown(ablations: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Ablations (single query; ratios > 1 mean the ablation is faster)",
+        "",
+        "Passes: prune = prune_dependencies, stages = decompose_stages, split = "
+        "split_prefill, pipe = pipeline_decode.",
+    ]
+    key: Key | None = None
+    for r in ablations:
+        if (r["workload"], r["placement"], r["app"]) != key:
+            key = (r["workload"], r["placement"], r["app"])
+            lines += [
+                "",
+                f"### {r['app']} ({r['workload']}, {r['placement']})",
+                "",
+                "| ablation | passes | policy | mean s | p95 s | latency/bound | vs full | "
+                "vs seq | vs par |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+        passes = ", ".join(_SHORT_PASS.get(p, p) for p in r["passes"]) or "none"
+        lines.append(
+            f"| {r['ablation']} | {passes} | {r['policy']} | {_fmt(r['mean_s'])} | "
+            f"{_fmt(r['p95_s'])} | {_fmt(r['bound_ratio'])} | {_fmt(r['speedup_vs_full'])} | "
+            f"{_fmt(r['speedup_vs_sequential'])} | {_fmt(r['speedup_vs_parallel'])} |"
+        )
+    return lines
+
+
+_SHORT_PASS = {
+    "prune_dependencies": "prune",
+    "decompose_stages": "stages",
+    "split_prefill": "split",
+    "pipeline_decode": "pipe",
+}
 
 
 def plot_latency_vs_rate(cases: Sequence[Case], path: Path) -> None:
@@ -200,7 +289,8 @@ def plot_timelines(cases: Sequence[Case], path: Path) -> None:
     shown = {}
     for case in cases:
         key = (case.app, case.scheme)
-        if case.single and key not in shown:
+        # Main schemes only: a panel per ablation would swamp the figure.
+        if case.single and key not in shown and ablation_of(case.scheme) is None:
             shown[key] = case.single[0]
     if not shown:
         return

@@ -9,12 +9,24 @@ it records latency, the critical-path lower bound from uncontended latencies (th
 question's sequential run, see ``solo_bound``) and the ratio, lowering and optimization
 time; per e-graph the scheduling overhead (the same e-graph run on zero-latency fake
 engines: what the runtime itself costs).
+
+Ablations (``BenchConfig.ablations``, names from ``primflow.baselines.ABLATIONS``) run as
+extra schemes ``primflow/<ablation>``, each on its own :class:`Session` over the *same*
+stack (the same engine instances), in the same per-question rotation as the other
+schemes, with the same prompt forgetting and the same sequential reference; under load
+only with ``ablations_under_load`` (each multiplies the Poisson runtime).
+
+Answers have a fixed length by default (``ignore_eos``: every query asks for exactly
+``max_tokens`` answer tokens), so a scheme's latency does not depend on where the model
+happens to stop; ``ignore_eos=False`` keeps natural lengths.
 Seeded: arrivals come from ``numpy.random.default_rng(seed)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +38,7 @@ import numpy as np
 
 from primflow.api.documents import Document, load_documents
 from primflow.apps.samples import samples_dir
+from primflow.baselines import ABLATIONS
 from primflow.runtime import Runtime
 from primflow.serve.session import Answer, Session
 from primflow.serve.stack import EngineFactory, EngineStack, engines_for_apps
@@ -36,6 +49,8 @@ WORKLOADS: dict[str, dict[str, int]] = {
     "cold": {"chunk_size": 120, "chunk_overlap": 10},  # each query indexes ~300 chunks
     "balanced": {"chunk_size": 350, "chunk_overlap": 30},  # <= 128 chunks
 }
+
+ABLATION_PREFIX = "primflow/"  # an ablation's scheme name: primflow/<ablation>
 
 
 @dataclass
@@ -51,6 +66,35 @@ class BenchConfig:
     seed: int = 0
     docs: Path | None = None  # None: samples/docs
     num_cores: int | None = None  # None: all the machine's cores
+    ablations: Sequence[str] = ()  # names from ABLATIONS, run as schemes primflow/<name>
+    is_ablations_under_load: bool = False  # also run them in the Poisson runs
+    ignore_eos: bool = True  # fixed-length answers: exactly max_tokens each
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.ablations if a not in ABLATIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown ablation {', '.join(unknown)}; known: {', '.join(ABLATIONS)}"
+            )
+
+    def ablation_schemes(self) -> list[str]:
+        return [ablation_scheme(a) for a in self.ablations]
+
+    def query_changes(self, workload: str) -> dict[str, Any]:
+        """The config changes every query of ``workload`` runs with."""
+        changes: dict[str, Any] = {**WORKLOADS[workload], "max_tokens": self.max_tokens}
+        if self.ignore_eos:
+            changes["ignore_eos"] = True
+        return changes
+
+
+def ablation_scheme(ablation: str) -> str:
+    return f"{ABLATION_PREFIX}{ablation}"
+
+
+def ablation_of(scheme: str) -> str | None:
+    """The ablation a scheme name runs (None for primflow and the baselines)."""
+    return scheme.removeprefix(ABLATION_PREFIX) if scheme.startswith(ABLATION_PREFIX) else None
 
 
 @dataclass
@@ -105,6 +149,7 @@ async def run_benchmark(
 ) -> list[Case]:
     documents = load_documents(config.docs or samples_dir() / "docs")
     questions = questions_for(config.num_questions)
+    schemes = [*config.schemes, *config.ablation_schemes()]
     cases: list[Case] = []
     for workload in config.workloads:
         for placement in config.placements:
@@ -114,27 +159,52 @@ async def run_benchmark(
                 placement=placement,
                 num_cores=config.num_cores,
             )
-            async with stack, Session(stack) as session:
+            async with stack, contextlib.AsyncExitStack() as opened:
+                # primflow and the baselines share one session (as before); every
+                # ablation gets its own, all on the same stack.
+                main = await opened.enter_async_context(_session(stack, 0, "full"))
+                ablations = {
+                    ablation_scheme(a): await opened.enter_async_context(_session(stack, number, a))
+                    for number, a in enumerate(config.ablations, start=1)
+                }
                 for app in config.apps:
-                    changes = {**WORKLOADS[workload], "max_tokens": config.max_tokens}
-                    run = _AppRun(session, app, documents, changes, log)
-                    found = await run.single(workload, placement, config.schemes, questions)
+                    changes = config.query_changes(workload)
+                    run = _AppRun(main, ablations, app, documents, changes, log)
+                    found = await run.single(workload, placement, schemes, questions)
                     if config.rates_qps:
-                        await run.load(found, questions_for(config.num_load_queries), config)
+                        loaded = [
+                            c
+                            for c in found
+                            if config.is_ablations_under_load or ablation_of(c.scheme) is None
+                        ]
+                        await run.load(loaded, questions_for(config.num_load_queries), config)
                     cases.extend(found)
     return cases
+
+
+def _session(stack: EngineStack, number: int, ablation: str) -> Session:
+    """A session with ``ablation`` on ``stack``; ``number`` is unique per stack."""
+    session = Session(stack, ablation=ablation)
+    # Query ids must be unique across the sessions of one stack: the engines keep
+    # per-query state by id (an LLM engine refuses work for an id it aborted, which
+    # forget_prefixes does after every query), and each Session numbers its ids from 0.
+    # TODO(lead): a Session query-id prefix would replace this.
+    session._query_ids = itertools.count(number * 1_000_000)
+    return session
 
 
 class _AppRun:
     def __init__(
         self,
-        session: Session,
+        main: Session,
+        ablations: dict[str, Session],
         app: str,
         documents: list[Document],
         changes: dict[str, Any],
         log: Callable[[str], None],
     ) -> None:
-        self.session = session
+        self.main = main  # primflow (full setting) and the baselines
+        self.ablations = ablations  # scheme primflow/<ablation> -> its session
         self.app = app
         self.documents = documents
         self.changes = changes
@@ -145,16 +215,22 @@ class _AppRun:
         """One question; its prompts leave nothing in the LLM prefix caches, so the next
         scheme on the same question cannot reuse them (only shared prefixes of queries
         running at the same time are reused, as in real serving)."""
-        answer = await self.session.ask(
-            self.app, question, self.documents, scheme=scheme, config_changes=self.changes
+        session = self.ablations.get(scheme, self.main)
+        answer = await session.ask(
+            self.app,
+            question,
+            self.documents,
+            scheme="primflow" if ablation_of(scheme) is not None else scheme,
+            config_changes=self.changes,
         )
-        self.session.forget_prefixes(answer.query_id)
+        session.forget_prefixes(answer.query_id)
         return answer
 
     async def single(
         self, workload: str, placement: str, schemes: Sequence[str], questions: list[str]
     ) -> list[Case]:
         cases = {s: Case(workload, placement, self.app, s) for s in schemes}
+        width = max(map(len, schemes))
         for scheme in schemes:  # warm-up: model pages, prefix cache of the instructions
             await self.ask(questions[-1], scheme)
         for i, question in enumerate(questions):
@@ -165,16 +241,18 @@ class _AppRun:
             reference = answers.get("sequential") or await self.ask(question, "sequential")
             for scheme, answer in answers.items():
                 answer.set_reference(reference)
-                cases[scheme].single.append(await self._record(answer))
+                cases[scheme].single.append(await self._record(answer, scheme))
                 self.log(
-                    f"[{workload}/{placement}] {self.app} {scheme:<10} q{i}: "
+                    f"[{workload}/{placement}] {self.app} {scheme:<{width}} q{i}: "
                     f"{answer.latency_s:.2f}s (bound {answer.bound_s or float('nan'):.2f}s)"
                 )
         return list(cases.values())
 
-    async def _record(self, answer: Answer) -> dict[str, Any]:
+    async def _record(self, answer: Answer, scheme: str) -> dict[str, Any]:
         record = answer.to_json()
         record.pop("primitives")
+        record["scheme"] = scheme
+        record["query_id"] = answer.query_id
         on_bound_path = set(answer.solo.path if answer.solo is not None else ())
         record["timeline"] = [
             {
@@ -186,7 +264,7 @@ class _AppRun:
         engine_s = sum(p.service_s for p in answer.timing.primitives)
         llm_s = sum(p.service_s for p in answer.timing.primitives if p.op.startswith("llm"))
         record["llm_fraction"] = llm_s / engine_s if engine_s else 0.0
-        if answer.scheme == "primflow":
+        if scheme == "primflow":  # the runtime's overhead: the full setting's only
             sched_s = await self._scheduling_s(answer)
             record["scheduling_s"] = sched_s
             record["overhead_fraction"] = (answer.optimize_s + sched_s) / answer.latency_s
