@@ -1,4 +1,6 @@
-"""What both vector engines share: input checks, collection names, merging hits.
+"""What both vector engines share, as plain functions: input checks, collection names,
+merging hits, and the shape of their outputs (the engine logic they share is in
+``base_engine.py``).
 
 Invariants: a collection name is ``[A-Za-z0-9_]{1,48}`` (it ends up in SQL identifiers,
 so the rule is strict for every backend alike); a per-query collection is addressed as
@@ -9,14 +11,14 @@ length on the way in, so every backend ranks by cosine similarity (higher is bet
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from primflow.engines.base import EngineError, EngineRequest
-from primflow.graph.ops import CHUNKS, INDEX, VECTORS
+from primflow.engines.base import EngineError, EngineRequest, Outputs
+from primflow.graph.ops import CHUNKS, HITS, INDEX, VECTORS
 from primflow.values import Chunk, Hit, IndexHandle
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
@@ -35,6 +37,16 @@ def check_collection_name(name: Any, engine: str, node: str) -> str:
 
 def query_scoped(query_id: str, name: str) -> str:
     return f"{query_id}/{name}"
+
+
+def is_query_scoped(name: str) -> bool:
+    return "/" in name
+
+
+def names_of_query(names: Iterable[str], query_id: str) -> list[str]:
+    """The per-query collection names among ``names`` that belong to ``query_id``."""
+    prefix = query_scoped(query_id, "")
+    return [name for name in names if name.startswith(prefix)]
 
 
 def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Matrix:
@@ -56,6 +68,13 @@ def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Mat
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
     return unit
+
+
+def check_dim(vectors: Matrix, dim: int, name: str, engine: str, node: str) -> None:
+    if vectors.shape[1] != dim:
+        raise EngineError(
+            engine, node, f"vectors have dimension {vectors.shape[1]}, {name!r} has {dim}"
+        )
 
 
 def ingest_inputs(request: EngineRequest, engine: str) -> tuple[list[Chunk], Matrix]:
@@ -101,3 +120,13 @@ def merge_hits(hit_lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
             if seen is None or hit.score > seen.score:
                 best[hit.chunk.chunk_id] = hit
     return sorted(best.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
+
+
+def index_outputs(engine: str, collection: str, num_items: int) -> Outputs:
+    """What VECTOR_INGEST returns: the handle that VECTOR_SEARCH takes."""
+    return {INDEX: IndexHandle(engine, collection, num_items)}
+
+
+def hits_outputs(hit_lists: Sequence[Sequence[Hit]], k: int) -> Outputs:
+    """What VECTOR_SEARCH returns for the hits of its query vectors (see merge_hits)."""
+    return {HITS: merge_hits(hit_lists, k)}

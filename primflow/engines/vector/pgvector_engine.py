@@ -12,6 +12,8 @@ when run as root, and a lock file in the temp dir). Invariants:
   The connection is in autocommit, so a failed statement (bad dimension) fails only its
   request and the engine keeps serving.
 - All SQL runs on the engine's one thread, over one connection.
+- Request checks and op dispatch are :class:`VectorEngine`'s (base_engine.py); searches
+  run at once, one statement per query vector.
 - Scores are cosine similarities (1 - cosine distance), as FAISS gives on unit vectors.
 """
 
@@ -23,31 +25,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from primflow.engines.base import EngineError, EngineHealth, EngineKind, EngineRequest
+from primflow.engines.base import EngineError, EngineHealth, EngineRequest, Outputs
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
-from primflow.engines.threaded import Outcome, ThreadedEngine
 from primflow.engines.vector import pg_sql
+from primflow.engines.vector.base_engine import SearchJob, VectorEngine
 from primflow.engines.vector.common import (
     Matrix,
     check_collection_name,
-    ingest_inputs,
-    merge_hits,
-    query_scoped,
-    search_handle,
-    top_k,
-    unit_rows,
+    check_dim,
+    hits_outputs,
+    index_outputs,
+    is_query_scoped,
+    names_of_query,
 )
-from primflow.graph.ir import Op
-from primflow.graph.ops import HITS, INDEX, VECTORS
-from primflow.values import Chunk, Hit, IndexHandle
+from primflow.values import Chunk, Hit
 
 HNSW_EF_SEARCH = 100
 
 
-class PgVectorEngine(ThreadedEngine):
-    kind = EngineKind.VECTOR_INDEX
-
+class PgVectorEngine(VectorEngine):
     def __init__(
         self,
         name: str = "pgvector",
@@ -93,8 +90,8 @@ class PgVectorEngine(ThreadedEngine):
 
     def _disconnect(self) -> None:
         with self._tables_lock:
-            per_query = [t for n, (t, _) in self._tables.items() if "/" in n]
-            self._tables = {n: v for n, v in self._tables.items() if "/" not in n}
+            per_query = [t for n, (t, _) in self._tables.items() if is_query_scoped(n)]
+            self._tables = {n: v for n, v in self._tables.items() if not is_query_scoped(n)}
         self._drop_tables(per_query)
         self._conn.close()
         self._conn = None
@@ -110,19 +107,13 @@ class PgVectorEngine(ThreadedEngine):
 
     # --- shared collections (called from the engine thread or before serving) ---
 
-    def create_shared(self, name: str, chunks: Sequence[Chunk], vectors: Any) -> IndexHandle:
-        check_collection_name(name, self.name, "create_shared")
-        matrix = unit_rows(vectors, self.name, "create_shared")
-        if len(matrix) != len(chunks):
-            raise EngineError(
-                self.name, "create_shared", f"{len(chunks)} chunks, {len(matrix)} vectors"
-            )
+    def _add_shared(self, name: str, chunks: Sequence[Chunk], vectors: Matrix) -> int:
         table = pg_sql.shared_table(name)
-        dim = self.collection_dim(name) or matrix.shape[1]
-        self._check_dim(matrix, dim, name, "create_shared")
+        dim = self.collection_dim(name) or vectors.shape[1]
+        check_dim(vectors, dim, name, self.name, "create_shared")
         self._create(name, table, dim)
-        self._insert(table, chunks, matrix)
-        return IndexHandle(self.name, name, self._count(table))
+        self._insert(table, chunks, vectors)
+        return self._count(table)
 
     def collection_dim(self, name: str) -> int | None:
         """The dimension of a collection, from memory or (shared ones) the catalog."""
@@ -130,7 +121,7 @@ class PgVectorEngine(ThreadedEngine):
             known = self._tables.get(name)
         if known is not None:
             return known[1]
-        if "/" in name:
+        if is_query_scoped(name):
             return None
         table = pg_sql.shared_table(name)
         row = self._conn.execute(pg_sql.COLUMN_DIM, (table,)).fetchone()
@@ -148,69 +139,43 @@ class PgVectorEngine(ThreadedEngine):
 
     # --- ops ---
 
-    def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for request in batch:
-            try:
-                outcomes.append(self._run_one(request))
-            except EngineError as err:
-                outcomes.append(err)
-            except Exception as err:  # psycopg errors, with autocommit, leave the link usable
-                self._last_error = str(err).strip()
-                outcomes.append(EngineError(self.name, request.node, self._last_error))
-        return outcomes
-
-    def _run_one(self, request: EngineRequest) -> dict[str, Any]:
+    def _run_one(self, request: EngineRequest) -> Outputs | SearchJob:
         if self._conn is None:
             raise EngineError(self.name, request.node, "engine not started")
-        if request.op is Op.VECTOR_INGEST:
-            return self._ingest(request)
-        if request.op is Op.VECTOR_SEARCH:
-            return self._search(request)
-        raise EngineError(self.name, request.node, f"cannot run op {request.op}")
+        try:
+            return super()._run_one(request)
+        except EngineError:
+            raise
+        except Exception as err:  # psycopg errors, with autocommit, leave the link usable
+            self._last_error = str(err).strip()
+            raise EngineError(self.name, request.node, self._last_error) from err
 
-    def _ingest(self, request: EngineRequest) -> dict[str, Any]:
-        name = check_collection_name(request.params.get("collection"), self.name, request.node)
-        if self.is_closed(request.query_id):
-            raise EngineError(self.name, request.node, f"query {request.query_id!r} has ended")
-        chunks, vectors = ingest_inputs(request, self.name)
-        scoped = query_scoped(request.query_id, name)
-        dim = self.collection_dim(scoped) or vectors.shape[1]
-        self._check_dim(vectors, dim, scoped, request.node)
-        table = pg_sql.query_table(request.query_id, name)
-        self._create(scoped, table, dim)
+    def _ingest(self, request: EngineRequest) -> Outputs:
+        job = self._ingest_job(request)
+        dim = self.collection_dim(job.collection) or job.vectors.shape[1]
+        check_dim(job.vectors, dim, job.collection, self.name, request.node)
+        table = pg_sql.query_table(request.query_id, job.name)
+        self._create(job.collection, table, dim)
         if self.is_closed(request.query_id):  # aborted while creating: do not leak the table
-            self._forget_and_drop([scoped])
-            raise EngineError(self.name, request.node, f"query {request.query_id!r} has ended")
-        self._insert(table, chunks, vectors)
-        return {INDEX: IndexHandle(self.name, scoped, self._count(table))}
+            self._forget_and_drop([job.collection])
+            raise self._query_ended(request)
+        self._insert(table, job.chunks, job.vectors)
+        return index_outputs(self.name, job.collection, self._count(table))
 
-    def _search(self, request: EngineRequest) -> dict[str, Any]:
-        handle = search_handle(request, self.name)
-        dim = self.collection_dim(handle.collection)
-        if dim is None:
-            raise EngineError(self.name, request.node, f"no collection {handle.collection!r}")
-        queries = unit_rows(request.inputs.get(VECTORS), self.name, request.node, dim)
-        k = top_k(request, self.name)
+    def _search(self, job: SearchJob) -> Outputs:
         with self._tables_lock:
-            table = self._tables[handle.collection][0]
+            table = self._tables[job.collection][0]
         statement = pg_sql.search(table)
         hit_lists = []
-        for row in queries:
-            rows = self._conn.execute(statement, (pg_sql.vector_literal(row), k)).fetchall()
+        for row in job.queries:
+            rows = self._conn.execute(statement, (pg_sql.vector_literal(row), job.k)).fetchall()
             hit_lists.append(
                 [
                     Hit(Chunk(body, source, int(cid)), 1.0 - float(dist))
                     for cid, source, body, dist in rows
                 ]
             )
-        return {HITS: merge_hits(hit_lists, k)}
-
-    def _check_dim(self, vectors: Matrix, dim: int, name: str, node: str) -> None:
-        if vectors.shape[1] != dim:
-            raise EngineError(
-                self.name, node, f"vectors have dimension {vectors.shape[1]}, {name!r} has {dim}"
-            )
+        return hits_outputs(hit_lists, job.k)
 
     def _create(self, name: str, table: str, dim: int) -> None:
         with self._tables_lock:
@@ -234,9 +199,8 @@ class PgVectorEngine(ThreadedEngine):
     # --- freeing ---
 
     def free_query(self, query_id: str) -> None:
-        prefix = f"{query_id}/"
         with self._tables_lock:
-            names = [n for n in self._tables if n.startswith(prefix)]
+            names = names_of_query(self._tables, query_id)
         if names and self._conn is not None:
             # Drop on the engine thread, after any batch still using the tables.
             self._executor.submit(self._forget_and_drop, names)
