@@ -19,4 +19,5 @@ unit: install
 
 lint: install
 	$(BIN)/ruff check primflow tests bench
+	$(BIN)/ruff format --check primflow tests bench
 	$(BIN)/mypy primflow

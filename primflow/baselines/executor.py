@@ -206,4 +206,3 @@ def module_dependencies(graph: Graph) -> dict[str, set[str]]:
 def _module_of(node: Node) -> str:
     # INPUT nodes of template inputs belong to no component: each is its own module.
     return node.origin or node.name
-

@@ -290,4 +290,3 @@ class QueryRun:
             skipped = self.state.nodes_with(NodeStatus.SKIPPED)
             self._ranks = self.plan.ranks(skipped)
             self._is_rank_stale = False
-

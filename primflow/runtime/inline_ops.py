@@ -125,4 +125,3 @@ def is_skipped(op: Op, num_skipped: int, num_inputs: int) -> bool:
     if op is Op.AGGREGATE:
         return 0 < num_skipped == num_inputs
     return num_skipped > 0
-

@@ -6,6 +6,12 @@ where each input port reads from, how many edges it waits on, which children eac
 its edges unblocks, its depth (longest hop distance to an output, the paper's
 Algorithm 2) and its cost estimate for the critical-path rank. All of it is O(V + E).
 
+The rank sees the engines, not only the edges: the stages ``<name>.s<i>`` of one
+decomposed batch run on one engine one after another, so stage i's rank also counts
+the stages after it (``cost(s_i) + rank(s_{i+1})``). Without that, a quarter of a
+document embedding ranked below an LLM partial prefill that actually waits for the
+whole embedding, and the LLM took the cores from the critical path.
+
 Relaxed edges (dependent pre-scheduling, design §5.5). The ``state`` edge from an LLM
 phase to the next phase of the same call on the same engine (prefill -> decode,
 partial prefill -> full prefill, partial decode i -> i + 1) is satisfied when the
@@ -16,6 +22,8 @@ engine instead of paying a scheduling round trip.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +35,8 @@ from primflow.runtime.query_state import PortKey
 
 # Ops whose ``state`` input may be satisfied by the previous phase's dispatch.
 CHAINED_OPS = frozenset({Op.LLM_DECODE, Op.LLM_FULL_PREFILL, Op.LLM_PARTIAL_DECODE})
+
+_STAGE_NAME = re.compile(r"^(?P<base>.+)\.s(?P<index>\d+)$")
 
 # Cost estimates when a prompt's size is unknown before run time.
 CHARS_PER_TOKEN = 4
@@ -54,6 +64,7 @@ class NodePlan:
     children: list[tuple[str, bool]] = field(default_factory=list)
     depth: int = 0
     cost_s: float = 0.0
+    next_stage: str | None = None  # the next stage of its batch on the same engine
 
     @property
     def is_inline(self) -> bool:
@@ -68,6 +79,8 @@ class GraphPlan:
             self._add_edge(edge.src, edge.dst, edge.src_port, edge.dst_port, edge.kind, edge.select)
         self.order = self._topo_order()
         self._set_depths()
+        self._link_stages()
+        self._rank_order = self._stage_aware_order()
         self.base_ranks = self.ranks()  # shared by every query; never mutated
         self.input_keys = [p.node.params.get("key", p.node.name) for p in self._of(Op.INPUT)]
 
@@ -117,19 +130,56 @@ class GraphPlan:
             plan = self.nodes[name]
             plan.depth = max((self.nodes[c].depth + 1 for c, _ in plan.children), default=0)
 
-    def ranks(self, excluded: Iterable[str] = ()) -> dict[str, float]:
-        """Upward rank: cost(v) + max over children of rank(child), in seconds.
+    def _link_stages(self) -> None:
+        groups: dict[tuple[str, str | None, Op], list[tuple[int, str]]] = {}
+        for name, plan in self.nodes.items():
+            match = _STAGE_NAME.match(name)
+            if match and plan.node.engine is not None:
+                key = (match["base"], plan.node.engine, plan.node.op)
+                groups.setdefault(key, []).append((int(match["index"]), name))
+        for stages in groups.values():
+            ordered = [name for _, name in sorted(stages)]
+            for name, after in itertools.pairwise(ordered):
+                self.nodes[name].next_stage = after
 
-        Nodes in ``excluded`` (skipped ones) count as absent.
+    def _stage_aware_order(self) -> list[str]:
+        """A reverse-rank order: every node after its children and its next stage."""
+        rank_children = {
+            name: [c for c, _ in p.children] + ([p.next_stage] if p.next_stage else [])
+            for name, p in self.nodes.items()
+        }
+        done: set[str] = set()
+        order: list[str] = []
+        for root in reversed(self.order):  # iterative DFS post-order, O(V + E)
+            stack = [(root, iter(rank_children[root]))]
+            if root in done:
+                continue
+            done.add(root)
+            while stack:
+                name, children = stack[-1]
+                child = next((c for c in children if c not in done), None)
+                if child is None:
+                    order.append(name)
+                    stack.pop()
+                else:
+                    done.add(child)
+                    stack.append((child, iter(rank_children[child])))
+        return order
+
+    def ranks(self, excluded: Iterable[str] = ()) -> dict[str, float]:
+        """Upward rank: cost(v) + max over children (and its next stage) of their rank,
+        in seconds. Nodes in ``excluded`` (skipped ones) count as absent.
         """
         skip = set(excluded)
         rank: dict[str, float] = {}
-        for name in reversed(self.order):
+        for name in self._rank_order:
             if name in skip:
                 rank[name] = 0.0
                 continue
             plan = self.nodes[name]
             below = max((rank[c] for c, _ in plan.children if c not in skip), default=0.0)
+            if plan.next_stage is not None and plan.next_stage not in skip:
+                below = max(below, rank[plan.next_stage])
             rank[name] = plan.cost_s + below
         return rank
 

@@ -65,16 +65,21 @@ def engines_for_apps(app_names: Iterable[str]) -> dict[str, EngineKind]:
     return dict(sorted(needed.items(), key=lambda kv: CORE_PRIORITY.index(kv[0])))
 
 
+# Kinds whose batches take milliseconds here: one thread, never a contender for cores.
+LIGHT_KINDS = frozenset({EngineKind.VECTOR_INDEX, EngineKind.WEB_SEARCH})
+
+
 def make_budget(
-    placement: Placement | str, engine_names: Sequence[str], num_cores: int | None
+    placement: Placement | str, engine_kinds: Mapping[str, EngineKind], num_cores: int | None
 ) -> CoreBudget:
     placement = Placement(placement)
     if placement is Placement.DEDICATED:
         # One core per engine: with more engines than cores they oversubscribe only when
         # several are busy at once, as separate devices would never do.
-        shares = dict.fromkeys(engine_names, 1)
+        shares = dict.fromkeys(engine_kinds, 1)
         return CoreBudget(num_cores, Placement.DEDICATED, CORE_PRIORITY, shares)
-    return CoreBudget(num_cores, Placement.SHARED, CORE_PRIORITY)
+    light = [name for name, kind in engine_kinds.items() if kind in LIGHT_KINDS]
+    return CoreBudget(num_cores, Placement.SHARED, CORE_PRIORITY, light_engines=light)
 
 
 def read_profiles(path: Path | None) -> dict[str, LatencyProfile]:
@@ -102,7 +107,7 @@ class EngineStack:
         if not engine_kinds:
             raise StackError("an engine stack needs at least one engine")
         self.placement = Placement(placement)
-        self.budget = make_budget(self.placement, list(engine_kinds), num_cores)
+        self.budget = make_budget(self.placement, engine_kinds, num_cores)
         known = dict(profiles or {})
         self.engines: dict[str, Engine] = {}
         for name, kind in engine_kinds.items():

@@ -39,8 +39,6 @@ class _Call:
     tail: asyncio.Future[Outputs] | None = None  # the last phase submitted
 
 
-
-
 class FakeLLM(FakeEngine):
     """Continuous batching, faked: each request runs on its own, after the previous
     phase of its call (same ``llm_request_id``) has finished, so a pre-scheduled phase

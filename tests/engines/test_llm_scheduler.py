@@ -318,7 +318,12 @@ def test_never_waits_for_a_prefix_owner_that_is_waiting_for_cells():
     """The owner's partial prefill is done but its rest waits for KV cells (a later
     phase): a sequence sharing the prefix copies what is computed instead of waiting."""
     scheduler = StepScheduler(
-        num_slots=4, max_num_batched_tokens=256, kv_capacity=200, reserve_tokens=10
+        num_slots=4,
+        max_num_batched_tokens=256,
+        kv_capacity=200,
+        reserve_tokens=10,
+        is_speculation_idle_only=False,  # the open prompt runs beside the closed one
+        max_speculative_tokens_per_step=256,
     )
     instruction = list(range(100, 140))
     owner = seq(instruction, closed=False, query_start_s=1.0)
@@ -334,3 +339,69 @@ def test_never_waits_for_a_prefix_owner_that_is_waiting_for_cells():
     assert owner.num_computed == 40 and owner not in [c.seq for c in plan.chunks]
     assert plan.copies == [(owner.slot, follower.slot, 40)]
     assert [(c.seq, c.start, c.num_tokens) for c in plan.chunks] == [(follower, 40, 10)]
+
+
+def test_open_prompts_run_only_when_the_engine_would_idle_in_small_steps():
+    scheduler = StepScheduler(
+        num_slots=4,
+        max_num_batched_tokens=256,
+        kv_capacity=1024,
+        max_speculative_tokens_per_step=16,
+    )
+    urgent = seq(list(range(100, 140)), query_start_s=1.0)  # closed: on the critical path
+    speculative = seq(list(range(200, 300)), closed=False, query_start_s=0.0)  # older query
+    scheduler.add(urgent)
+    scheduler.add(speculative)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == [urgent]  # the older query's speculation waits
+    start_decoding(urgent)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == [urgent]  # a decode step is not idle either
+    scheduler.finish(urgent, now_s=1.0)
+    sizes = [run(scheduler).num_tokens for _ in range(3)]
+    assert sizes == [16, 16, 16]  # idle: speculation in steps of at most 16 tokens
+    assert speculative.num_computed == 48
+
+
+def test_speculation_fills_spare_budget_when_not_idle_only():
+    scheduler = StepScheduler(
+        num_slots=4,
+        max_num_batched_tokens=256,
+        kv_capacity=1024,
+        is_speculation_idle_only=False,
+        max_speculative_tokens_per_step=32,
+    )
+    urgent = seq(list(range(100, 140)))
+    speculative = seq(list(range(200, 300)), closed=False)
+    scheduler.add(urgent)
+    scheduler.add(speculative)
+    plan = run(scheduler)
+    assert [(c.seq, c.num_tokens) for c in plan.chunks] == [(urgent, 40), (speculative, 32)]
+
+
+def test_a_closed_prompt_does_not_wait_for_a_speculative_owner_of_its_prefix():
+    """The owner's open prompt runs only when the engine idles, so a closed prompt
+    sharing its prefix computes the prefix itself instead of waiting behind it."""
+    scheduler = StepScheduler(
+        num_slots=4, max_num_batched_tokens=256, kv_capacity=1024, max_speculative_tokens_per_step=8
+    )
+    instruction = list(range(100, 140))
+    owner = seq(instruction, closed=False)
+    scheduler.add(owner)
+    run(scheduler)  # idle: the owner computes 8 tokens of its prompt
+    assert owner.num_computed == 8
+    follower = seq([*instruction, *range(300, 310)])
+    scheduler.add(follower)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == [follower]
+    assert follower.num_computed == len(follower.tokens)
+
+
+def test_max_speculative_tokens_per_step_must_be_positive():
+    with pytest.raises(ValueError, match="max_speculative_tokens_per_step"):
+        StepScheduler(
+            num_slots=1,
+            max_num_batched_tokens=64,
+            kv_capacity=64,
+            max_speculative_tokens_per_step=0,
+        )

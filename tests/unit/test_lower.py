@@ -164,9 +164,7 @@ def test_contextual_retrieval_situates_each_chunk_with_neighbours() -> None:
     assert [e.src for e in graph.in_edges("embed_docs") if e.kind is EdgeKind.DATA] == [
         "situate.text"
     ]
-    assert [e.src for e in graph.in_edges("ingest") if e.dst_port == ops.CHUNKS] == [
-        "input.chunks"
-    ]
+    assert [e.src for e in graph.in_edges("ingest") if e.dst_port == ops.CHUNKS] == ["input.chunks"]
     assert graph.node("ingest").input(ops.CHUNKS).num_items == num_chunks
 
 

@@ -170,3 +170,13 @@ def test_an_engine_that_never_asks_is_never_treated_as_waiting() -> None:
     budget.set_urgency("embedder", (0.0, -2.5))
     # The reranker is not deferrable (never called should_defer): it still holds a core.
     assert budget.threads_for("embedder") == 1
+
+
+def test_light_engines_take_one_thread_and_never_split_the_cores():
+    budget = CoreBudget(num_cores=2, light_engines=["vector_index"])
+    budget.begin("embedder")
+    budget.begin("vector_index")
+    assert budget.threads_for("embedder") == 2  # a millisecond search does not halve it
+    assert budget.threads_for("vector_index") == 1
+    budget.begin("llm")
+    assert budget.threads_for("embedder") == 1 and budget.threads_for("llm") == 1

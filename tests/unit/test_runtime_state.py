@@ -194,3 +194,20 @@ async def test_worker_wakes_on_add_and_on_the_max_wait_timer_only() -> None:
 
 def _request(query_id: str) -> EngineRequest:
     return EngineRequest(query_id, "embed", Op.EMBED, inputs={}, params={})
+
+
+def test_plan_rank_of_a_stage_counts_the_stages_after_it_on_its_engine() -> None:
+    """Stages of one batch run one after another on one engine: stage 0 waits for no
+    edge of stage 1, but the batch is done only when the last stage is."""
+    b = Builder()
+    texts = b.input("texts", PortType.TEXTS)
+    for i in range(3):
+        b.output(f"out{i}", b.embed(f"embed.s{i}", texts))
+    b.output("out_other", b.embed("other", texts))
+    costs = {"embed.s0": 1.0, "embed.s1": 1.0, "embed.s2": 0.5, "other": 2.0}
+    ranks = _plan(b.graph, costs).ranks()
+    assert ranks["embed.s2"] == pytest.approx(0.5)
+    assert ranks["embed.s1"] == pytest.approx(1.5)
+    assert ranks["embed.s0"] == pytest.approx(2.5)  # more urgent than "other" (2.0)
+    assert ranks["texts"] == pytest.approx(2.5)
+    assert _plan(b.graph, costs).ranks(excluded=["embed.s1"])["embed.s0"] == pytest.approx(1.0)

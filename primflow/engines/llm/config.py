@@ -30,6 +30,11 @@ class LlamaConfig:
     # KV cells reserved for a request's generation until its decode phase tells its
     # max_tokens (admission holds requests until prompt + generation fits).
     kv_reserve_tokens: int = 64
+    # Open prompts (partial prefills) are speculative: they run only when the engine has
+    # nothing else to do (False: in any step's spare budget), in steps of at most this
+    # many tokens so a more urgent engine or request is seen again soon (scheduler.py).
+    is_speculation_idle_only: bool = True
+    max_speculative_tokens_per_step: int = 64
     # True: this engine gets its own llama thread instead of the process's shared one.
     # Only for measuring stack.md P10 (bench/bench_llm_threads.py): it slows every
     # engine of the process down once two threads have called llama.cpp.

@@ -150,6 +150,8 @@ class EngineCore:
             min_reuse_tokens=cfg.min_reuse_tokens,
             max_num_cached_prefixes=cfg.max_num_cached_prefixes,
             reserve_tokens=cfg.kv_reserve_tokens,
+            max_speculative_tokens_per_step=cfg.max_speculative_tokens_per_step,
+            is_speculation_idle_only=cfg.is_speculation_idle_only,
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)

@@ -22,7 +22,13 @@ returns a :class:`StepPlan` and the engine thread applies it. Invariants:
 - Prefix reuse: an admitted sequence first copies the longest computed prefix it
   shares with a live or cached sequence (``copies``). A sequence whose prompt shares a
   longer prefix with an admitted one that is computing it waits for it instead of
-  recomputing it; never for one parked with the shared tokens already computed.
+  recomputing it; never for one parked with the shared tokens already computed, nor
+  (a closed prompt) for a speculative one (below).
+- Speculation (open prompts: partial prefills whose rest waits on other engines) runs
+  only in steps that carry nothing else, at most ``max_speculative_tokens_per_step``
+  tokens per step (``is_speculation_idle_only``; off, it fills spare budget as before).
+  On this compute-bound CPU engine a token costs the same whenever it runs, so
+  speculative tokens are worth computing only when the engine would idle.
 - A closed prompt's last chunk keeps >= ``MIN_LAST_CHUNK`` tokens when it can (with
   flash attention off that keeps chunked prefill bit-identical to one-shot, stack.md P5).
 """
@@ -32,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
+from primflow.engines.llm.kv_admission import KvAdmission
 from primflow.engines.llm.prefix_cache import (
     KvLedger,
     PrefixCache,
@@ -51,9 +58,10 @@ __all__ = ["MIN_LAST_CHUNK", "ScheduledChunk", "SchedulerStats", "StepPlan", "St
 
 MIN_LAST_CHUNK = 8
 DEFAULT_RESERVE_TOKENS = 64
+DEFAULT_SPECULATIVE_TOKENS_PER_STEP = 64
 
 
-class StepScheduler:
+class StepScheduler(KvAdmission):
     def __init__(
         self,
         num_slots: int,
@@ -62,12 +70,21 @@ class StepScheduler:
         min_reuse_tokens: int = 8,
         max_num_cached_prefixes: int = 8,
         reserve_tokens: int = DEFAULT_RESERVE_TOKENS,
+        max_speculative_tokens_per_step: int = DEFAULT_SPECULATIVE_TOKENS_PER_STEP,
+        is_speculation_idle_only: bool = True,
     ) -> None:
+        if max_speculative_tokens_per_step < 1:
+            raise ValueError(
+                "max_speculative_tokens_per_step must be >= 1, "
+                f"got {max_speculative_tokens_per_step}"
+            )
         self.max_num_batched_tokens = max_num_batched_tokens
         self.kv_capacity = kv_capacity
         self.min_reuse_tokens = min_reuse_tokens
         self.max_num_cached_prefixes = max_num_cached_prefixes
         self.reserve_tokens = reserve_tokens
+        self.max_speculative_tokens_per_step = max_speculative_tokens_per_step
+        self.is_speculation_idle_only = is_speculation_idle_only
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
@@ -213,6 +230,7 @@ class StepScheduler:
             budget -= self._schedule_decodes(plan, decoding[:budget])
         is_decoding = set(decoding)
         blocked: Sequence | None = None
+        speculative: list[Sequence] = []
         for seq in ordered:
             if seq in is_decoding or seq in skip:
                 continue
@@ -224,9 +242,28 @@ class StepScheduler:
                     continue
             elif seq.slot is None or seq.num_reserved < self._target(seq):
                 continue  # admitted before the blocked one, or waiting behind it
-            if seq.is_prefilling and budget > 0:
+            if not seq.is_prefilling or budget <= 0:
+                continue
+            if seq.is_prompt_closed:
                 budget -= self._schedule_chunk(seq, plan, budget)
+            else:
+                speculative.append(seq)
+        self._schedule_speculative(plan, speculative, budget)
         return blocked
+
+    def _schedule_speculative(self, plan: StepPlan, seqs: list[Sequence], budget: int) -> None:
+        """Open prompts (partial prefills) are speculative: their rest waits on other
+        engines, so they are off the critical path. On a compute-bound engine every token
+        in a step delays the step, so they run only in steps with nothing else to do
+        (``is_speculation_idle_only``) and in small steps, so a deferral or new urgent
+        work is seen again within ``max_speculative_tokens_per_step`` tokens."""
+        if self.is_speculation_idle_only and plan.chunks:
+            return
+        budget = min(budget, self.max_speculative_tokens_per_step)
+        for seq in seqs:
+            if budget <= 0:
+                break
+            budget -= self._schedule_chunk(seq, plan, budget)
 
     def _schedule_chunk(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
         if any(c.seq is seq for c in plan.chunks):
@@ -297,81 +334,6 @@ class StepScheduler:
             self.stats.num_reused_tokens += match.num_tokens
         return Admission.ADMITTED
 
-    # -- KV reservation -------------------------------------------------------------------
-
-    def _target(self, seq: Sequence) -> int:
-        """The length ``seq`` may grow to: its prompt plus its generation."""
-        if seq.max_new_tokens is not None:
-            return seq.num_prompt_tokens + seq.max_new_tokens
-        return min(seq.num_prompt_tokens + self.reserve_tokens, self.kv_capacity)
-
-    def _num_promised_cells(self) -> int:
-        """Cells admitted sequences may still add (reserved, not computed yet)."""
-        return sum(max(0, s.num_reserved - s.num_computed) for s in self.live if s.slot is not None)
-
-    def _headroom(self) -> int:
-        return self.kv_capacity - self.ledger.num_used_cells() - self._num_promised_cells()
-
-    def _make_room(
-        self, num_cells: int, plan: StepPlan, keep: AbstractSet[int] = frozenset()
-    ) -> bool:
-        """Evict cached prefixes until ``num_cells`` more can be reserved."""
-        while self._headroom() < num_cells:
-            if self._evict_one(plan, keep) is None:
-                return False
-        return True
-
-    def _free_cells(self, plan: StepPlan) -> int:
-        return self.kv_capacity - self.ledger.num_used_cells() - plan.num_tokens
-
-    def _preempt_for(self, blocked: Sequence, plan: StepPlan) -> set[Sequence]:
-        """Nothing can run: take the cells back from the newest parked sequences (open
-        prompts waiting for their rest, or sequences waiting to grow) until ``blocked``
-        fits. They are recomputed when admitted again. Returns the preempted ones."""
-        parked = [
-            s
-            for s in sorted(self.live, key=lambda s: s.order_key, reverse=True)
-            if s is not blocked
-            and s.slot is not None
-            and s.slot not in {src for src, _, _ in plan.copies}
-            and s.num_generated == 0
-            and self._is_parked(s)
-        ]
-        num_needed = self._target(blocked) - (
-            blocked.num_reserved if blocked.slot is not None else 0
-        )
-        preempted: set[Sequence] = set()
-        for seq in parked:
-            if self._headroom() >= num_needed and (blocked.slot is not None or self.free_slots):
-                break
-            self._preempt(seq, plan)
-            preempted.add(seq)
-        return preempted
-
-    def _is_anyone_waiting_before(self, seq: Sequence) -> bool:
-        return any(
-            other.order_key < seq.order_key
-            and (
-                (other.slot is None and other.is_prefilling)
-                or (other.slot is not None and other.num_reserved < self._target(other))
-            )
-            for other in self.live
-        )
-
-    def _is_parked(self, seq: Sequence) -> bool:
-        is_open_and_computed = not seq.is_prompt_closed and not seq.is_prefilling
-        return is_open_and_computed or seq.num_reserved < self._target(seq)
-
-    def _preempt(self, seq: Sequence, plan: StepPlan) -> None:
-        assert seq.slot is not None
-        slot, seq.slot = seq.slot, None
-        self._free_slot(slot)
-        plan.frees.append(slot)
-        seq.num_computed = seq.num_reused = seq.num_reserved = 0
-        seq.last_logits = None
-        self._held_starts.discard(seq)
-        self.stats.num_preemptions += 1
-
     # -- helpers ----------------------------------------------------------------------
 
     def _is_runnable(self, seq: Sequence) -> bool:
@@ -403,27 +365,15 @@ class StepScheduler:
         for other in self.live:
             if other is seq or other.slot is None or not other.is_prefilling:
                 continue
+            if (
+                self.is_speculation_idle_only
+                and seq.is_prompt_closed
+                and not other.is_prompt_closed
+            ):
+                continue  # it only runs when the engine idles: compute the prefix now
             if other.num_reserved < self._target(other):
                 continue
             shared = common_prefix_len(prompt, other.tokens[: other.num_prompt_tokens])
             if shared >= match.num_tokens + self.min_reuse_tokens and other.num_computed < shared:
                 return True
         return False
-
-    def _take_slot(self, plan: StepPlan, keep: AbstractSet[int] = frozenset()) -> int | None:
-        if not self.free_slots and self._evict_one(plan, keep) is None:
-            return None
-        return self.free_slots.pop()
-
-    def _evict_one(self, plan: StepPlan, keep: AbstractSet[int] = frozenset()) -> int | None:
-        """Evict the least recently used cached prefix that no copy of this step reads."""
-        slot = self.cache.pop_lru(keep={src for src, _, _ in plan.copies} | set(keep))
-        if slot is None:
-            return None
-        self._free_slot(slot)
-        plan.frees.append(slot)
-        return slot
-
-    def _free_slot(self, slot: int) -> None:
-        self.ledger.drop(slot)
-        self.free_slots.append(slot)
