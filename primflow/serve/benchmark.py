@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -162,10 +161,10 @@ async def run_benchmark(
             async with stack, contextlib.AsyncExitStack() as opened:
                 # primflow and the baselines share one session (as before); every
                 # ablation gets its own, all on the same stack.
-                main = await opened.enter_async_context(_session(stack, 0, "full"))
+                main = await opened.enter_async_context(_session(stack, "full"))
                 ablations = {
-                    ablation_scheme(a): await opened.enter_async_context(_session(stack, number, a))
-                    for number, a in enumerate(config.ablations, start=1)
+                    ablation_scheme(a): await opened.enter_async_context(_session(stack, a))
+                    for a in config.ablations
                 }
                 for app in config.apps:
                     changes = config.query_changes(workload)
@@ -182,15 +181,9 @@ async def run_benchmark(
     return cases
 
 
-def _session(stack: EngineStack, number: int, ablation: str) -> Session:
-    """A session with ``ablation`` on ``stack``; ``number`` is unique per stack."""
-    session = Session(stack, ablation=ablation)
-    # Query ids must be unique across the sessions of one stack: the engines keep
-    # per-query state by id (an LLM engine refuses work for an id it aborted, which
-    # forget_prefixes does after every query), and each Session numbers its ids from 0.
-    # TODO(lead): a Session query-id prefix would replace this.
-    session._query_ids = itertools.count(number * 1_000_000)
-    return session
+def _session(stack: EngineStack, ablation: str) -> Session:
+    """A session with ``ablation`` on ``stack`` (query ids are unique per stack)."""
+    return Session(stack, ablation=ablation)
 
 
 class _AppRun:

@@ -17,7 +17,6 @@ engines). Invariants:
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,7 +173,6 @@ class Session:
             profiles=stack.profiles,
         )
         self._apps: dict[str, tuple[App, Any]] = {}
-        self._query_ids = itertools.count()
         self._is_started = False
 
     async def start(self) -> None:
@@ -210,7 +208,7 @@ class Session:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         app, template = self._app(app_name)
-        query_id = f"{app_name}-{next(self._query_ids)}"
+        query_id = self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
         lower_s = time.perf_counter() - started_s

@@ -17,6 +17,7 @@ share. Invariants:
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -114,6 +115,12 @@ class EngineStack:
             profile = known.get(name) or known.get(str(kind))
             self.engines[name] = factory(name, kind, self.budget, profile)
         self._is_started = False
+        # Engines keep per-query state by id (an LLM engine refuses an id it aborted), so
+        # ids are unique per stack, whichever of its sessions asks.
+        self._query_numbers = itertools.count()
+
+    def new_query_id(self, app: str) -> str:
+        return f"{app}-{next(self._query_numbers)}"
 
     @classmethod
     def for_apps(
