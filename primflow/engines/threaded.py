@@ -10,9 +10,8 @@ Owns the hand-off between the event loop and an engine's thread. Invariants:
 - ``abort(query_id)`` cancels that query's futures at once; its requests still queued
   are skipped when their batch starts. ``release``/``abort`` call ``free_query`` and
   remember the query as closed, so late work for it is refused.
-- While a batch is queued or running the engine counts as busy in its ``CoreBudget``,
-  with the urgency of the most urgent request it holds (so a deferrable engine, the LLM,
-  waits while this one runs work closer to the critical path).
+- While a batch is queued or running the engine counts as busy in its ``CoreBudget``
+  (so a deferrable engine with speculative work, the LLM, waits while this one runs).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from primflow.engines.base import Engine, EngineError, EngineHealth, EngineRequest, Outputs
-from primflow.engines.placement import CoreBudget, Urgency
+from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 
 Outcome = Outputs | BaseException
@@ -49,7 +48,6 @@ class ThreadedEngine(Engine):
         self._closed_queries: OrderedDict[str, None] = OrderedDict()
         self._num_queued = 0
         self._num_running = 0
-        self._batch_urgencies: list[Urgency] = []  # one per queued or running batch
 
     @abstractmethod
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
@@ -78,23 +76,10 @@ class ThreadedEngine(Engine):
             future.add_done_callback(self._forget(request.query_id))
         with self._lock:
             self._num_queued += len(requests)
-        urgency = min(((r.query_start_s, -r.priority) for r in requests), default=None)
         if self.budget is not None:
             self.budget.begin(self.name)
-            self._track_urgency(urgency, is_added=True)
-        self._executor.submit(self._run_on_thread, loop, requests, futures, urgency)
+        self._executor.submit(self._run_on_thread, loop, requests, futures)
         return futures
-
-    def _track_urgency(self, urgency: Urgency | None, is_added: bool) -> None:
-        assert self.budget is not None
-        with self._lock:
-            if urgency is not None:
-                if is_added:
-                    self._batch_urgencies.append(urgency)
-                else:
-                    self._batch_urgencies.remove(urgency)
-            most_urgent = min(self._batch_urgencies, default=None)
-            self.budget.set_urgency(self.name, most_urgent)
 
     def _forget(self, query_id: str):  # type: ignore[no-untyped-def]
         def callback(future: asyncio.Future[Outputs]) -> None:
@@ -111,7 +96,6 @@ class ThreadedEngine(Engine):
         loop: asyncio.AbstractEventLoop,
         requests: list[EngineRequest],
         futures: list[asyncio.Future[Outputs]],
-        urgency: Urgency | None = None,
     ) -> None:
         resolutions: list[tuple[EngineRequest, asyncio.Future[Outputs], Outcome]] = []
         try:
@@ -134,7 +118,6 @@ class ThreadedEngine(Engine):
                 self._num_running = 0
             # Idle in the budget before anyone sees a result, so cores are already free.
             if self.budget is not None:
-                self._track_urgency(urgency, is_added=False)
                 self.budget.end(self.name)
             for request, future, outcome in resolutions:
                 loop.call_soon_threadsafe(self._resolve, request, future, outcome)

@@ -34,8 +34,8 @@ class FakeCore:
         self.ready.set_result(None)
         return True
 
-    def urgency(self) -> tuple[float, float] | None:
-        return None
+    def is_speculative(self) -> bool:
+        return False
 
     def has_work(self) -> bool:
         return self.num_left > 0

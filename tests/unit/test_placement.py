@@ -118,47 +118,50 @@ def test_threads_never_exceed_cores_under_concurrent_begin_end() -> None:
     assert budget.busy_engines() == []
 
 
-def test_less_urgent_deferrable_engine_waits_and_gives_up_its_cores() -> None:
+def test_speculative_deferrable_engine_waits_and_gives_up_its_cores() -> None:
     budget = CoreBudget(num_cores=2)
     budget.begin("llm")
     budget.begin("embedder")
-    budget.set_urgency("llm", (0.0, -1.0))  # partial prefills: 1 s of path left
-    budget.set_urgency("embedder", (0.0, -2.5))  # document embedding: on the critical path
+    budget.set_speculative("llm", True)  # partial prefills only: off the critical path
     assert budget.should_defer("llm")
     assert budget.threads_for("embedder") == 2
-    assert not budget.should_defer("embedder")  # the most urgent engine never waits
+    assert not budget.should_defer("embedder")  # real work never waits
+    budget.set_speculative("llm", False)  # a full prefill arrived: real work again
+    assert not budget.should_defer("llm")
+    assert budget.threads_for("embedder") == 1
 
 
 def test_a_stepping_engine_stays_a_contender() -> None:
     budget = CoreBudget(num_cores=2)
     budget.begin("llm")
     budget.begin("embedder")
-    budget.set_urgency("llm", (0.0, -1.0))
-    budget.set_urgency("embedder", (0.0, -2.5))
+    budget.set_speculative("llm", True)
     assert budget.should_defer("llm")
-    with budget.step("llm"):  # a step started before the embedder got its urgent work
+    with budget.step("llm"):  # a step started before the embedder got its work
         assert budget.threads_for("embedder") == 1
         assert not budget.should_defer("llm")
     assert budget.threads_for("embedder") == 2
 
 
-def test_no_deferral_without_urgency_when_idle_older_query_or_dedicated() -> None:
-    budget = CoreBudget(num_cores=2)
+def test_no_deferral_when_alone_next_to_light_or_speculative_engines_or_dedicated() -> None:
+    budget = CoreBudget(num_cores=2, light_engines=["vector_index"])
     budget.begin("llm")
     budget.begin("embedder")
-    assert not budget.should_defer("llm")  # nobody reported urgency: plain split
+    assert not budget.should_defer("llm")  # not speculative: plain split
     assert budget.threads_for("embedder") == 1
-    budget.set_urgency("llm", (0.0, -1.0))
-    budget.set_urgency("embedder", (5.0, -9.0))  # a newer query's work: the LLM goes first
+    budget.set_speculative("llm", True)
+    budget.end("embedder")  # the working engine is idle: nothing to wait for
     assert not budget.should_defer("llm")
-    budget.set_urgency("embedder", (0.0, -2.5))
-    budget.end("embedder")  # the urgent engine is idle: nothing to wait for
+    budget.begin("vector_index")  # milliseconds of work: not worth waiting for
     assert not budget.should_defer("llm")
+    budget.begin("judge")
+    budget.should_defer("judge")
+    budget.set_speculative("judge", True)  # two speculative engines never wait for each other
+    assert not budget.should_defer("llm") and not budget.should_defer("judge")
     dedicated = dedicated_budget(2, {"llm": 1, "embedder": 1})
     dedicated.begin("llm")
     dedicated.begin("embedder")
-    dedicated.set_urgency("llm", (0.0, -1.0))
-    dedicated.set_urgency("embedder", (0.0, -2.5))
+    dedicated.set_speculative("llm", True)
     assert not dedicated.should_defer("llm")
 
 
@@ -166,8 +169,7 @@ def test_an_engine_that_never_asks_is_never_treated_as_waiting() -> None:
     budget = CoreBudget(num_cores=2)
     budget.begin("reranker")
     budget.begin("embedder")
-    budget.set_urgency("reranker", (0.0, -1.0))
-    budget.set_urgency("embedder", (0.0, -2.5))
+    budget.set_speculative("reranker", True)
     # The reranker is not deferrable (never called should_defer): it still holds a core.
     assert budget.threads_for("embedder") == 1
 

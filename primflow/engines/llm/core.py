@@ -93,9 +93,9 @@ class EngineCore:
     def has_work(self) -> bool:
         return self._is_loaded and self.scheduler.has_work()
 
-    def urgency(self) -> tuple[float, float] | None:
-        """(query_start_s, -priority) of the most urgent runnable sequence, for the budget."""
-        return self.scheduler.most_urgent() if self._is_loaded else None
+    def is_speculative(self) -> bool:
+        """All its work is speculative (open prompts), for the core budget."""
+        return self._is_loaded and self.scheduler.is_speculative()
 
     def step(self) -> bool:
         return self._step()

@@ -100,14 +100,11 @@ class StepScheduler(KvAdmission):
     def has_work(self) -> bool:
         return bool(self._held_starts) or any(self._is_runnable(s) for s in self.live)
 
-    def most_urgent(self) -> tuple[float, float] | None:
-        """(query_start_s, -priority) of the most urgent sequence with work, when all the
-        work is partial prefills (open prompts: speculative, off the critical path), else
-        None (the engine's work is not deferrable)."""
+    def is_speculative(self) -> bool:
+        """True when there is work and all of it is open prompts (partial prefills whose
+        rest waits on other engines: speculative, off the critical path)."""
         pending = [s for s in self.live if s in self._held_starts or self._is_runnable(s)]
-        if not pending or any(s.is_prompt_closed for s in pending):
-            return None
-        return min((s.query_start_s, -s.priority) for s in pending)
+        return bool(pending) and not any(s.is_prompt_closed for s in pending)
 
     def set_max_new_tokens(self, seq: Sequence, max_new_tokens: int) -> None:
         """The first decode phase arrived: reserve its generation from now on.

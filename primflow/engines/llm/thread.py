@@ -14,10 +14,10 @@ scheduler (an ``EngineCore``). Invariants:
   work), so no second OS thread ever calls llama.cpp.
 - Core budget: engines on one thread never run at the same time, so for the budget they
   are one engine: the thread marks the group busy under its first engine's name and
-  every engine of the group asks for that name's thread count. The group reports the
-  urgency of its most urgent runnable sequence and is deferrable: while another busy
-  engine holds more urgent work (shared placement), its engines do not step (the thread
-  polls every ``DEFER_POLL_S``), and each step runs inside ``budget.step``.
+  every engine of the group asks for that name's thread count. The group is speculative
+  when every engine of it with work has only open prompts, and it is deferrable: then,
+  while another busy engine does real work (shared placement), its engines do not step
+  (the thread polls every ``DEFER_POLL_S``), and each step runs inside ``budget.step``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class LlamaThread:
             has_work = any(core.has_work() for core in self._cores)
             self._sync_budgets()
             self._drain(block=not has_work)
-            self._sync_budgets()  # new work changes busy state and urgency before stepping
+            self._sync_budgets()  # new work changes busy state and speculation before stepping
             has_progressed = is_deferred = False
             for core in list(self._cores):
                 if not core.has_work():
@@ -175,8 +175,9 @@ class LlamaThread:
             for core in group.cores:
                 core.budget_name = lead
             is_busy = any(core.has_work() for core in group.cores)
-            urgencies = [u for core in group.cores if (u := core.urgency()) is not None]
-            group.budget.set_urgency(lead, min(urgencies, default=None))
+            working = [core for core in group.cores if core.has_work()]
+            is_speculative = bool(working) and all(core.is_speculative() for core in working)
+            group.budget.set_speculative(lead, is_speculative)
             busy_as = self._busy_as.get(key)
             if busy_as is not None and (not is_busy or busy_as[1] != lead):
                 self._release_budget(key)
