@@ -22,6 +22,7 @@ from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 
 from primflow.engines.base import Engine, EngineError, EngineHealth, EngineRequest, Outputs
 from primflow.engines.placement import CoreBudget
@@ -61,6 +62,12 @@ class ThreadedEngine(Engine):
         if self.budget is None:
             return 0  # 0 = let the library decide
         return self.budget.threads_for(self.name)
+
+    def lease_threads(self) -> AbstractContextManager[int]:
+        """Threads for one batch or sub-batch, held until it ends (``CoreBudget.lease``)."""
+        if self.budget is None:
+            return nullcontext(0)  # 0 = let the library decide
+        return self.budget.lease(self.name)
 
     def is_closed(self, query_id: str) -> bool:
         with self._lock:

@@ -1,6 +1,8 @@
 """MiniLM embedder engine on the real int8 ONNX model: similarity order, fusion, errors."""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -80,13 +82,15 @@ async def test_bad_items_fail_alone_and_the_engine_keeps_serving() -> None:
 async def test_engine_asks_the_core_budget_before_each_sub_batch() -> None:
     budget = CoreBudget(num_cores=2)
     asked: list[int] = []
-    real_threads_for = budget.threads_for
+    real_lease = budget.lease
 
-    def spy(engine: str) -> int:
-        asked.append(real_threads_for(engine))
-        return asked[-1]
+    @contextmanager
+    def spy(engine: str) -> Iterator[int]:
+        with real_lease(engine) as num_threads:
+            asked.append(num_threads)
+            yield num_threads
 
-    budget.threads_for = spy  # type: ignore[method-assign]
+    budget.lease = spy  # type: ignore[method-assign]
     engine = EmbedderEngine(budget=budget)
     budget.begin("llm")  # the LLM is busy: the embedder must take one core
     [out] = await run(engine, embed("q1", [f"sentence number {i}" for i in range(70)]))

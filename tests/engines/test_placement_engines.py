@@ -1,6 +1,8 @@
 """The core budget steering real engines: the LLM and the embedder share 2 cores."""
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -54,13 +56,15 @@ async def test_embedder_uses_its_dedicated_share() -> None:
     budget = dedicated_budget(2, {"llm": 1, "embedder": 1})
     engine = EmbedderEngine(budget=budget)
     seen: list[int] = []
-    original = engine.threads
+    original = engine.lease_threads
 
-    def record() -> int:
-        seen.append(original())
-        return seen[-1]
+    @contextmanager
+    def record() -> Iterator[int]:
+        with original() as num_threads:
+            seen.append(num_threads)
+            yield num_threads
 
-    engine.threads = record  # type: ignore[method-assign]
+    engine.lease_threads = record  # type: ignore[method-assign]
     request = EngineRequest("q1", "embed", Op.EMBED, {"items": ["a", "b"]}, {})
     [out] = await asyncio.gather(*engine.submit([request]))
     assert out["vectors"].shape == (2, 384)

@@ -137,7 +137,8 @@ def test_a_stepping_engine_stays_a_contender() -> None:
     budget.begin("embedder")
     budget.set_speculative("llm", True)
     assert budget.should_defer("llm")
-    with budget.step("llm"):  # a step started before the embedder got its work
+    with budget.lease("llm") as num_threads:  # a deferrable engine stepping anyway
+        assert num_threads == 1 and budget.threads_for("llm") == 1
         assert budget.threads_for("embedder") == 1
         assert not budget.should_defer("llm")
     assert budget.threads_for("embedder") == 2
@@ -182,3 +183,74 @@ def test_light_engines_take_one_thread_and_never_split_the_cores():
     assert budget.threads_for("vector_index") == 1
     budget.begin("llm")
     assert budget.threads_for("embedder") == 1 and budget.threads_for("llm") == 1
+
+
+def test_a_lease_waits_for_free_cores_instead_of_oversubscribing() -> None:
+    budget = CoreBudget(num_cores=2)
+    budget.begin("llm")
+    granted: list[int] = []
+    started = threading.Event()
+    with budget.lease("llm") as num_threads:  # alone: every core
+        assert num_threads == 2
+        budget.begin("embedder")
+
+        def embed() -> None:
+            started.set()
+            with budget.lease("embedder") as n:
+                granted.append(n)
+
+        worker = threading.Thread(target=embed)
+        worker.start()
+        started.wait()
+        worker.join(timeout=0.05)
+        assert worker.is_alive() and granted == []  # every core is leased: it waits
+    worker.join(timeout=5)
+    assert granted == [1]  # the llm is still busy: the cores are split
+    with budget.lease("llm") as num_threads:
+        assert num_threads == 1
+
+
+def test_leases_never_hold_more_threads_than_cores() -> None:
+    budget = CoreBudget(num_cores=2)
+    names = ["llm", "embedder", "reranker"]
+    for name in names:
+        budget.begin(name)
+    held: list[int] = []
+    violations: list[int] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        for _ in range(200):
+            with budget.lease(name) as n:
+                with lock:
+                    held.append(n)
+                    if sum(held) > 2:
+                        violations.append(sum(held))
+                with lock:
+                    held.remove(n)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert violations == []
+
+
+def test_dedicated_and_light_leases_never_wait() -> None:
+    dedicated = dedicated_budget(2, {"llm": 1, "embedder": 1, "reranker": 1})
+    with (
+        dedicated.lease("llm") as a,
+        dedicated.lease("embedder") as b,
+        dedicated.lease("reranker") as c,
+    ):
+        assert (a, b, c) == (1, 1, 1)
+    shared = CoreBudget(num_cores=2, light_engines=["vector_index"])
+    with shared.lease("llm") as a, shared.lease("vector_index") as b:
+        assert (a, b) == (2, 1)
+    with (
+        pytest.raises(RuntimeError, match="holds a lease"),
+        shared.lease("llm"),
+        shared.lease("llm"),
+    ):
+        pass

@@ -9,8 +9,9 @@ Owns tokenization, sub-batching and pooling. Invariants:
   for the same embeddings (shared/design/stack.md P12).
 - One ORT session per thread count (an ORT session's thread count is fixed), created on
   first use; ``encode(texts, num_threads)`` picks one, so a core budget can switch
-  between 1 and 2 threads between sub-batches. ``thread_source`` (if given) is asked
-  before each sub-batch, so a long encode follows the budget as other engines wake up.
+  between 1 and 2 threads between sub-batches. Each sub-batch runs inside
+  ``thread_lease()`` (if given), so a long encode follows the budget as other engines
+  wake up and never runs beside a unit that already holds the cores.
 - Sessions never spin-wait between ops (``allow_spinning=0``): this costs nothing alone
   and keeps idle ORT threads from stealing cores from the LLM (placement.md).
 - Side effect outside the project: onnxruntime 1.32 writes
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +71,7 @@ class MiniLMEncoder:
         self,
         texts: Sequence[str],
         num_threads: int = 0,
-        thread_source: Callable[[], int] | None = None,
+        thread_lease: Callable[[], AbstractContextManager[int]] | None = None,
     ) -> Vectors:
         """Embed ``texts``; ``num_threads`` 0 means all cores."""
         if not texts:
@@ -79,8 +81,8 @@ class MiniLMEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.sub_batch_size):
             rows = order[start : start + self.sub_batch_size]
-            threads = thread_source() if thread_source is not None else num_threads
-            out[rows] = self._run([encodings[i] for i in rows], threads)
+            with thread_lease() if thread_lease is not None else nullcontext(num_threads) as n:
+                out[rows] = self._run([encodings[i] for i in rows], n)
         return out
 
     def _run(self, encodings: list, num_threads: int) -> Vectors:  # type: ignore[type-arg]

@@ -97,7 +97,7 @@ class EmbedderEngine(ThreadedEngine):
                 continue
             rows_per_request.append([unique.setdefault(t, len(unique)) for t in texts])
             outcomes.append({})
-        vectors = self.encoder.encode(list(unique), thread_source=self.threads)
+        vectors = self.encoder.encode(list(unique), thread_lease=self.lease_threads)
         for i, rows in enumerate(rows_per_request):
             if rows is not None:
                 outcomes[i] = {VECTORS: vectors[np.asarray(rows, dtype=np.int64)]}

@@ -17,7 +17,7 @@ scheduler (an ``EngineCore``). Invariants:
   every engine of the group asks for that name's thread count. The group is speculative
   when every engine of it with work has only open prompts, and it is deferrable: then,
   while another busy engine does real work (shared placement), its engines do not step
-  (the thread polls every ``DEFER_POLL_S``), and each step runs inside ``budget.step``.
+  (the thread polls every ``DEFER_POLL_S``), and each step runs inside a ``budget.lease``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class LlamaThread:
     def _stepped(self, core: EngineCore) -> bool:
         if core.budget is None:
             return self._guarded(core, core.step)
-        with core.budget.step(core.budget_name):
+        with core.budget.lease(core.budget_name):  # the step's threads, held to its end
             return self._guarded(core, core.step)
 
     def _drain(self, block: bool, timeout_s: float | None = None) -> None:

@@ -42,7 +42,7 @@ class RerankEngine(ThreadedEngine):
             enc = encoder or shared_encoder()
 
             def encode(texts: Sequence[str]) -> Any:
-                return enc.encode(texts, thread_source=self.threads)
+                return enc.encode(texts, thread_lease=self.lease_threads)
 
             reranker = CosineReranker(encode) if method == "cosine" else HybridReranker(encode)
         self.reranker = reranker
