@@ -124,6 +124,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--name", default="e2e", help="output file stem")
     parser.add_argument(
+        "--llm-fast",
+        action="store_true",
+        help="serve the LLM as a Q4_0 conversion with flash attention (faster batches, "
+        "slightly different weights; docs/engines-llm.md)",
+    )
+    parser.add_argument(
         "--fake",
         action="store_true",
         help="fake engines (checks the harness only; numbers mean nothing)",
@@ -142,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from primflow.serve.bench_report import write_report
     from primflow.serve.benchmark import BenchConfig, run_benchmark
-    from primflow.serve.factories import EngineUnavailable, embedded_factory, fake_factory
+    from primflow.serve.factories import (
+        EmbeddedSettings,
+        EngineUnavailable,
+        embedded_factory,
+        fake_factory,
+    )
 
     config = BenchConfig(
         apps=args.apps,
@@ -159,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         is_ablations_under_load=args.ablations_under_load,
         ignore_eos=not args.natural_length,
     )
-    factory = fake_factory(0.05) if args.fake else embedded_factory()
+    settings = EmbeddedSettings(is_llm_fast=args.llm_fast)
+    factory = fake_factory(0.05) if args.fake else embedded_factory(settings)
     try:
         cases = asyncio.run(run_benchmark(config, factory, log=_log))
     except EngineUnavailable as exc:

@@ -31,6 +31,9 @@ class EmbeddedSettings:
     judge_model_path: str | None = None  # None: the same file as the core LLM
     n_ctx: int = 16384  # contextual retrieval situates ~20 chunks of ~600 tokens at once
     n_seq_max: int = 32
+    # The LLM's fast batching option (docs/engines-llm.md): a cached Q4_0 conversion of
+    # the model with flash attention, 2.06x batched throughput at 8 sequences vs 1.55x.
+    is_llm_fast: bool = False
     web_corpus: Path | None = None  # None: samples/web
 
 
@@ -71,6 +74,8 @@ def _build_embedded(
             budget=budget,
             n_ctx=settings.n_ctx,
             n_seq_max=settings.n_seq_max,
+            quantization="q4_0" if settings.is_llm_fast else None,
+            flash_attn=settings.is_llm_fast,
         )
     if kind is EngineKind.EMBEDDER:
         from primflow.engines.embedder import EmbedderEngine
