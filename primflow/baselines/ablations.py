@@ -22,7 +22,7 @@ ALL_PASSES = ("prune_dependencies", "decompose_stages", "split_prefill", "pipeli
 class Ablation:
     name: str
     passes: tuple[str, ...] = ALL_PASSES
-    policy: str = "topology"
+    policy: str = "critical_path"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.passes) - set(ALL_PASSES))
@@ -45,7 +45,7 @@ ABLATIONS: dict[str, Ablation] = {
             for name in ALL_PASSES
         ),
         Ablation("policy_fifo", policy="fifo"),
-        Ablation("policy_critical_path", policy="critical_path"),
+        Ablation("policy_topology", policy="topology"),
     )
 }
 

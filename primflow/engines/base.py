@@ -68,7 +68,9 @@ class EngineRequest:
     ``llm_request_id`` is unique per (query, LLM call) and shared by that call's
     phases. ``priority`` is the node's upward rank (remaining critical path, in
     seconds; higher runs first) and ``query_start_s`` when its query was submitted (on
-    the runtime's clock); the graph scheduler sets both for the batching policies.
+    the runtime's clock); the graph scheduler sets both for the batching policies. A
+    client that does not schedule by query (the baselines, a plain API caller) leaves
+    ``query_start_s`` None: engines then order its requests by arrival alone.
     ``on_text`` receives decoded text as it streams (LLM_DECODE only).
     """
 
@@ -82,7 +84,7 @@ class EngineRequest:
     llm_request_id: str | None = None
     depth: int = 0
     priority: float = 0.0
-    query_start_s: float = 0.0
+    query_start_s: float | None = None
     arrival_s: float = 0.0
     deadline_s: float | None = None
     on_text: Callable[[str], None] | None = None

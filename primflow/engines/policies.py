@@ -248,7 +248,8 @@ class CriticalPathPolicy(BatchingPolicy):
 
     def push(self, request: EngineRequest) -> None:
         query_order = self._query_order.setdefault(request.query_id, len(self._query_order))
-        entry = (request.query_start_s, -request.priority, query_order, next(self._seq), request)
+        start_s = request.query_start_s if request.query_start_s is not None else request.arrival_s
+        entry = (start_s, -request.priority, query_order, next(self._seq), request)
         heapq.heappush(self._heap, entry)
         self._live.add(request)
 

@@ -25,7 +25,7 @@ def build_request(
     *,
     depth: int = 0,
     priority: float = 0.0,
-    query_start_s: float = 0.0,
+    query_start_s: float | None = None,
     deadline_s: float | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> EngineRequest:

@@ -66,7 +66,7 @@ class Runtime:
         self,
         engines: Mapping[str, Engine | Sequence[Engine]],
         *,
-        policy: str | Mapping[str, str] = "topology",
+        policy: str | Mapping[str, str] = "critical_path",
         max_wait_ms: float = 2.0,
         hooks: Sequence[Hook] = (),
         profiles: Mapping[str, LatencyProfile] | None = None,
@@ -356,7 +356,7 @@ def _as_list(name: str, engines: Engine | Sequence[Engine]) -> list[Engine]:
 
 
 def _policy_for(name: str, policy: str | Mapping[str, str]) -> str:
-    chosen = policy if isinstance(policy, str) else policy.get(name, "topology")
+    chosen = policy if isinstance(policy, str) else policy.get(name, "critical_path")
     if chosen not in POLICIES:
         known = ", ".join(POLICIES)
         raise ValueError(f"engine {name!r}: unknown batching policy {chosen!r} (known: {known})")

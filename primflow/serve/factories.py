@@ -34,6 +34,7 @@ class EmbeddedSettings:
     # The LLM's fast batching option (docs/engines-llm.md): a cached Q4_0 conversion of
     # the model with flash attention, 2.06x batched throughput at 8 sequences vs 1.55x.
     is_llm_fast: bool = False
+    llm_max_num_queries_per_step: int | None = 1  # LlamaConfig.max_num_queries_per_step
     web_corpus: Path | None = None  # None: samples/web
 
 
@@ -76,6 +77,7 @@ def _build_embedded(
             n_seq_max=settings.n_seq_max,
             quantization="q4_0" if settings.is_llm_fast else None,
             flash_attn=settings.is_llm_fast,
+            max_num_queries_per_step=settings.llm_max_num_queries_per_step,
         )
     if kind is EngineKind.EMBEDDER:
         from primflow.engines.embedder import EmbedderEngine

@@ -405,3 +405,70 @@ def test_max_speculative_tokens_per_step_must_be_positive():
             kv_capacity=64,
             max_speculative_tokens_per_step=0,
         )
+
+
+def _query_seq(query_id: str, tokens: list[int], query_start_s: float | None) -> Sequence:
+    return Sequence(
+        request_id=f"{query_id}/{tokens[0]}",
+        query_id=query_id,
+        tokens=list(tokens),
+        is_prompt_closed=True,
+        query_start_s=query_start_s,
+    )
+
+
+def test_one_query_per_step_runs_the_oldest_query_first():
+    scheduler = StepScheduler(
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+    )
+    old = [
+        _query_seq("old", list(range(100, 130)), 1.0),
+        _query_seq("old", [*range(200, 220)], 1.0),
+    ]
+    new = _query_seq("new", list(range(300, 340)), 2.0)
+    for s in (new, *old):
+        scheduler.add(s)
+    plan = run(scheduler)
+    assert {c.seq for c in plan.chunks} == set(old)  # both calls of the oldest query batch
+    for s in old:
+        start_decoding(s)
+    plan = run(scheduler)
+    assert {c.seq for c in plan.chunks} == set(old)  # the new query waits for its own step
+    for s in old:
+        scheduler.finish(s, now_s=1.0)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == [new]
+
+
+def test_requests_without_a_query_start_share_steps_as_plain_continuous_batching():
+    scheduler = StepScheduler(
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+    )
+    plain = [_query_seq(f"q{i}", list(range(100 * i, 100 * i + 20)), None) for i in (1, 2, 3)]
+    for s in plain:
+        scheduler.add(s)
+    plan = run(scheduler)
+    assert {c.seq for c in plan.chunks} == set(plain)
+
+
+def test_speculation_of_any_query_still_fills_an_idle_step():
+    scheduler = StepScheduler(
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+    )
+    spec = Sequence(
+        request_id="new/open",
+        query_id="new",
+        tokens=list(range(300, 340)),
+        is_prompt_closed=False,
+        query_start_s=2.0,
+    )
+    scheduler.add(spec)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == [spec]
+
+
+def test_max_num_queries_per_step_must_be_positive():
+    with pytest.raises(ValueError, match="max_num_queries_per_step"):
+        StepScheduler(
+            num_slots=1, max_num_batched_tokens=64, kv_capacity=64, max_num_queries_per_step=0
+        )

@@ -62,12 +62,12 @@ async def test_ablations_run_as_schemes_beside_primflow_and_baselines(tmp_path: 
     assert rows["no_passes"]["speedup_vs_full"] == pytest.approx(full_s / no_passes_s)
     assert rows["no_passes"]["speedup_vs_sequential"] == pytest.approx(sequential_s / no_passes_s)
     assert rows["no_passes"]["speedup_vs_parallel"] is None  # parallel did not run
-    assert rows["no_passes"]["passes"] == [] and rows["no_passes"]["policy"] == "topology"
+    assert rows["no_passes"]["passes"] == [] and rows["no_passes"]["policy"] == "critical_path"
 
     report = (tmp_path / "abl.md").read_text()
     assert "## Ablations" in report and "### naive_rag (balanced, shared)" in report
-    assert "| no_passes | none | topology |" in report
-    assert "| full | prune, stages, split, pipe | topology |" in report
+    assert "| no_passes | none | critical_path |" in report
+    assert "| full | prune, stages, split, pipe | critical_path |" in report
 
 
 def test_ratio_to_full_falls_back_to_the_primflow_scheme() -> None:

@@ -61,6 +61,16 @@ DEFAULT_RESERVE_TOKENS = 64
 DEFAULT_SPECULATIVE_TOKENS_PER_STEP = 64
 
 
+class _Everything:
+    """The set of every query id (no per-step query limit)."""
+
+    def __contains__(self, query_id: object) -> bool:
+        return True
+
+
+EVERYTHING = _Everything()
+
+
 class StepScheduler(KvAdmission):
     def __init__(
         self,
@@ -72,6 +82,7 @@ class StepScheduler(KvAdmission):
         reserve_tokens: int = DEFAULT_RESERVE_TOKENS,
         max_speculative_tokens_per_step: int = DEFAULT_SPECULATIVE_TOKENS_PER_STEP,
         is_speculation_idle_only: bool = True,
+        max_num_queries_per_step: int | None = None,
     ) -> None:
         if max_speculative_tokens_per_step < 1:
             raise ValueError(
@@ -85,6 +96,11 @@ class StepScheduler(KvAdmission):
         self.reserve_tokens = reserve_tokens
         self.max_speculative_tokens_per_step = max_speculative_tokens_per_step
         self.is_speculation_idle_only = is_speculation_idle_only
+        if max_num_queries_per_step is not None and max_num_queries_per_step < 1:
+            raise ValueError(
+                f"max_num_queries_per_step must be >= 1, got {max_num_queries_per_step}"
+            )
+        self.max_num_queries_per_step = max_num_queries_per_step
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
@@ -218,10 +234,15 @@ class StepScheduler(KvAdmission):
         """Fill ``plan``; return the first sequence that could not get its cells."""
         budget = self.max_num_batched_tokens - plan.num_tokens
         ordered = sorted(self.live, key=lambda s: s.order_key)
+        allowed = self._queries_this_step(ordered)
         decoding = [
             s
             for s in ordered
-            if s.is_generating and not s.is_prefilling and s.num_pending and s.slot is not None
+            if s.is_generating
+            and not s.is_prefilling
+            and s.num_pending
+            and s.slot is not None
+            and s.step_group in allowed
         ]
         if not plan.chunks:
             budget -= self._schedule_decodes(plan, decoding[:budget])
@@ -231,6 +252,8 @@ class StepScheduler(KvAdmission):
         for seq in ordered:
             if seq in is_decoding or seq in skip:
                 continue
+            if seq.is_prompt_closed and seq.step_group not in allowed:
+                continue  # a newer query's real work: it waits for a step of its own
             if blocked is None:
                 admission = self._grant(seq, plan, now_s)
                 if admission is Admission.BLOCKED:
@@ -247,6 +270,28 @@ class StepScheduler(KvAdmission):
                 speculative.append(seq)
         self._schedule_speculative(plan, speculative, budget)
         return blocked
+
+    def _queries_this_step(self, ordered: list[Sequence]) -> AbstractSet[str] | _Everything:
+        """The oldest ``max_num_queries_per_step`` queries with real (non-speculative)
+        work; every query when unlimited. On a compute-bound engine every token in a step
+        delays the whole step, so filling it with newer queries' work turns the engine
+        into processor sharing: under load every query then ends late (measured, module
+        doc). Older queries first finish them first, as FCFS does."""
+        if self.max_num_queries_per_step is None:
+            return EVERYTHING
+        allowed: list[str] = []
+        for seq in ordered:
+            if len(allowed) >= self.max_num_queries_per_step:
+                break
+            if seq.step_group not in allowed and self._has_real_work(seq):
+                allowed.append(seq.step_group)
+        return set(allowed)
+
+    @staticmethod
+    def _has_real_work(seq: Sequence) -> bool:
+        if seq.is_prefilling:
+            return seq.is_prompt_closed
+        return seq.is_generating and seq.num_pending > 0
 
     def _schedule_speculative(self, plan: StepPlan, seqs: list[Sequence], budget: int) -> None:
         """Open prompts (partial prefills) are speculative: their rest waits on other

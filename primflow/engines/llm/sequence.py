@@ -56,7 +56,7 @@ class Sequence:
     system: str | None = None
     num_content_chars: int = 0  # user content so far, to refuse an empty prompt
     priority: float = 0.0
-    query_start_s: float = 0.0  # when the query was submitted: older queries go first
+    query_start_s: float | None = None  # when its query was submitted (None: not said)
     arrival_s: float = 0.0
     order: int = field(default_factory=lambda: next(_order))
     slot: int | None = None
@@ -105,7 +105,14 @@ class Sequence:
     @property
     def order_key(self) -> tuple[float, float, float, int]:
         """Older queries first, then the longer remaining critical path, then arrival."""
-        return (self.query_start_s, -self.priority, self.arrival_s, self.order)
+        start_s = self.query_start_s if self.query_start_s is not None else self.arrival_s
+        return (start_s, -self.priority, self.arrival_s, self.order)
+
+    @property
+    def step_group(self) -> str:
+        """Its query, for the per-step query limit; requests whose client did not say
+        when their query started (no query scheduling) all share one group."""
+        return self.query_id if self.query_start_s is not None else ""
 
     @property
     def num_generated(self) -> int:
