@@ -22,11 +22,17 @@ from primflow.serve.benchmark import BenchConfig, Case, ablation_of, ablation_sc
 Key = tuple[str, str, str]  # (workload, placement, app)
 
 
-def targets(cases: Sequence[Case]) -> list[dict[str, Any]]:
-    """Per (workload, placement, app): primflow against each baseline."""
+def _by_key(cases: Sequence[Case]) -> dict[Key, dict[str, Case]]:
+    """Cases per (workload, placement, app), by scheme."""
     groups: dict[Key, dict[str, Case]] = {}
     for case in cases:
         groups.setdefault((case.workload, case.placement, case.app), {})[case.scheme] = case
+    return groups
+
+
+def targets(cases: Sequence[Case]) -> list[dict[str, Any]]:
+    """Per (workload, placement, app): primflow against each baseline."""
+    groups = _by_key(cases)
     rows = []
     for (workload, placement, app), by_scheme in groups.items():
         primflow = by_scheme.get("primflow")
@@ -55,9 +61,7 @@ def targets(cases: Sequence[Case]) -> list[dict[str, Any]]:
 def ablation_rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
     """Per (workload, placement, app) and ablation: its mean single-query latency and
     its speedup over ``full`` and over the baselines (> 1: the ablation is faster)."""
-    groups: dict[Key, dict[str, Case]] = {}
-    for case in cases:
-        groups.setdefault((case.workload, case.placement, case.app), {})[case.scheme] = case
+    groups = _by_key(cases)
     rows = []
     for (workload, placement, app), by_scheme in groups.items():
         means = {s: c.single_stats()["mean_s"] for s, c in by_scheme.items() if c.single}
