@@ -47,6 +47,7 @@ from primflow.engines.llm.prefix_cache import (
     common_prefix_len,
 )
 from primflow.engines.llm.sequence import Sequence
+from primflow.engines.llm.step_groups import queries_this_step
 from primflow.engines.llm.step_plan import (
     Admission,
     ScheduledChunk,
@@ -59,16 +60,6 @@ __all__ = ["MIN_LAST_CHUNK", "ScheduledChunk", "SchedulerStats", "StepPlan", "St
 MIN_LAST_CHUNK = 8
 DEFAULT_RESERVE_TOKENS = 64
 DEFAULT_SPECULATIVE_TOKENS_PER_STEP = 64
-
-
-class _Everything:
-    """The set of every query id (no per-step query limit)."""
-
-    def __contains__(self, query_id: object) -> bool:
-        return True
-
-
-EVERYTHING = _Everything()
 
 
 class StepScheduler(KvAdmission):
@@ -234,7 +225,7 @@ class StepScheduler(KvAdmission):
         """Fill ``plan``; return the first sequence that could not get its cells."""
         budget = self.max_num_batched_tokens - plan.num_tokens
         ordered = sorted(self.live, key=lambda s: s.order_key)
-        allowed = self._queries_this_step(ordered)
+        allowed = queries_this_step(ordered, self.max_num_queries_per_step)
         decoding = [
             s
             for s in ordered
@@ -270,28 +261,6 @@ class StepScheduler(KvAdmission):
                 speculative.append(seq)
         self._schedule_speculative(plan, speculative, budget)
         return blocked
-
-    def _queries_this_step(self, ordered: list[Sequence]) -> AbstractSet[str] | _Everything:
-        """The oldest ``max_num_queries_per_step`` queries with real (non-speculative)
-        work; every query when unlimited. On a compute-bound engine every token in a step
-        delays the whole step, so filling it with newer queries' work turns the engine
-        into processor sharing: under load every query then ends late (measured, module
-        doc). Older queries first finish them first, as FCFS does."""
-        if self.max_num_queries_per_step is None:
-            return EVERYTHING
-        allowed: list[str] = []
-        for seq in ordered:
-            if len(allowed) >= self.max_num_queries_per_step:
-                break
-            if seq.step_group not in allowed and self._has_real_work(seq):
-                allowed.append(seq.step_group)
-        return set(allowed)
-
-    @staticmethod
-    def _has_real_work(seq: Sequence) -> bool:
-        if seq.is_prefilling:
-            return seq.is_prompt_closed
-        return seq.is_generating and seq.num_pending > 0
 
     def _schedule_speculative(self, plan: StepPlan, seqs: list[Sequence], budget: int) -> None:
         """Open prompts (partial prefills) are speculative: their rest waits on other
