@@ -79,8 +79,12 @@ class VectorEngine(ThreadedEngine):
         """The hits of ``job`` now, or ``job`` itself to run it in ``_run_deferred``."""
 
     def _run_deferred(self, jobs: list[tuple[int, SearchJob]], outcomes: list[Outcome]) -> None:
-        """Fill ``outcomes[i]`` for each deferred ``(i, job)`` of the batch."""
-        raise NotImplementedError(f"{type(self).__name__} defers searches it cannot run")
+        """Fill ``outcomes[i]`` for each deferred ``(i, job)`` of the batch. Only engines
+        whose ``_search`` defers override it; reaching this one breaks that contract."""
+        raise TypeError(
+            f"{type(self).__name__}._search deferred {len(jobs)} searches but the engine "
+            "does not override _run_deferred"
+        )
 
     # --- shared collections ---
 
