@@ -142,3 +142,22 @@ def test_max_num_queries_per_step_must_be_positive():
         StepScheduler(
             num_slots=1, max_num_batched_tokens=64, kv_capacity=64, max_num_queries_per_step=0
         )
+
+
+def test_a_step_carries_at_most_max_num_seqs_per_step_sequences():
+    scheduler = StepScheduler(
+        num_slots=16, max_num_batched_tokens=512, kv_capacity=8192, max_num_seqs_per_step=2
+    )
+    calls = [seq(list(range(100 * i, 100 * i + 20)), arrival_s=float(i)) for i in range(1, 5)]
+    for s in calls:
+        scheduler.add(s)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == calls[:2]  # the oldest two, whole
+    for s in calls[:2]:
+        start_decoding(s)
+    plan = run(scheduler)
+    assert [c.seq for c in plan.chunks] == calls[:2]  # their decodes fill the step
+    with pytest.raises(ValueError, match="max_num_seqs_per_step"):
+        StepScheduler(
+            num_slots=1, max_num_batched_tokens=64, kv_capacity=64, max_num_seqs_per_step=0
+        )

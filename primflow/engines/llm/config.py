@@ -40,6 +40,8 @@ class LlamaConfig:
     # 1 on this compute-bound CPU: under load it turned processor sharing (every query
     # ends late) into FCFS, mean latency 12.3 -> 7.7 s at 0.5 q/s (docs/end-to-end.md).
     max_num_queries_per_step: int | None = 1
+    # Sequences per step; None: as many as the token budget holds.
+    max_num_seqs_per_step: int | None = None
     # True: this engine gets its own llama thread instead of the process's shared one.
     # Only for measuring stack.md P10 (bench/bench_llm_threads.py): it slows every
     # engine of the process down once two threads have called llama.cpp.

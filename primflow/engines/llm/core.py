@@ -153,6 +153,7 @@ class EngineCore:
             max_speculative_tokens_per_step=cfg.max_speculative_tokens_per_step,
             is_speculation_idle_only=cfg.is_speculation_idle_only,
             max_num_queries_per_step=cfg.max_num_queries_per_step,
+            max_num_seqs_per_step=cfg.max_num_seqs_per_step,
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)

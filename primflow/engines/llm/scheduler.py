@@ -74,6 +74,7 @@ class StepScheduler(KvAdmission):
         max_speculative_tokens_per_step: int = DEFAULT_SPECULATIVE_TOKENS_PER_STEP,
         is_speculation_idle_only: bool = True,
         max_num_queries_per_step: int | None = None,
+        max_num_seqs_per_step: int | None = None,
     ) -> None:
         if max_speculative_tokens_per_step < 1:
             raise ValueError(
@@ -92,6 +93,9 @@ class StepScheduler(KvAdmission):
                 f"max_num_queries_per_step must be >= 1, got {max_num_queries_per_step}"
             )
         self.max_num_queries_per_step = max_num_queries_per_step
+        if max_num_seqs_per_step is not None and max_num_seqs_per_step < 1:
+            raise ValueError(f"max_num_seqs_per_step must be >= 1, got {max_num_seqs_per_step}")
+        self.max_num_seqs_per_step = max_num_seqs_per_step
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
@@ -235,8 +239,9 @@ class StepScheduler(KvAdmission):
             and s.slot is not None
             and s.step_group in allowed
         ]
+        max_num_seqs = self.max_num_seqs_per_step or budget
         if not plan.chunks:
-            budget -= self._schedule_decodes(plan, decoding[:budget])
+            budget -= self._schedule_decodes(plan, decoding[: min(budget, max_num_seqs)])
         is_decoding = set(decoding)
         blocked: Sequence | None = None
         speculative: list[Sequence] = []
@@ -256,6 +261,8 @@ class StepScheduler(KvAdmission):
             if not seq.is_prefilling or budget <= 0:
                 continue
             if seq.is_prompt_closed:
+                if len(plan.chunks) >= max_num_seqs:
+                    continue  # a narrow step: every token attends over every live sequence
                 budget -= self._schedule_chunk(seq, plan, budget)
             else:
                 speculative.append(seq)
