@@ -76,11 +76,11 @@ class StepScheduler(KvAdmission):
         max_num_queries_per_step: int | None = None,
         max_num_seqs_per_step: int | None = None,
     ) -> None:
-        if max_speculative_tokens_per_step < 1:
-            raise ValueError(
-                "max_speculative_tokens_per_step must be >= 1, "
-                f"got {max_speculative_tokens_per_step}"
-            )
+        _check_at_least_one(
+            max_speculative_tokens_per_step=max_speculative_tokens_per_step,
+            max_num_queries_per_step=max_num_queries_per_step,
+            max_num_seqs_per_step=max_num_seqs_per_step,
+        )
         self.max_num_batched_tokens = max_num_batched_tokens
         self.kv_capacity = kv_capacity
         self.min_reuse_tokens = min_reuse_tokens
@@ -88,13 +88,7 @@ class StepScheduler(KvAdmission):
         self.reserve_tokens = reserve_tokens
         self.max_speculative_tokens_per_step = max_speculative_tokens_per_step
         self.is_speculation_idle_only = is_speculation_idle_only
-        if max_num_queries_per_step is not None and max_num_queries_per_step < 1:
-            raise ValueError(
-                f"max_num_queries_per_step must be >= 1, got {max_num_queries_per_step}"
-            )
         self.max_num_queries_per_step = max_num_queries_per_step
-        if max_num_seqs_per_step is not None and max_num_seqs_per_step < 1:
-            raise ValueError(f"max_num_seqs_per_step must be >= 1, got {max_num_seqs_per_step}")
         self.max_num_seqs_per_step = max_num_seqs_per_step
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
@@ -395,3 +389,10 @@ class StepScheduler(KvAdmission):
             if shared >= match.num_tokens + self.min_reuse_tokens and other.num_computed < shared:
                 return True
         return False
+
+
+def _check_at_least_one(**limits: int | None) -> None:
+    """Each limit is None (unlimited) or >= 1; raises ValueError naming the first bad one."""
+    for name, value in limits.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
