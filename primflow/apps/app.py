@@ -22,6 +22,9 @@ class App:
     # graph shows stage decomposition); called lazily since they read files.
     sample_documents: Callable[[], list[Document]] = list
     sample_config_changes: dict[str, Any] = field(default_factory=dict)
+    # The question set the benchmark asks (a JSONL file under samples/, one record per
+    # line: question, source, answer_contains).
+    questions_file: str = "questions.jsonl"
 
     def template(self) -> Template:
         return self.build()

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from primflow.api.documents import Document, load_documents
 
@@ -28,3 +30,21 @@ def sample_documents(*names: str) -> list[Document]:
     if not names:
         return load_documents(docs_dir)
     return [doc for name in names for doc in load_documents(docs_dir / name)]
+
+
+def sample_questions(file_name: str = "questions.jsonl") -> list[dict[str, Any]]:
+    """The records of a question set under ``samples/`` (question, source,
+    answer_contains), with a clear error naming the file and line of a bad record."""
+    path = samples_dir() / file_name
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON: {exc.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise ValueError(f"{path}:{number}: a record needs a 'question' string")
+        records.append(record)
+    return records

@@ -35,4 +35,5 @@ APP = App(
     build=build,
     default_config=QueryConfig(web_top_k=4),
     sample_question="Who won the Nobel Prize in Physics in 1921, and for what?",
+    questions_file="web_questions.jsonl",
 )

@@ -120,6 +120,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--cores", type=int, help="cores the engines may use (default: all the machine's)"
     )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        help="a document file or folder (.txt, .md, .pdf, .jsonl) every query brings "
+        "(default: samples/docs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/bench"))
     parser.add_argument("--name", default="e2e", help="output file stem")
@@ -146,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.docs is not None and not args.docs.exists():
+        print(f"primflow bench: --docs {str(args.docs)!r} does not exist", file=sys.stderr)
+        return 2
     from primflow.serve.bench_report import write_report
     from primflow.serve.benchmark import BenchConfig, run_benchmark
     from primflow.serve.factories import (
@@ -165,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         num_load_queries=args.num_load_queries,
         max_tokens=args.max_tokens,
         seed=args.seed,
+        docs=args.docs,
         num_cores=args.cores,
         ablations=args.ablations,
         is_ablations_under_load=args.ablations_under_load,

@@ -122,10 +122,9 @@ def write_report(
     rows = targets(cases)
     ablations = ablation_rows(cases)
     data = {
-        "config": {
-            k: (list(v) if isinstance(v, tuple | list) else v)
+        "config": {  # docs as given on the command line (None: samples/docs)
+            k: (list(v) if isinstance(v, tuple | list) else str(v) if isinstance(v, Path) else v)
             for k, v in vars(config).items()
-            if k != "docs"
         },
         "targets": rows,
         "ablations": ablations,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from primflow.api.documents import Document, load_documents
-from primflow.apps.samples import samples_dir
+from primflow.apps.samples import sample_questions, samples_dir
 from primflow.baselines import ABLATIONS
 from primflow.runtime import Runtime
 from primflow.serve.session import Answer, Session
@@ -135,10 +134,12 @@ class Case:
         }
 
 
-def questions_for(num_questions: int) -> list[str]:
-    lines = (samples_dir() / "questions.jsonl").read_text().splitlines()
-    questions = [json.loads(line)["question"] for line in lines if line.strip()]
-    return [questions[i % len(questions)] for i in range(num_questions)]
+def questions_for(num_questions: int, app: str = "naive_rag") -> list[str]:
+    """``num_questions`` questions from ``app``'s question set, cycling if it is short."""
+    from primflow.apps import get_app
+
+    records = sample_questions(get_app(app).questions_file)
+    return [records[i % len(records)]["question"] for i in range(num_questions)]
 
 
 async def run_benchmark(
@@ -147,7 +148,6 @@ async def run_benchmark(
     log: Callable[[str], None] = print,
 ) -> list[Case]:
     documents = load_documents(config.docs or samples_dir() / "docs")
-    questions = questions_for(config.num_questions)
     schemes = [*config.schemes, *config.ablation_schemes()]
     cases: list[Case] = []
     for workload in config.workloads:
@@ -169,6 +169,7 @@ async def run_benchmark(
                 for app in config.apps:
                     changes = config.query_changes(workload)
                     run = _AppRun(main, ablations, app, documents, changes, log)
+                    questions = questions_for(config.num_questions, app)
                     found = await run.single(workload, placement, schemes, questions)
                     if config.rates_qps:
                         loaded = [
@@ -176,7 +177,8 @@ async def run_benchmark(
                             for c in found
                             if config.is_ablations_under_load or ablation_of(c.scheme) is None
                         ]
-                        await run.load(loaded, questions_for(config.num_load_queries), config)
+                        load_questions = questions_for(config.num_load_queries, app)
+                        await run.load(loaded, load_questions, config)
                     cases.extend(found)
     return cases
 

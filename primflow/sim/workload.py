@@ -17,7 +17,6 @@ so a long simulation lowers each distinct query once.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from primflow.api.config import Query
 from primflow.apps import get_app
-from primflow.apps.samples import samples_dir
+from primflow.apps.samples import sample_questions
 from primflow.engines.base import EngineKind
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
@@ -120,8 +119,7 @@ def app_workload(
 
 
 def _sample_questions() -> list[str]:
-    lines = (samples_dir() / "questions.jsonl").read_text().splitlines()
-    return [json.loads(line)["question"] for line in lines if line.strip()]
+    return [record["question"] for record in sample_questions()]
 
 
 def _pick_documents(num_documents: int, rng: np.random.Generator) -> tuple[int, ...]:

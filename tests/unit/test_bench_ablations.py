@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from primflow.api.config import QueryConfig
 from primflow.baselines import ABLATIONS
 from primflow.cli import main
 from primflow.serve.bench_report import ablation_rows, write_report
@@ -129,9 +128,6 @@ def test_fixed_length_answers_ask_for_ignore_eos() -> None:
     assert "ignore_eos" not in off
 
 
-@pytest.mark.skipif(
-    "ignore_eos" not in QueryConfig.model_fields, reason="QueryConfig.ignore_eos not landed"
-)
 def test_cli_runs_ablations_with_fixed_and_natural_length(tmp_path: Path) -> None:
     common = [
         "bench",
