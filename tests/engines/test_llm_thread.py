@@ -28,6 +28,7 @@ class FakeCore:
         self.crashed: Exception | None = None
         self.refused: list[cmd.Command] = []
         self.busy_seen: list[list[str]] = []
+        self.num_speculative: int = kw.get("num_speculative", 0)  # the last steps' work
 
     def load(self, budget_name: str) -> bool:
         self.budget_name = budget_name
@@ -35,7 +36,7 @@ class FakeCore:
         return True
 
     def is_speculative(self) -> bool:
-        return False
+        return 0 < self.num_left <= self.num_speculative
 
     def has_work(self) -> bool:
         return self.num_left > 0
@@ -117,3 +118,24 @@ def test_engines_on_one_thread_are_one_engine_for_the_core_budget():
     thread.post(llm, cmd.Probe(lambda _: None, probe))  # type: ignore[arg-type]
     probe.exception(timeout=30)  # handled after both Stops: the budget is released by then
     assert budget.busy_engines() == []
+
+
+def test_speculative_engine_steps_only_when_real_work_cannot_progress():
+    # "answer" holds only an open prompt (speculative) while "judge" has real work: on one
+    # thread the open prompt's steps would only delay the judge, so they wait for it.
+    log: list[tuple[str, int]] = []
+    thread = LlamaThread("test")
+    answer = FakeCore("answer", log, num_steps=2, num_speculative=2)
+    judge = FakeCore("judge", log, num_steps=3)
+    start_both(thread, answer, judge)
+    assert [name for name, _ in log] == ["judge", "judge", "judge", "answer", "answer"]
+
+
+def test_real_work_of_two_engines_still_takes_turns_before_speculation():
+    log: list[tuple[str, int]] = []
+    thread = LlamaThread("test")
+    # a: 1 speculative step after 2 real ones; b: 2 real steps
+    a = FakeCore("a", log, num_steps=3, num_speculative=1)
+    b = FakeCore("b", log, num_steps=2)
+    start_both(thread, a, b)
+    assert [name for name, _ in log] == ["a", "b", "a", "b", "a"]

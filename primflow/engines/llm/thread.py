@@ -9,6 +9,11 @@ scheduler (an ``EngineCore``). Invariants:
 - Only this thread calls llama.cpp (load, warm-up, steps, KV edits, tokenizing).
 - Engines take turns one step at a time, so two busy engines share the thread fairly;
   commands (new phases, aborts) are handled between steps, in the order posted.
+- An engine whose work is all speculative (open prompts) steps only in a round where
+  no engine with real work made progress: on one thread its steps would only delay
+  that work. Measured (search_augmented, shared placement):
+  the answer's partial prefill stepping beside the judge's prefill made the judge take
+  0.30 s instead of 0.15 s on the critical path.
 - A failing engine (an unexpected error in its step) is stopped alone; the others keep
   serving. The thread lives as long as the process (a daemon, idle when nobody has
   work), so no second OS thread ever calls llama.cpp.
@@ -90,8 +95,9 @@ class LlamaThread:
             self._drain(block=not has_work)
             self._sync_budgets()  # new work changes busy state and speculation before stepping
             has_progressed = is_deferred = False
-            for core in list(self._cores):
-                if not core.has_work():
+            # Real work first; speculative engines step only in a round it made no progress.
+            for core in sorted(self._cores, key=lambda c: c.is_speculative()):
+                if not core.has_work() or (has_progressed and core.is_speculative()):
                     continue
                 if core.budget is not None and core.budget.should_defer(core.budget_name):
                     is_deferred = True
