@@ -118,6 +118,9 @@ class ThreadedEngine(Engine):
             with self._lock:
                 self._num_queued -= len(requests)
                 self._num_running = len(live)
+            if self.budget is not None:  # this batch's oldest query, for the core budget
+                starts = [r.query_start_s for r, _ in live if r.query_start_s is not None]
+                self.budget.set_query_start(self.name, min(starts, default=None))
             outcomes = self._outcomes([r for r, _ in live]) if live else []
             resolutions += [(r, f, o) for (r, f), o in zip(live, outcomes, strict=True)]
         finally:
@@ -125,6 +128,7 @@ class ThreadedEngine(Engine):
                 self._num_running = 0
             # Idle in the budget before anyone sees a result, so cores are already free.
             if self.budget is not None:
+                self.budget.set_query_start(self.name, None)
                 self.budget.end(self.name)
             for request, future, outcome in resolutions:
                 loop.call_soon_threadsafe(self._resolve, request, future, outcome)

@@ -9,6 +9,7 @@ from test_llm_scheduler import run, seq, start_decoding
 
 from primflow.engines.llm.scheduler import StepScheduler
 from primflow.engines.llm.sequence import Sequence
+from primflow.engines.llm.step_groups import oldest_query_start_s
 
 
 def test_open_prompts_run_only_when_the_engine_would_idle_in_small_steps():
@@ -161,3 +162,16 @@ def test_a_step_carries_at_most_max_num_seqs_per_step_sequences():
         StepScheduler(
             num_slots=1, max_num_batched_tokens=64, kv_capacity=64, max_num_seqs_per_step=0
         )
+
+
+def test_oldest_query_start_counts_real_work_of_queries_that_say_when():
+    closed_young = _query_seq("young", list(range(10, 20)), 5.0)
+    open_old = _query_seq("old", list(range(30, 40)), 1.0)
+    open_old.is_prompt_closed = False  # speculative: not real work
+    unsaid = _query_seq("baseline", list(range(50, 60)), None)
+    for s in (closed_young, open_old, unsaid):
+        s.num_prompt_tokens = len(s.tokens)  # still prefilling
+    assert oldest_query_start_s([closed_young, open_old, unsaid]) == 5.0
+    open_old.is_prompt_closed = True
+    assert oldest_query_start_s([closed_young, open_old, unsaid]) == 1.0
+    assert oldest_query_start_s([unsaid]) is None and oldest_query_start_s([]) is None

@@ -35,6 +35,9 @@ class FakeCore:
         self.ready.set_result(None)
         return True
 
+    def oldest_query_start_s(self) -> float | None:
+        return None
+
     def is_speculative(self) -> bool:
         return 0 < self.num_left <= self.num_speculative
 

@@ -254,3 +254,63 @@ def test_dedicated_and_light_leases_never_wait() -> None:
         shared.lease("llm"),
     ):
         pass
+
+
+# -- oldest query first ------------------------------------------------------------------
+
+
+def test_older_querys_engine_gets_every_core_and_the_younger_one_waits() -> None:
+    budget = CoreBudget(num_cores=2)
+    for name in ("llm", "embedder"):
+        budget.begin(name)
+    budget.set_query_start("llm", 10.0)  # the LLM serves the older query
+    budget.set_query_start("embedder", 12.0)
+    assert budget.threads_for("llm") == 2  # the embedder yields: no contender
+    assert budget.should_defer("embedder") and not budget.should_defer("llm")
+    granted: list[int] = []
+    started = threading.Event()
+
+    def embed() -> None:
+        started.set()
+        with budget.lease("embedder") as n:
+            granted.append(n)
+
+    worker = threading.Thread(target=embed)
+    worker.start()
+    started.wait()
+    worker.join(timeout=0.05)
+    assert worker.is_alive() and granted == []  # free cores, but it yields
+    budget.set_query_start("llm", None)  # the older query's LLM work is done
+    worker.join(timeout=5)
+    assert granted == [1]  # the llm is still busy (now younger work): cores split
+
+
+def test_an_engine_that_ends_releases_the_engines_yielding_to_it() -> None:
+    budget = CoreBudget(num_cores=2)
+    for name in ("llm", "embedder"):
+        budget.begin(name)
+    budget.set_query_start("embedder", 1.0)
+    budget.set_query_start("llm", 2.0)
+    assert budget.should_defer("llm")
+    budget.end("embedder")  # an engine that is not busy holds nobody back
+    assert not budget.should_defer("llm") and budget.threads_for("llm") == 2
+
+
+def test_unknown_ages_light_speculative_and_dedicated_engines_never_make_others_yield() -> None:
+    budget = CoreBudget(num_cores=2, light_engines=["vector_index"])
+    for name in ("llm", "embedder", "vector_index"):
+        budget.begin(name)
+    budget.set_query_start("vector_index", 0.0)  # light: not a contender
+    budget.set_query_start("embedder", 5.0)
+    assert not budget.should_defer("embedder")
+    budget.set_query_start("llm", None)  # a client that does not say (the baselines)
+    assert budget.threads_for("embedder") == 1 and budget.threads_for("llm") == 1
+    budget.set_query_start("llm", 1.0)
+    budget.set_speculative("llm", True)  # speculative work waits itself
+    assert budget.should_defer("llm") and not budget.should_defer("embedder")
+    dedicated = dedicated_budget(2, {"llm": 1, "embedder": 1})
+    for name in ("llm", "embedder"):
+        dedicated.begin(name)
+    dedicated.set_query_start("llm", 1.0)
+    dedicated.set_query_start("embedder", 5.0)
+    assert not dedicated.should_defer("embedder") and dedicated.threads_for("embedder") == 1

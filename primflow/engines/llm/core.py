@@ -30,6 +30,7 @@ from primflow.engines.llm.runner import Chunk, DecodeError, LlamaRunner
 from primflow.engines.llm.sampling import SamplingParams
 from primflow.engines.llm.scheduler import StepPlan, StepScheduler
 from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
+from primflow.engines.llm.step_groups import oldest_query_start_s
 from primflow.engines.placement import CoreBudget
 from primflow.graph.ir import Op
 from primflow.graph.ops import STATE
@@ -96,6 +97,10 @@ class EngineCore:
     def is_speculative(self) -> bool:
         """All its work is speculative (open prompts), for the core budget."""
         return self._is_loaded and self.scheduler.is_speculative()
+
+    def oldest_query_start_s(self) -> float | None:
+        """When the oldest query of its real work was submitted, for the core budget."""
+        return oldest_query_start_s(self.scheduler.live) if self._is_loaded else None
 
     def step(self) -> bool:
         return self._step()

@@ -12,7 +12,7 @@ so query-unaware clients keep plain continuous batching.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from collections.abc import Sequence as Ordered
 
 from primflow.engines.llm.sequence import Sequence
@@ -46,3 +46,10 @@ def has_real_work(seq: Sequence) -> bool:
     if seq.is_prefilling:
         return seq.is_prompt_closed
     return seq.is_generating and seq.num_pending > 0
+
+
+def oldest_query_start_s(seqs: Iterable[Sequence]) -> float | None:
+    """When the oldest query with real work among ``seqs`` was submitted (None: none, or
+    their clients did not say), for the core budget's oldest-query-first rule."""
+    starts = [s.query_start_s for s in seqs if s.query_start_s is not None and has_real_work(s)]
+    return min(starts, default=None)

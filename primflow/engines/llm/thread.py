@@ -23,6 +23,8 @@ scheduler (an ``EngineCore``). Invariants:
   when every engine of it with work has only open prompts, and it is deferrable: then,
   while another busy engine does real work (shared placement), its engines do not step
   (the thread polls every ``DEFER_POLL_S``), and each step runs inside a ``budget.lease``.
+  The group's query start (``set_query_start``) is the oldest query of its engines' real
+  work; a round in which nothing could step clears it.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class LlamaThread:
             if is_deferred and not has_progressed:
                 self._drain(block=True, timeout_s=DEFER_POLL_S)
             elif not has_progressed and any(core.has_work() for core in self._cores):
+                self._clear_query_starts()  # nobody should yield to work that cannot run
                 self._drain(block=True)  # runnable but stuck (no cells): wait for news
 
     def _stepped(self, core: EngineCore) -> bool:
@@ -184,12 +187,18 @@ class LlamaThread:
             working = [core for core in group.cores if core.has_work()]
             is_speculative = bool(working) and all(core.is_speculative() for core in working)
             group.budget.set_speculative(lead, is_speculative)
+            starts = [s for core in working if (s := core.oldest_query_start_s()) is not None]
+            group.budget.set_query_start(lead, min(starts, default=None))
             busy_as = self._busy_as.get(key)
             if busy_as is not None and (not is_busy or busy_as[1] != lead):
                 self._release_budget(key)
             if is_busy and key not in self._busy_as:
                 group.budget.begin(lead)
                 self._busy_as[key] = (group.budget, lead)
+
+    def _clear_query_starts(self) -> None:
+        for group in self._groups().values():
+            group.budget.set_query_start(group.cores[0].name, None)
 
     def _release_budget(self, key: int) -> None:
         budget, name = self._busy_as.pop(key)
