@@ -145,13 +145,20 @@ def test_a_stepping_engine_stays_a_contender() -> None:
 
 
 def test_no_deferral_when_alone_next_to_light_or_speculative_engines_or_dedicated() -> None:
-    budget = CoreBudget(num_cores=2, light_engines=["vector_index"])
+    now_s = [0.0]
+    budget = CoreBudget(
+        num_cores=2, light_engines=["vector_index"], linger_s=0.005, clock=lambda: now_s[0]
+    )
     budget.begin("llm")
     budget.begin("embedder")
     assert not budget.should_defer("llm")  # not speculative: plain split
     assert budget.threads_for("embedder") == 1
     budget.set_speculative("llm", True)
-    budget.end("embedder")  # the working engine is idle: nothing to wait for
+    budget.end("embedder")
+    # Just idle: its next batch usually follows at once, so speculation lingers too.
+    now_s[0] = 0.004
+    assert budget.should_defer("llm")
+    now_s[0] = 0.006  # idle for longer than linger_s: nothing to wait for
     assert not budget.should_defer("llm")
     budget.begin("vector_index")  # milliseconds of work: not worth waiting for
     assert not budget.should_defer("llm")
