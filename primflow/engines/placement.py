@@ -136,16 +136,21 @@ class CoreBudget:
 
     def set_speculative(self, engine: str, is_speculative: bool) -> None:
         """Whether all the work ``engine`` holds now is speculative (see the module doc)."""
-        with self._lock:
+        with self._released:
+            if is_speculative == (engine in self._speculative):
+                return
             if is_speculative:
                 self._speculative.add(engine)
             else:
                 self._speculative.discard(engine)
+            self._released.notify_all()  # engines yielding to it may go on
 
     def set_query_start(self, engine: str, start_s: float | None) -> None:
         """When the oldest query of the real work ``engine`` holds was submitted (None:
         no such work, or its clients do not say); see "Oldest query first" above."""
         with self._released:
+            if self._query_start_s.get(engine) == start_s:
+                return  # the LLM thread reports every round: wake waiters on changes only
             if start_s is None:
                 self._query_start_s.pop(engine, None)
             else:
