@@ -182,7 +182,7 @@ def test_an_engine_that_never_asks_is_never_treated_as_waiting() -> None:
     assert budget.threads_for("embedder") == 1
 
 
-def test_light_engines_take_one_thread_and_never_split_the_cores():
+def test_light_engines_take_one_thread_and_never_split_the_cores() -> None:
     budget = CoreBudget(num_cores=2, light_engines=["vector_index"])
     budget.begin("embedder")
     budget.begin("vector_index")
@@ -192,24 +192,31 @@ def test_light_engines_take_one_thread_and_never_split_the_cores():
     assert budget.threads_for("embedder") == 1 and budget.threads_for("llm") == 1
 
 
+def _lease_in_background(budget: CoreBudget, engine: str) -> tuple[threading.Thread, list[int]]:
+    """A thread taking a lease for ``engine`` (its grant lands in the list), given
+    50 ms to get it; the caller checks whether it is still waiting."""
+    granted: list[int] = []
+    started = threading.Event()
+
+    def take() -> None:
+        started.set()
+        with budget.lease(engine) as num_threads:
+            granted.append(num_threads)
+
+    worker = threading.Thread(target=take)
+    worker.start()
+    started.wait()
+    worker.join(timeout=0.05)
+    return worker, granted
+
+
 def test_a_lease_waits_for_free_cores_instead_of_oversubscribing() -> None:
     budget = CoreBudget(num_cores=2)
     budget.begin("llm")
-    granted: list[int] = []
-    started = threading.Event()
     with budget.lease("llm") as num_threads:  # alone: every core
         assert num_threads == 2
         budget.begin("embedder")
-
-        def embed() -> None:
-            started.set()
-            with budget.lease("embedder") as n:
-                granted.append(n)
-
-        worker = threading.Thread(target=embed)
-        worker.start()
-        started.wait()
-        worker.join(timeout=0.05)
+        worker, granted = _lease_in_background(budget, "embedder")
         assert worker.is_alive() and granted == []  # every core is leased: it waits
     worker.join(timeout=5)
     assert granted == [1]  # the llm is still busy: the cores are split
@@ -274,18 +281,7 @@ def test_older_querys_engine_gets_every_core_and_the_younger_one_waits() -> None
     budget.set_query_start("embedder", 12.0)
     assert budget.threads_for("llm") == 2  # the embedder yields: no contender
     assert budget.should_defer("embedder") and not budget.should_defer("llm")
-    granted: list[int] = []
-    started = threading.Event()
-
-    def embed() -> None:
-        started.set()
-        with budget.lease("embedder") as n:
-            granted.append(n)
-
-    worker = threading.Thread(target=embed)
-    worker.start()
-    started.wait()
-    worker.join(timeout=0.05)
+    worker, granted = _lease_in_background(budget, "embedder")
     assert worker.is_alive() and granted == []  # free cores, but it yields
     budget.set_query_start("llm", None)  # the older query's LLM work is done
     worker.join(timeout=5)
