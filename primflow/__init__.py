@@ -35,7 +35,7 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph, Op
 from primflow.passes import optimize
 from primflow.runtime import QueryCancelled, QueryFailed, QueryResult, QueryTimeout, Runtime
-from primflow.serve import EngineStack, Session
+from primflow.session import EngineStack, Session
 
 __version__ = "0.1.0"
 

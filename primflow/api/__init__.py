@@ -19,9 +19,9 @@ from primflow.api.components import (
 )
 from primflow.api.config import Prompts, Query, QueryConfig, SynthesisMode
 from primflow.api.documents import Document, DocumentError, chunk_documents, load_documents
+from primflow.api.lower import LoweredQuery, LoweringError, lower, lower_query
 from primflow.api.spec import SpecError, load_spec, parse_spec
 from primflow.api.template import Template, TemplateError, build_template
-from primflow.graph.lower import LoweredQuery, LoweringError, lower, lower_query
 
 __all__ = [
     "Aggregate",

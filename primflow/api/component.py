@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Union
 from primflow.graph.ir import PortType
 
 if TYPE_CHECKING:
-    from primflow.graph.lower import LoweringContext
+    from primflow.api.expansion import LoweringContext
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
     if args.docs is not None and not args.docs.exists():
         print(f"primflow bench: --docs {str(args.docs)!r} does not exist", file=sys.stderr)
         return 2
-    from primflow.serve.bench_report import write_report
-    from primflow.serve.benchmark import BenchConfig, run_benchmark
-    from primflow.serve.factories import (
+    from primflow.bench.benchmark import BenchConfig, run_benchmark
+    from primflow.bench.report import write_report
+    from primflow.session.factories import (
         EmbeddedSettings,
         EngineUnavailable,
         embedded_factory,

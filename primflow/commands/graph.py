@@ -11,10 +11,10 @@ from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import DocumentError, load_documents
+from primflow.api.lower import LoweringError, lower
 from primflow.apps import APPS, UnknownAppError, get_app
 from primflow.engines.profile import load_profiles
 from primflow.graph.ir import Graph
-from primflow.graph.lower import LoweringError, lower
 from primflow.graph.printers import to_dot, to_json, to_mermaid, to_text
 from primflow.passes import optimize
 

@@ -1,7 +1,7 @@
 """The engine scheduler: one per named engine, forming batches for its instances.
 
 A small synchronous class with no I/O and no clock: time is passed in. The worker
-(``engines/worker.py``) calls ``add`` when a primitive is ready, ``schedule`` when
+(``runtime/worker.py``) calls ``add`` when a primitive is ready, ``schedule`` when
 something changed, ``update`` when a batch finished, ``remove_query`` when a query
 ends, and arms a timer at ``next_wakeup_s``.
 

@@ -47,7 +47,6 @@ from primflow.engines.base import OPS_BY_KIND, Engine, EngineRequest, Outputs
 from primflow.engines.policies import POLICIES
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
-from primflow.engines.worker import EngineWorker
 from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
 from primflow.runtime.clock import Clock, LoopClock, Timer
 from primflow.runtime.errors import QueryCancelled, QueryTimeout
@@ -55,6 +54,7 @@ from primflow.runtime.graph_scheduler import OnText, QueryRun
 from primflow.runtime.hooks import Hook
 from primflow.runtime.plan import GraphPlan, PlanCache, estimate_cost_s
 from primflow.runtime.query_state import QueryResult, QueryState
+from primflow.runtime.worker import EngineWorker
 
 # Ids given to engines that the runtime remembers, to give a reused query id a fresh
 # one (engines remember 10,000 ended queries each; see the module docstring).

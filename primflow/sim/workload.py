@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from primflow.api.config import Query
+from primflow.api.lower import lower_query
 from primflow.apps import get_app
 from primflow.apps.samples import sample_questions
 from primflow.engines.base import EngineKind
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
-from primflow.graph.lower import lower_query
 from primflow.passes import GraphCache, GraphPass, default_passes, optimize, prune_dependencies
 from primflow.sim.engines import engine_kinds
 

@@ -17,7 +17,7 @@ import pytest
 from primflow.api.documents import Document
 from primflow.apps import APPS
 from primflow.apps.samples import sample_documents, samples_dir
-from primflow.serve import EngineStack, Session, embedded_factory
+from primflow.session import EngineStack, Session, embedded_factory
 
 pytestmark = pytest.mark.e2e
 

@@ -12,11 +12,11 @@ import pytest
 
 from primflow.api import Generate, Query, QueryConfig, build_template
 from primflow.api.components.llm_call import DecodeSpec
+from primflow.api.lower import LoweringContext, LoweringError, lower
 from primflow.apps import APPS, get_app
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Op
 from primflow.graph.lint import lint
-from primflow.graph.lower import LoweringContext, LoweringError, lower
 
 SENTENCE = "Fernwood Labs gives every employee twenty-eight days of paid leave each year. "
 DOCS = [SENTENCE * 40]  # ~3000 characters: several chunks, several passages

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from primflow.api import SpecError, load_spec, parse_spec
+from primflow.api.lower import lower
 from primflow.apps import get_app
 from primflow.apps.samples import samples_dir
-from primflow.graph.lower import lower
 
 GOOD = """
 name: mini

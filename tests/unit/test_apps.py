@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from primflow.api.lower import lower
 from primflow.apps import APPS, UnknownAppError, get_app
 from primflow.apps.samples import samples_dir
 from primflow.cli import main
@@ -21,7 +22,6 @@ from primflow.engines.profile import DEFAULT_PROFILES, LatencyProfile, save_prof
 from primflow.graph import ops
 from primflow.graph.ir import EdgeKind, Graph, Op
 from primflow.graph.lint import lint
-from primflow.graph.lower import lower
 from primflow.graph.printers import to_text
 from primflow.passes import optimize
 from primflow.sim.profiles import preset

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from primflow.api.lower import lower_query
 from primflow.apps import APPS
 from primflow.baselines import ABLATIONS, module_dependencies, modules_in_order
 from primflow.graph.ir import Graph, Node, Op
-from primflow.graph.lower import lower_query
 from primflow.runtime import NodeTiming
-from primflow.serve import EngineStack, Session, critical_path, fake_factory
-from primflow.serve.timing import service_times
+from primflow.session import EngineStack, Session, critical_path, fake_factory
+from primflow.session.timing import service_times
 from primflow.testing.fakes import FakeEngine
 
 SCHEMES = ("primflow", "sequential", "parallel")

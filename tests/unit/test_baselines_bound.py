@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from primflow.api.lower import lower_query
 from primflow.apps import APPS
+from primflow.commands.console import format_breakdown
 from primflow.graph import ops
 from primflow.graph.ir import INLINE_OPS, Graph, Node, Op, Port, PortType
-from primflow.graph.lower import lower_query
 from primflow.passes import optimize
-from primflow.serve.console import format_breakdown
-from primflow.serve.solo_bound import pgraph_origin, solo_bound, solo_times
+from primflow.session.solo_bound import pgraph_origin, solo_bound, solo_times
 
 
 def _embed(name: str, num_items: int) -> Node:
@@ -155,7 +155,7 @@ def test_some_app_is_rewritten_into_pieces() -> None:
 
 
 async def test_session_answers_get_the_bound_of_their_sequential_reference() -> None:
-    from primflow.serve import EngineStack, Session, fake_factory
+    from primflow.session import EngineStack, Session, fake_factory
 
     app = APPS["naive_rag"]
     query = app.sample_query()

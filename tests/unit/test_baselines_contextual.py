@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from primflow.api.components.aggregate import Aggregate, Mode
+from primflow.api.lower import lower_query
 from primflow.apps import APPS
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, Port, PortType
 from primflow.graph.lint import find_problems
-from primflow.graph.lower import lower_query
 from primflow.passes import optimize
 from primflow.runtime.inline_ops import run_aggregate
-from primflow.serve import EngineStack, Session, fake_factory
+from primflow.session import EngineStack, Session, fake_factory
 from primflow.testing.fakes import FakeEngine
 from primflow.values import Chunk
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from primflow.baselines import ABLATIONS
+from primflow.bench.benchmark import BenchConfig, Case, ablation_of, run_benchmark
+from primflow.bench.report import ablation_rows, write_report
 from primflow.cli import main
-from primflow.serve.bench_report import ablation_rows, write_report
-from primflow.serve.benchmark import BenchConfig, Case, ablation_of, run_benchmark
-from primflow.serve.factories import fake_factory
+from primflow.session.factories import fake_factory
 
 
 def small_config(**changes: object) -> BenchConfig:

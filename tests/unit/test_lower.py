@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from primflow.api import Query, QueryConfig
+from primflow.api.lower import LoweringError, lower, lower_query
 from primflow.apps import get_app
 from primflow.graph import ops
 from primflow.graph.ir import LLM_OPS, EdgeKind, Graph, Op
 from primflow.graph.lint import lint
-from primflow.graph.lower import LoweringError, lower, lower_query
 
 SENTENCE = "Fernwood Labs gives every employee twenty-eight days of paid leave each year. "
 

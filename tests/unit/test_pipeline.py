@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from graphs import advanced_rag_graph, indexing_graph, naive_rag_graph
 
+from primflow.api.lower import lower
 from primflow.apps import APPS
 from primflow.engines.profile import DEFAULT_PROFILES, LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op
 from primflow.graph.lint import check_same_dependencies, lint
-from primflow.graph.lower import lower
 from primflow.passes.pipeline import (
     GraphCache,
     GraphPass,

@@ -23,7 +23,7 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_subpackages_list_what_they_export() -> None:
-    for package in ("api", "passes", "runtime", "serve", "apps"):
+    for package in ("api", "passes", "runtime", "session", "apps"):
         module = importlib.import_module(f"primflow.{package}")
         for name in module.__all__:
             assert hasattr(module, name), f"primflow.{package} lists missing {name}"

@@ -87,7 +87,7 @@ def test_argparse_rejects(argv: list[str], capsys: pytest.CaptureFixture[str]) -
 
 
 def test_read_questions_accepts_plain_and_jsonl(tmp_path: Path) -> None:
-    from primflow.commands.run import read_questions
+    from primflow.commands.run_inputs import read_questions
 
     path = tmp_path / "q.txt"
     path.write_text('first question?\n\n{"question": "second?", "source": "x.md"}\n')

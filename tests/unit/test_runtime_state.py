@@ -13,13 +13,13 @@ from runtime_graphs import Builder, answer_graph
 from primflow.engines.base import EngineKind, EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
-from primflow.engines.worker import EngineWorker
 from primflow.graph import ops
 from primflow.graph.ir import Graph, GraphError, Node, Op, PortType
 from primflow.runtime.clock import ManualClock
 from primflow.runtime.inline_ops import is_decision_true, run_aggregate
 from primflow.runtime.plan import GraphPlan
 from primflow.runtime.query_state import MISSING, SKIPPED, NodeStatus, QueryState
+from primflow.runtime.worker import EngineWorker
 from primflow.testing.fake_engine import FakeEngine
 from primflow.values import Chunk, Hit
 

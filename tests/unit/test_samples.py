@@ -10,7 +10,7 @@ import pytest
 
 from primflow.apps import APPS
 from primflow.apps.samples import sample_questions, samples_dir
-from primflow.serve.benchmark import questions_for
+from primflow.bench.benchmark import questions_for
 
 
 def _web_corpus() -> dict[str, str]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from primflow.api.component import Component, Role
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, Port, PortType
-from primflow.graph.lower import LoweringContext, Source
 
 Mode = ops.AggregateMode
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from primflow.api.component import Component
 from primflow.api.documents import chunk_documents
+from primflow.api.expansion import LoweringContext
 from primflow.graph.ir import PortType
-from primflow.graph.lower import LoweringContext
 
 
 class ChunkDocuments(Component):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from primflow.api.component import Component, Role
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 class Condition(Component):

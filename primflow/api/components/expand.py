@@ -12,9 +12,9 @@ from typing import Any
 from primflow.api.component import Component, Role
 from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call
 from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 def queries_schema(num_items: int) -> dict[str, Any]:

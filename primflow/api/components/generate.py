@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from primflow.api.component import Component, Role
 from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call, text_of
 from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
+from primflow.api.expansion import LoweringContext
 from primflow.graph import ops
 from primflow.graph.ir import PortType
-from primflow.graph.lower import LoweringContext
 
 _ANY_VALUE = Role((PortType.ANY,))
 _CONFIG_VALUES = frozenset({"num_expansions"})  # filled from the config, not a channel

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, Port, PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 @dataclass(frozen=True, slots=True)

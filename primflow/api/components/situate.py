@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from primflow.api.component import Component, Role
 from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call, text_of
 from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, Port, PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 class Situate(Component):

@@ -25,8 +25,8 @@ from primflow.api.components.llm_call import (
     text_of,
 )
 from primflow.api.config import PROMPT_PLACEHOLDERS, SynthesisMode, check_placeholders
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph.ir import PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 class Synthesize(Component):

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from primflow.api.component import Component, Role
 from primflow.api.components.search import check_top_k
+from primflow.api.expansion import LoweringContext, Source
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op, Port, PortType
-from primflow.graph.lower import LoweringContext, Source
 
 
 class WebSearch(Component):

@@ -1,34 +1,23 @@
-"""Per-query lowering (the paper's GraphTransform, Algorithm 1): template + query -> p-graph.
+"""The context a component expands in during lowering, and the channel values it reads.
 
-Each component expands into primitives according to the query's data and config
-(:meth:`primflow.api.component.Component.expand`); this module owns the context they
-expand in and the steps around it:
-
-1. one INPUT node per query input a component reads (params ``key``), created on first
-   read; documents are chunked here, so their chunks arrive as an INPUT value;
-2. each component's primitives, with DATA edges for the channels it reads;
-3. for each template edge ``a >> b``, an ORDER edge from every tail primitive of ``a`` to
-   every head primitive of ``b`` (conservative on purpose; dependency pruning drops the
-   ones no data needs), skipped where a DATA edge already joins the pair;
-4. one OUTPUT node per template output (params ``key``).
-
-Node names are ``<component>`` or ``<component>.<part>``; LLM calls use their base name
-as the ``request`` param, so it is unique within the graph.
+Owns :class:`LoweringContext` (bindings, the query, the graph being built), :class:`Source`
+(where a channel's value comes from) and :class:`LoweringError`. It knows components and
+templates only through the small protocols below, so the component classes can import it
+and :mod:`primflow.api.lower` can drive it without an import circle.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from primflow.graph import ops
-from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op, Port, PortType
+from primflow.graph.ir import Graph, Node, Op, Port, PortType
 
 if TYPE_CHECKING:
-    from primflow.api.component import Component
     from primflow.api.config import Query, QueryConfig
-    from primflow.api.template import Template
 
 
 class LoweringError(ValueError):
@@ -55,17 +44,38 @@ class Source:
         return Port(name, self.type, num_items if self.type.is_list else None, is_optional)
 
 
+class ExpandingComponent(Protocol):
+    """A component as its expansion sees it: its name, engine group and bindings."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def engine(self) -> str | None: ...
+    @property
+    def reads(self) -> Mapping[str, str | None]: ...
+    @property
+    def writes(self) -> Mapping[str, str | None]: ...
+
+
+class ChannelInfo(Protocol):
+    @property
+    def is_conditional(self) -> bool: ...
+
+
+class TemplateChannels(Protocol):
+    """What an expansion reads of the template: its channels and its input types."""
+
+    @property
+    def channels(self) -> Mapping[str, ChannelInfo]: ...
+    @property
+    def inputs(self) -> Mapping[str, PortType]: ...
+
+
 @dataclass
-class LoweredQuery:
-    """The p-graph of one query and the values of its INPUT nodes (by ``key``)."""
+class ExpansionState:
+    """The graph of one query as its components expand into it, and their channels."""
 
-    graph: Graph
-    inputs: dict[str, Any]
-
-
-@dataclass
-class _State:
-    template: Template
+    template: TemplateChannels
     query: Query
     graph: Graph = field(default_factory=Graph)
     channels: dict[str, Source] = field(default_factory=dict)
@@ -76,7 +86,7 @@ class _State:
 class LoweringContext:
     """What a component sees while it expands: its bindings, the query, and the graph."""
 
-    def __init__(self, state: _State, component: Component) -> None:
+    def __init__(self, state: ExpansionState, component: ExpandingComponent) -> None:
         self._state = state
         self.component = component
         self._owned = state.owned.setdefault(component.name, [])
@@ -166,49 +176,3 @@ def _input_value(query: Query, key: str) -> Any:
     if key not in query.inputs:
         raise LoweringError(f"the query has no value for template input {key!r}")
     return query.inputs[key]
-
-
-def lower_query(template: Template, query: Query) -> LoweredQuery:
-    """Expand ``template`` for ``query``: the p-graph and its input values."""
-    state = _State(template, query)
-    for component in template.components:
-        component.expand(LoweringContext(state, component))
-    for upstream, downstream in template.edges:
-        _order(state, upstream, downstream)
-    for key, channel in template.outputs.items():
-        _add_output(state, key, state.channels[channel])
-    return LoweredQuery(state.graph, state.inputs)
-
-
-def lower(template: Template, query: Query) -> Graph:
-    """The p-graph of ``query`` under ``template`` (see :func:`lower_query`)."""
-    return lower_query(template, query).graph
-
-
-def _order(state: _State, upstream: str, downstream: str) -> None:
-    graph = state.graph
-    tails = _ends(graph, state.owned.get(upstream, []), is_head=False)
-    heads = _ends(graph, state.owned.get(downstream, []), is_head=True)
-    for tail in tails:
-        joined = set(graph.children(tail))
-        for head in heads:
-            if head not in joined:
-                graph.add_edge(Edge(tail, head, kind=EdgeKind.ORDER))
-
-
-def _ends(graph: Graph, owned: list[str], is_head: bool) -> list[str]:
-    """Owned nodes with no parent (heads) or no child (tails) among the owned nodes."""
-    members = set(owned)
-    ends: list[str] = []
-    for name in owned:
-        links = graph.parents(name) if is_head else graph.children(name)
-        if not members.intersection(links):
-            ends.append(name)
-    return ends
-
-
-def _add_output(state: _State, key: str, source: Source) -> None:
-    port = source.port_for(ops.VALUE, is_optional=source.is_conditional)
-    node = Node(f"output.{key}", Op.OUTPUT, inputs=(port,), params={"key": key}, origin="output")
-    state.graph.add_node(node)
-    state.graph.connect(source.node, source.port, node.name, ops.VALUE)

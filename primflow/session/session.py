@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from primflow.api.documents import Document
+from primflow.api.lower import lower_query
 from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
 from primflow.engines.base import EngineKind
 from primflow.engines.scheduler import Batch
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
-from primflow.graph.lower import lower_query
 from primflow.passes import GraphCache, Optimizer
 from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
-from primflow.serve.solo_bound import PREFILL_PHASES, SoloBound, solo_bound
-from primflow.serve.stack import EngineStack
-from primflow.serve.timing import TimingReport, timing_report
+from primflow.session.solo_bound import PREFILL_PHASES, SoloBound, solo_bound
+from primflow.session.stack import EngineStack
+from primflow.session.timing import TimingReport, timing_report
 from primflow.values import Hit
 
 SCHEMES = ("primflow", *BASELINES)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from primflow.baselines import ABLATIONS
-from primflow.serve.benchmark import BenchConfig, Case, ablation_of, ablation_scheme
+from primflow.bench.benchmark import BenchConfig, Case, ablation_of, ablation_scheme
 
 Key = tuple[str, str, str]  # (workload, placement, app)
 

@@ -28,7 +28,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
-from primflow.serve.timing import critical_path
+from primflow.session.timing import critical_path
 
 PREFILL_PHASES = frozenset({Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 _UNIQUIFIER = re.compile(r"~\d+$")

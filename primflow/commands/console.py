@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
-from primflow.serve.factories import EngineUnavailable, embedded_factory
-from primflow.serve.session import Answer, Session
-from primflow.serve.stack import EngineStack, StackError, read_profiles
+from primflow.session.factories import EngineUnavailable, embedded_factory
+from primflow.session.session import Answer, Session
+from primflow.session.stack import EngineStack, StackError, read_profiles
 
 if TYPE_CHECKING:
-    from primflow.commands.run import RunInputs
+    from primflow.commands.run_inputs import RunInputs
 
 EXIT_ENGINES_UNAVAILABLE = 3
 EXIT_QUERY_FAILED = 4

@@ -38,8 +38,8 @@ from primflow.api.documents import Document, load_documents
 from primflow.apps.samples import sample_questions, samples_dir
 from primflow.baselines import ABLATIONS
 from primflow.runtime import Runtime
-from primflow.serve.session import Answer, Session
-from primflow.serve.stack import EngineFactory, EngineStack, engines_for_apps
+from primflow.session.session import Answer, Session
+from primflow.session.stack import EngineFactory, EngineStack, engines_for_apps
 from primflow.sim.stats import LatencyStats
 
 # Document sizing of the two workloads (on samples/docs: 282 and 92 chunks).
@@ -324,9 +324,9 @@ async def scheduling_overhead_s(
     app: str, answer: Answer, documents: list[Document], changes: dict[str, Any]
 ) -> float:
     """Median latency of ``answer.graph`` on zero-latency fake engines (5 runs)."""
+    from primflow.api.lower import lower_query
     from primflow.apps import get_app
-    from primflow.graph.lower import lower_query
-    from primflow.serve.factories import fake_factory
+    from primflow.session.factories import fake_factory
 
     query = get_app(app).query(answer.question, documents, **changes)
     inputs = lower_query(get_app(app).template(), query).inputs

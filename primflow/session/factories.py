@@ -1,4 +1,4 @@
-"""Engine factories for :class:`~primflow.serve.stack.EngineStack`.
+"""Engine factories for :class:`~primflow.session.stack.EngineStack`.
 
 ``embedded_factory`` builds the real embedded engines (llama.cpp LLM, MiniLM embedder,
 FAISS index, cross-encoder reranker, BM25 web search over ``samples/web``); each import

@@ -1,0 +1,86 @@
+"""Per-query lowering (the paper's GraphTransform, Algorithm 1): template + query -> p-graph.
+
+Each component expands into primitives according to the query's data and config
+(:meth:`primflow.api.component.Component.expand`) in a
+:class:`~primflow.api.expansion.LoweringContext`; this module owns the steps around it:
+
+1. one INPUT node per query input a component reads (params ``key``), created on first
+   read; documents are chunked here, so their chunks arrive as an INPUT value;
+2. each component's primitives, with DATA edges for the channels it reads;
+3. for each template edge ``a >> b``, an ORDER edge from every tail primitive of ``a`` to
+   every head primitive of ``b`` (conservative on purpose; dependency pruning drops the
+   ones no data needs), skipped where a DATA edge already joins the pair;
+4. one OUTPUT node per template output (params ``key``).
+
+Node names are ``<component>`` or ``<component>.<part>``; LLM calls use their base name
+as the ``request`` param, so it is unique within the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from primflow.api.expansion import ExpansionState, LoweringContext, LoweringError, Source
+from primflow.graph import ops
+from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op
+
+if TYPE_CHECKING:
+    from primflow.api.config import Query
+    from primflow.api.template import Template
+
+__all__ = ["LoweredQuery", "LoweringContext", "LoweringError", "Source", "lower", "lower_query"]
+
+
+@dataclass
+class LoweredQuery:
+    """The p-graph of one query and the values of its INPUT nodes (by ``key``)."""
+
+    graph: Graph
+    inputs: dict[str, Any]
+
+
+def lower_query(template: Template, query: Query) -> LoweredQuery:
+    """Expand ``template`` for ``query``: the p-graph and its input values."""
+    state = ExpansionState(template, query)
+    for component in template.components:
+        component.expand(LoweringContext(state, component))
+    for upstream, downstream in template.edges:
+        _order(state, upstream, downstream)
+    for key, channel in template.outputs.items():
+        _add_output(state, key, state.channels[channel])
+    return LoweredQuery(state.graph, state.inputs)
+
+
+def lower(template: Template, query: Query) -> Graph:
+    """The p-graph of ``query`` under ``template`` (see :func:`lower_query`)."""
+    return lower_query(template, query).graph
+
+
+def _order(state: ExpansionState, upstream: str, downstream: str) -> None:
+    graph = state.graph
+    tails = _ends(graph, state.owned.get(upstream, []), is_head=False)
+    heads = _ends(graph, state.owned.get(downstream, []), is_head=True)
+    for tail in tails:
+        joined = set(graph.children(tail))
+        for head in heads:
+            if head not in joined:
+                graph.add_edge(Edge(tail, head, kind=EdgeKind.ORDER))
+
+
+def _ends(graph: Graph, owned: list[str], is_head: bool) -> list[str]:
+    """Owned nodes with no parent (heads) or no child (tails) among the owned nodes."""
+    members = set(owned)
+    ends: list[str] = []
+    for name in owned:
+        links = graph.parents(name) if is_head else graph.children(name)
+        if not members.intersection(links):
+            ends.append(name)
+    return ends
+
+
+def _add_output(state: ExpansionState, key: str, source: Source) -> None:
+    port = source.port_for(ops.VALUE, is_optional=source.is_conditional)
+    node = Node(f"output.{key}", Op.OUTPUT, inputs=(port,), params={"key": key}, origin="output")
+    state.graph.add_node(node)
+    state.graph.connect(source.node, source.port, node.name, ops.VALUE)
