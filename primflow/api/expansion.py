@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from primflow.graph import ops
-from primflow.graph.ir import Graph, Node, Op, Port, PortType
+from primflow.graph.ir import Graph, Node, Op, Port, PortType, Provenance
 
 if TYPE_CHECKING:
     from primflow.api.config import Query, QueryConfig
@@ -134,7 +134,8 @@ class LoweringContext:
 
     # -- graph --------------------------------------------------------------------------
     def add(self, node: Node) -> Node:
-        node = self._state.graph.add_node(node.replace(origin=self.component.name))
+        lowered = node.replace(origin=self.component.name, provenance=Provenance(node.name))
+        node = self._state.graph.add_node(lowered)
         self._owned.append(node.name)
         return node
 
@@ -165,7 +166,8 @@ class LoweringContext:
 
 def _input_node(key: str, port_type: PortType, num_items: int) -> Node:
     port = Port(ops.VALUE, port_type, num_items if port_type.is_list else None)
-    return Node(f"input.{key}", Op.INPUT, outputs=(port,), params={"key": key})
+    name = f"input.{key}"
+    return Node(name, Op.INPUT, outputs=(port,), params={"key": key}, provenance=Provenance(name))
 
 
 def _input_value(query: Query, key: str) -> Any:

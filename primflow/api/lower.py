@@ -13,7 +13,9 @@ Each component expands into primitives according to the query's data and config
 4. one OUTPUT node per template output (params ``key``).
 
 Node names are ``<component>`` or ``<component>.<part>``; LLM calls use their base name
-as the ``request`` param, so it is unique within the graph.
+as the ``request`` param, so it is unique within the graph. Every node's provenance
+names itself as its source (a p-graph node derives from nothing else); passes keep that
+source on every node they make from it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from primflow.api.expansion import ExpansionState, LoweringContext, LoweringError, Source
 from primflow.graph import ops
-from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op
+from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op, Provenance
 
 if TYPE_CHECKING:
     from primflow.api.config import Query
@@ -81,6 +83,14 @@ def _ends(graph: Graph, owned: list[str], is_head: bool) -> list[str]:
 
 def _add_output(state: ExpansionState, key: str, source: Source) -> None:
     port = source.port_for(ops.VALUE, is_optional=source.is_conditional)
-    node = Node(f"output.{key}", Op.OUTPUT, inputs=(port,), params={"key": key}, origin="output")
+    name = f"output.{key}"
+    node = Node(
+        name,
+        Op.OUTPUT,
+        inputs=(port,),
+        params={"key": key},
+        origin="output",
+        provenance=Provenance(name),
+    )
     state.graph.add_node(node)
     state.graph.connect(source.node, source.port, node.name, ops.VALUE)

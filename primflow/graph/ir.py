@@ -11,7 +11,9 @@ rewrite and the runtime executes. Invariants:
 - A data edge may carry a ``select`` slice: the consumer sees only ``items[start:stop]``
   of a list-valued output. Stage decomposition uses it to shard work.
 - Node names are unique within a graph; insertion order is kept, so printing and
-  golden tests are deterministic.
+  golden tests are deterministic. Names are labels only: what a node was derived from
+  (its p-graph node, the pass that made it, its share of the work, its stage) is its
+  typed :class:`Provenance`, and no code derives meaning from a name's shape.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 
@@ -102,6 +105,45 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True)
+class Stage:
+    """A node's place in the stage chain of one decomposed batch.
+
+    ``chain`` names the batch node the stages replaced (unique in the graph it was
+    decomposed in); stage ``index`` of ``num_stages`` handles the index-th slice of its
+    items. The stages of one chain run on one engine one after another, which is what
+    the runtime's stage-aware rank relies on.
+    """
+
+    chain: str
+    index: int
+    num_stages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What an e-graph node was derived from.
+
+    - ``source``: the p-graph node whose work this node does (all or part of); empty
+      for a node built by hand with no provenance, which then stands for itself
+      (:attr:`Node.source`).
+    - ``pass_name``: the pass that created or last rewrote the node; None for a node
+      as lowering (or a user) built it.
+    - ``share``: the fraction of the source's work this node does, so the shares of
+      the engine nodes of one source sum to 1: its items for stage slices, per-item
+      replicas and partial decodes; for the two phases of a split prefill, half each
+      of the prompt (their token split is known only at run time, when the bound
+      refines it). An AGGREGATE a pass added carries the share of what it joins.
+    - ``stage``: set on the stages of a decomposed batch (and the replicas of its
+      downstream chain), None otherwise.
+    """
+
+    source: str = ""
+    pass_name: str | None = None
+    share: Fraction = Fraction(1)
+    stage: Stage | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     """One primitive of a query.
 
@@ -109,7 +151,8 @@ class Node:
     ``params`` holds op-specific configuration (prompt template, top_k, the LLM request
     key that ties prefill and decode phases together, aggregate mode, ...). It is
     treated as immutable: passes build new nodes with :meth:`replace`.
-    ``origin`` names the template component the node was lowered from.
+    ``origin`` names the template component the node was lowered from;
+    ``provenance`` records the p-graph node, pass, share and stage it derives from.
     """
 
     name: str
@@ -121,6 +164,19 @@ class Node:
     is_batchable: bool = False
     is_splittable: bool = False
     origin: str = ""
+    provenance: Provenance = Provenance()
+
+    @property
+    def source(self) -> str:
+        """The p-graph node this node derives from (itself when it has no provenance)."""
+        return self.provenance.source or self.name
+
+    def piece(
+        self, pass_name: str, share: Fraction = Fraction(1), stage: Stage | None = None
+    ) -> Provenance:
+        """The provenance of a node a pass makes from this one: the same source, the
+        pass's name, ``share`` of this node's share (pieces of pieces compose)."""
+        return Provenance(self.source, pass_name, self.provenance.share * share, stage)
 
     def input(self, name: str) -> Port:
         return _find_port(self.inputs, name, self.name, "input")

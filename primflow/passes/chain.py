@@ -13,16 +13,20 @@ Invariants of a replicated chain:
   it ends at ops whose output is a whole (ingest -> index) or a selection (rerank ->
   top-k). The join's mode follows the end's output: ``all`` for a non-list value,
   ``top_k`` for hits, ``concat`` for other lists.
-- Replica names are ``<name><suffix><i>``; the join is ``<end>.join``.
+- Replica names are ``<name><suffix><i>``; the join is ``<end>.join``. Names are
+  labels only: replica i of a link records in its provenance its source, the pass,
+  its share of the link's items (``ranges[i]`` of the whole range) and, for a stage
+  chain, its :class:`~primflow.graph.ir.Stage` (chain = the link it replaced).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from primflow.graph import ops
-from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op, Port, PortType
+from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op, Port, PortType, Provenance, Stage
 
 # Per-item list inputs of each pipelinable op; stages slice these.
 ALIGNED_PORTS: dict[Op, tuple[str, ...]] = {
@@ -34,6 +38,17 @@ ALIGNED_PORTS: dict[Op, tuple[str, ...]] = {
 }
 # Ops whose output is still one list entry (or group) per input item.
 PER_ITEM_OPS = frozenset({Op.EMBED, Op.VECTOR_SEARCH, Op.WEB_SEARCH})
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How a pass names and records the replicas it makes: ``<name><suffix><i>``,
+    provenance by ``pass_name``; ``is_stage_chain`` when the replicas of each link are
+    the stages of one batch (run on one engine one after another)."""
+
+    suffix: str
+    pass_name: str
+    is_stage_chain: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +139,7 @@ def replicate_chain(
     graph: Graph,
     chain: Sequence[Node],
     ranges: Sequence[tuple[int, int]],
-    suffix: str,
+    how: Replication,
     head_feed: tuple[str, Sequence[Source]] | None = None,
 ) -> Node:
     """Replace ``chain`` in ``graph`` (in place) by one replica per range, joined.
@@ -144,10 +159,10 @@ def replicate_chain(
         else:
             fed_port, sources = None, []
         prev = [
-            _add_replica(graph, node, f"{node.name}{suffix}{i}", stage, fed_port, sources, i)
-            for i, stage in enumerate(ranges)
+            _add_replica(graph, node, _Piece(how, i, ranges), fed_port, sources)
+            for i in range(len(ranges))
         ]
-    join = _join(graph, chain[-1], prev)
+    join = _join(graph, chain[-1], prev, how.pass_name)
     names = {n.name for n in chain}
     for node in chain:
         for edge in graph.out_edges(node.name):
@@ -168,15 +183,38 @@ def _port_fed_by(graph: Graph, node: Node, src: str) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """Replica ``index`` of a link: it handles ``ranges[index]`` of the link's items."""
+
+    how: Replication
+    index: int
+    ranges: Sequence[tuple[int, int]]
+
+    @property
+    def items(self) -> tuple[int, int]:
+        return self.ranges[self.index]
+
+    def name(self, node: Node) -> str:
+        return f"{node.name}{self.how.suffix}{self.index}"
+
+    def provenance_of(self, node: Node) -> Provenance:
+        start, stop = self.items
+        share = Fraction(stop - start, self.ranges[-1][1] - self.ranges[0][0])
+        stage = None
+        if self.how.is_stage_chain:
+            stage = Stage(chain=node.name, index=self.index, num_stages=len(self.ranges))
+        return node.piece(self.how.pass_name, share, stage)
+
+
 def _add_replica(
     graph: Graph,
     node: Node,
-    name: str,
-    stage: tuple[int, int],
+    piece: _Piece,
     fed_port: str | None,
     sources: Sequence[Source],
-    i: int,
 ) -> str:
+    i, stage = piece.index, piece.items
     aligned = ALIGNED_PORTS[node.op]
     stage_items = stage[1] - stage[0]
     sizes: dict[str, int | None] = {p: stage_items for p in aligned}
@@ -184,7 +222,7 @@ def _add_replica(
         fed_src = sources[i]
         sizes[fed_port] = graph.node(fed_src.node).output(fed_src.port).num_items
     ref = fed_port or aligned[0]
-    replica = _replica(graph, node, name, sizes, ref)
+    replica = _replica(graph, node, piece, sizes, ref)
     graph.add_node(replica)
     for edge in graph.in_edges(node.name):
         if edge.kind is EdgeKind.ORDER:
@@ -200,7 +238,9 @@ def _add_replica(
     return replica.name
 
 
-def _replica(graph: Graph, node: Node, name: str, sizes: dict[str, int | None], ref: str) -> Node:
+def _replica(
+    graph: Graph, node: Node, piece: _Piece, sizes: dict[str, int | None], ref: str
+) -> Node:
     inputs = tuple(
         Port(p.name, p.type, sizes[p.name], p.is_optional) if p.name in sizes else p
         for p in node.inputs
@@ -210,7 +250,12 @@ def _replica(graph: Graph, node: Node, name: str, sizes: dict[str, int | None], 
         Port(p.name, p.type, _stage_size(p.num_items, num_in, stage_in, node.op))
         for p in node.outputs
     )
-    return node.replace(name=unique_name(graph, name), inputs=inputs, outputs=outputs)
+    return node.replace(
+        name=unique_name(graph, piece.name(node)),
+        inputs=inputs,
+        outputs=outputs,
+        provenance=piece.provenance_of(node),
+    )
 
 
 def join_mode(node: Node) -> tuple[ops.AggregateMode, int | None]:
@@ -225,7 +270,7 @@ def join_mode(node: Node) -> tuple[ops.AggregateMode, int | None]:
     return ops.AggregateMode.CONCAT, None
 
 
-def _join(graph: Graph, end: Node, replicas: list[str]) -> Node:
+def _join(graph: Graph, end: Node, replicas: list[str], pass_name: str) -> Node:
     output = end.outputs[0]
     mode, top_k = join_mode(end)
     params: dict[str, object] = {"mode": mode}
@@ -242,6 +287,7 @@ def _join(graph: Graph, end: Node, replicas: list[str]) -> Node:
         outputs=(Port(ops.RESULT, output.type, output.num_items),),
         params=params,
         origin=end.origin,
+        provenance=end.piece(pass_name),
     )
     graph.add_node(join)
     for i, name in enumerate(replicas):

@@ -3,7 +3,9 @@ when the modelled pipeline is clearly faster than running the batch whole.
 
 A batchable, per-item primitive (embed, vector search, web search) whose list input
 is larger than its engine's efficient batch size may become ``k`` stages
-``<name>.s<i>``, each reading a ``select`` slice of the input. The downstream batchable
+``<name>.s<i>``, each reading a ``select`` slice of the input and recording its
+:class:`~primflow.graph.ir.Stage` (index i of k) and item share in its provenance (the
+runtime ranks and the bound read those, never the name). The downstream batchable
 chain is replicated stage for stage (``embed.s<i> -> ingest.s<i>``), so stage i's
 consumer starts while stage i+1 still embeds; an AGGREGATE ``<end>.join`` merges the
 stages where the chain ends (see :mod:`primflow.passes.chain`).
@@ -45,13 +47,16 @@ from primflow.graph.ir import Graph, Node, Op
 from primflow.passes.chain import (
     ALIGNED_PORTS,
     PER_ITEM_OPS,
+    Replication,
     can_join_stages,
     follow_chain,
     replicate_chain,
     single_output,
 )
 
+PASS_NAME = "decompose_stages"
 STAGE_SUFFIX = ".s"
+STAGES = Replication(STAGE_SUFFIX, PASS_NAME, is_stage_chain=True)
 
 # Split only when the modelled pipeline is at least this fraction faster than the whole
 # batch. Cutting a batch costs more than a linear profile predicts: on this machine the
@@ -185,5 +190,5 @@ def decompose_stages(
         node = result.node(name) if name in result else None
         plan = plan_stages(result, node, known, min_gain_fraction) if node is not None else None
         if plan is not None:
-            replicate_chain(result, plan[0], plan[1], STAGE_SUFFIX)
+            replicate_chain(result, plan[0], plan[1], STAGES)
     return result

@@ -31,9 +31,13 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
 from primflow.graph.lint import check_same_dependencies, lint
 from primflow.graph.printers import jsonable
+from primflow.passes.decompose_stages import PASS_NAME as DECOMPOSE_STAGES
 from primflow.passes.decompose_stages import decompose_stages
+from primflow.passes.pipeline_decode import PASS_NAME as PIPELINE_DECODE
 from primflow.passes.pipeline_decode import pipeline_decode
+from primflow.passes.prune_dependencies import PASS_NAME as PRUNE_DEPENDENCIES
 from primflow.passes.prune_dependencies import prune_dependencies
+from primflow.passes.split_prefill import PASS_NAME as SPLIT_PREFILL
 from primflow.passes.split_prefill import split_prefill
 
 DEFAULT_MAX_ROUNDS = 8
@@ -88,10 +92,10 @@ def default_passes(profiles: Profiles | None = None) -> list[GraphPass]:
     """The default pipeline, in order; ``profiles`` maps engine name -> latency profile."""
     known: Profiles = profiles or {}
     return [
-        GraphPass("prune_dependencies", prune_dependencies),
-        GraphPass("decompose_stages", lambda g: decompose_stages(g, known)),
-        GraphPass("split_prefill", lambda g: split_prefill(g, known)),
-        GraphPass("pipeline_decode", pipeline_decode),
+        GraphPass(PRUNE_DEPENDENCIES, prune_dependencies),
+        GraphPass(DECOMPOSE_STAGES, lambda g: decompose_stages(g, known)),
+        GraphPass(SPLIT_PREFILL, lambda g: split_prefill(g, known)),
+        GraphPass(PIPELINE_DECODE, pipeline_decode),
     ]
 
 
@@ -109,6 +113,7 @@ def graph_shape_key(graph: Graph) -> Hashable:
             n.is_batchable,
             n.is_splittable,
             n.origin,
+            n.provenance,
         )
         for n in graph
     )

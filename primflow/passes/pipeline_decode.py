@@ -3,7 +3,8 @@
 A splittable LLM_DECODE (it has a ``parser`` and ``num_items`` n >= 2) whose ``items``
 output feeds a batchable per-item primitive becomes n LLM_PARTIAL_DECODE nodes
 ``<name>.p<i>`` (``index`` i, chained by ``state``: item i+1 follows item i in the
-same request), each emitting a one-element ``items`` list. The downstream batchable
+same request, provenance share 1/n of the decode), each emitting a one-element
+``items`` list. The downstream batchable
 chain (embed -> search -> rerank ...) is replicated per item and joined by an
 AGGREGATE (top_k for hits, concat otherwise) that feeds the original consumer; inputs
 that are not per item (the index, the question) reach every replica. Other readers of
@@ -15,10 +16,13 @@ the raw text, and decoding the same request twice would double the LLM work.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from primflow.graph import ops
 from primflow.graph.ir import EdgeKind, Graph, Node, Op, Port, PortType
 from primflow.passes.chain import (
     PER_ITEM_OPS,
+    Replication,
     Source,
     can_join_stages,
     data_out,
@@ -28,8 +32,11 @@ from primflow.passes.chain import (
     unique_name,
 )
 
+PASS_NAME = "pipeline_decode"
 PARTIAL_SUFFIX = ".p"
 ITEM_SUFFIX = ".p"
+# Per-item replicas are not a stage chain: each waits for its own partial decode.
+ITEMS = Replication(ITEM_SUFFIX, PASS_NAME, is_stage_chain=False)
 
 
 def _num_items(node: Node) -> int | None:
@@ -50,6 +57,7 @@ def _add_partial_decodes(graph: Graph, decode: Node, num_items: int) -> list[str
             inputs=(Port(ops.STATE, PortType.LLM_STATE),),
             outputs=(Port(ops.ITEMS, PortType.TEXTS, 1), Port(ops.STATE, PortType.LLM_STATE)),
             params={**decode.params, "index": i, "num_items": num_items},
+            provenance=decode.piece(PASS_NAME, Fraction(1, num_items)),
         )
         graph.add_node(partial)
         if names:
@@ -71,6 +79,7 @@ def _concat_items(graph: Graph, decode: Node, partials: list[str], num_items: in
         outputs=(Port(ops.RESULT, PortType.TEXTS, num_items),),
         params={"mode": ops.AggregateMode.CONCAT},
         origin=decode.origin,
+        provenance=decode.piece(PASS_NAME),
     )
     graph.add_node(join)
     for i, name in enumerate(partials):
@@ -107,7 +116,7 @@ def _pipeline_one(graph: Graph, decode: Node) -> None:
     partials = _add_partial_decodes(graph, decode, num_items)
     sources = [Source(name, ops.ITEMS) for name in partials]
     ranges = [(i, i + 1) for i in range(num_items)]
-    replicate_chain(graph, chain, ranges, ITEM_SUFFIX, head_feed=(head_port, sources))
+    replicate_chain(graph, chain, ranges, ITEMS, head_feed=(head_port, sources))
     other_readers = data_out(graph, decode.name, ops.ITEMS)
     if other_readers:
         concat = _concat_items(graph, decode, partials, num_items)

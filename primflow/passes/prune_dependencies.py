@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from primflow.graph.ir import EdgeKind, Graph
 
+PASS_NAME = "prune_dependencies"  # it makes and rewrites no nodes: provenance is untouched
+
 
 def prune_dependencies(graph: Graph) -> Graph:
     """``graph`` without ORDER edges: a new graph, or ``graph`` itself if it has none."""

@@ -8,7 +8,9 @@ cut just before the first *late* placeholder:
 - ``<name>.full`` (LLM_FULL_PREFILL): the suffix plus the partial's ``state``.
 
 Both keep the original ``request``, so the engine appends the suffix to the same
-request; consumers of the original ``state`` read the full prefill's.
+request; consumers of the original ``state`` read the full prefill's. Both record the
+original's source in their provenance, with half its share each: how the prompt's
+tokens split is known only at run time (the solo bound refines it then).
 
 Ready times are estimated from the graph: each node finishes at the latest finish of
 its parents plus its own predicted latency (the engine's profile; inline ops cost
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from fractions import Fraction
 
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
@@ -28,11 +31,13 @@ from primflow.graph.ir import INLINE_OPS, Edge, EdgeKind, Graph, Node, Op, Port,
 from primflow.passes.chain import unique_name
 from primflow.passes.decompose_stages import kind_of, profile_for
 
+PASS_NAME = "split_prefill"
 PARTIAL_SUFFIX = ".partial"
 FULL_SUFFIX = ".full"
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate when only the template text is known
 DEFAULT_MAX_TOKENS = 128
 EPSILON_S = 1e-9
+HALF = Fraction(1, 2)  # each phase's share of the prompt until its tokens are counted
 
 
 def node_cost_s(node: Node, profiles: Mapping[str, LatencyProfile]) -> float:
@@ -108,12 +113,14 @@ def _split_one(graph: Graph, node: Node, prefix: str, suffix: str) -> None:
         op=Op.LLM_PARTIAL_PREFILL,
         inputs=_ports_for(node, prefix),
         params={**base, "template": prefix},
+        provenance=node.piece(PASS_NAME, HALF),
     )
     full = node.replace(
         name=unique_name(graph, f"{node.name}{FULL_SUFFIX}"),
         op=Op.LLM_FULL_PREFILL,
         inputs=(Port(ops.STATE, PortType.LLM_STATE), *_ports_for(node, suffix)),
         params={k: v for k, v in {**base, "template": suffix}.items() if k != "system"},
+        provenance=node.piece(PASS_NAME, HALF),
     )
     graph.add_node(partial)
     graph.add_node(full)

@@ -6,9 +6,11 @@ where each input port reads from, how many edges it waits on, which children eac
 its edges unblocks, its depth (longest hop distance to an output, the paper's
 Algorithm 2) and its cost estimate for the critical-path rank. All of it is O(V + E).
 
-The rank sees the engines, not only the edges: the stages ``<name>.s<i>`` of one
-decomposed batch run on one engine one after another, so stage i's rank also counts
-the stages after it (``cost(s_i) + rank(s_{i+1})``). Without that, a quarter of a
+The rank sees the engines, not only the edges: the stages of one decomposed batch (the
+nodes whose provenance carries the same :class:`~primflow.graph.ir.Stage` chain) run on
+one engine one after another, so stage i's rank also counts the stages after it
+(``cost(s_i) + rank(s_{i+1})``). Only provenance says what is a stage: a node's name
+never changes its plan. Without that, a quarter of a
 document embedding ranked below an LLM partial prefill that actually waits for the
 whole embedding, and the LLM took the cores from the critical path.
 
@@ -23,7 +25,6 @@ engine instead of paying a scheduling round trip.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,8 +36,6 @@ from primflow.runtime.query_state import PortKey
 
 # Ops whose ``state`` input may be satisfied by the previous phase's dispatch.
 CHAINED_OPS = frozenset({Op.LLM_DECODE, Op.LLM_FULL_PREFILL, Op.LLM_PARTIAL_DECODE})
-
-_STAGE_NAME = re.compile(r"^(?P<base>.+)\.s(?P<index>\d+)$")
 
 # Cost estimates when a prompt's size is unknown before run time.
 CHARS_PER_TOKEN = 4
@@ -131,12 +130,13 @@ class GraphPlan:
             plan.depth = max((self.nodes[c].depth + 1 for c, _ in plan.children), default=0)
 
     def _link_stages(self) -> None:
-        groups: dict[tuple[str, str | None, Op], list[tuple[int, str]]] = {}
+        groups: dict[tuple[str, str, str, Op], list[tuple[int, str]]] = {}
         for name, plan in self.nodes.items():
-            match = _STAGE_NAME.match(name)
-            if match and plan.node.engine is not None:
-                key = (match["base"], plan.node.engine, plan.node.op)
-                groups.setdefault(key, []).append((int(match["index"]), name))
+            node = plan.node
+            stage = node.provenance.stage
+            if stage is not None and node.engine is not None:
+                key = (node.source, stage.chain, node.engine, node.op)
+                groups.setdefault(key, []).append((stage.index, name))
         for stages in groups.values():
             ordered = [name for _, name in sorted(stages)]
             for name, after in itertools.pairwise(ordered):

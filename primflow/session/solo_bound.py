@@ -6,16 +6,16 @@ measured times equals the latency and bounds nothing. The bound here uses each
 primitive's latency when it runs alone: the same question's ``sequential`` run (its
 p-graph primitives run one at a time, each as one engine call, on the same engines and
 placement) is the *reference*. Every engine node of the graph a scheme ran maps to the
-p-graph node it was rewritten from (its name minus the passes' suffixes: ``.s<i>``
-stages, ``.p<i>`` partial decodes and per-item replicas, ``.partial``/``.full``
-prefill phases, ``~<n>`` uniquifiers) and gets that node's solo time times its share:
+p-graph node it was rewritten from (its provenance ``source``; never its name) and gets
+that node's solo time times its provenance ``share``:
 
-- stage and per-item replicas: their share of the original's items (a linear cost
-  model without a fixed part per call, so the share is never too large);
-- a split prefill: its share of the prompt tokens (the runtime's estimates from the
-  values it rendered), equal shares if those are unknown;
-- partial decodes of one decode: equal shares (one item each, state-chained, so a path
-  through all of them sums to the whole decode).
+- stages, per-item replicas and partial decodes: their share of the original's items
+  (a linear cost model without a fixed part per call, so the share is never too
+  large; partial decodes, one item each and state-chained, sum to the whole decode
+  along a path through all of them);
+- the phases of a split prefill: their share of the prompt tokens (the runtime's
+  estimates from the values it rendered), the provenance's even split if those are
+  unknown.
 
 A node with no reference (its p-graph node did not run in the reference) keeps its
 measured service time; ``num_unmatched`` counts them, so a report can say so.
@@ -23,15 +23,13 @@ measured service time; ``num_unmatched`` counts them, so a report can say so.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
 from primflow.session.timing import critical_path
 
 PREFILL_PHASES = frozenset({Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
-_UNIQUIFIER = re.compile(r"~\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +47,6 @@ class SoloBound:
             "path": self.path,
             "num_unmatched": self.num_unmatched,
         }
-
-
-def pgraph_origin(name: str, pgraph_names: Container[str]) -> str | None:
-    """The p-graph node an e-graph node ``name`` was rewritten from, or None."""
-    candidate = name
-    while True:
-        candidate = _UNIQUIFIER.sub("", candidate)
-        if candidate in pgraph_names:
-            return candidate
-        if "." not in candidate:
-            return None
-        candidate = candidate.rsplit(".", 1)[0]
 
 
 def solo_times(
@@ -84,29 +70,28 @@ def solo_times(
         if node.op in INLINE_OPS:
             solo[node.name] = 0.0
             continue
-        origin = pgraph_origin(node.name, pgraph_names)
-        if origin is None or origin not in reference_s:
+        if node.source not in pgraph_names or node.source not in reference_s:
             solo[node.name] = measured_s.get(node.name, 0.0)
             num_unmatched += 1 if node.name in measured_s else 0
             continue
-        groups.setdefault(origin, []).append(node)
-    for origin, members in groups.items():
-        for node, share in zip(members, _shares(members, num_tokens or {}), strict=True):
-            solo[node.name] = reference_s[origin] * share
+        groups.setdefault(node.source, []).append(node)
+    for source, members in groups.items():
+        for name, share in _shares(members, num_tokens or {}).items():
+            solo[name] = reference_s[source] * share
     return solo, num_unmatched
 
 
-def _shares(members: list[Node], num_tokens: Mapping[str, int]) -> list[float]:
-    if len(members) == 1:
-        return [1.0]
-    if all(n.op in PREFILL_PHASES for n in members):
-        weights = [float(num_tokens.get(n.name, 0)) for n in members]
-        if any(w <= 0 for w in weights):
-            weights = [1.0] * len(members)
-    else:
-        weights = [float(n.num_items) for n in members]
-    total = sum(weights)
-    return [w / total for w in weights]
+def _shares(members: list[Node], num_tokens: Mapping[str, int]) -> dict[str, float]:
+    """Each member's share of its source: its provenance share, with the prompt phases'
+    joint share re-split by their tokens when every phase's count is known."""
+    shares = {n.name: float(n.provenance.share) for n in members}
+    phases = [n.name for n in members if n.op in PREFILL_PHASES]
+    tokens = [float(num_tokens.get(name, 0)) for name in phases]
+    if phases and all(t > 0 for t in tokens):
+        joint = sum(shares[name] for name in phases)
+        for name, num in zip(phases, tokens, strict=True):
+            shares[name] = joint * num / sum(tokens)
+    return shares
 
 
 def solo_bound(

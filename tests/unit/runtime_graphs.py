@@ -10,7 +10,7 @@ from typing import Any
 
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
-from primflow.graph.ir import Graph, Node, Op, Port, PortType
+from primflow.graph.ir import Graph, Node, Op, Port, PortType, Provenance
 from primflow.runtime import Runtime
 from primflow.testing.fake_engine import FakeEngine
 from primflow.testing.fake_llm import FakeLLM
@@ -40,7 +40,13 @@ class Builder:
             Node(name, Op.OUTPUT, inputs=(port,), params={"key": name}), {ops.VALUE: src}
         )
 
-    def embed(self, name: str, items: Wire, type_: PortType = PortType.TEXTS) -> Wire:
+    def embed(
+        self,
+        name: str,
+        items: Wire,
+        type_: PortType = PortType.TEXTS,
+        provenance: Provenance | None = None,
+    ) -> Wire:
         node = Node(
             name,
             Op.EMBED,
@@ -48,6 +54,7 @@ class Builder:
             outputs=(Port(ops.VECTORS, PortType.VECTORS),),
             engine="embedder",
             is_batchable=True,
+            provenance=provenance or Provenance(),
         )
         self._add(node, {ops.ITEMS: items})
         return (name, ops.VECTORS)

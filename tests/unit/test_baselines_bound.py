@@ -1,7 +1,10 @@
-"""The uncontended critical-path bound: e-graph nodes map back to their p-graph node and
-share its solo time by items / tokens; computed on fake timings, no engine runs."""
+"""The uncontended critical-path bound: e-graph nodes map back to their p-graph node by
+provenance (never by name) and share its solo time by items / tokens; computed on fake
+timings, no engine runs."""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import pytest
 
@@ -9,19 +12,24 @@ from primflow.api.lower import lower_query
 from primflow.apps import APPS
 from primflow.commands.console import format_breakdown
 from primflow.graph import ops
-from primflow.graph.ir import INLINE_OPS, Graph, Node, Op, Port, PortType
+from primflow.graph.ir import INLINE_OPS, Graph, Node, Op, Port, PortType, Provenance, Stage
 from primflow.passes import optimize
-from primflow.session.solo_bound import pgraph_origin, solo_bound, solo_times
+from primflow.session.solo_bound import solo_bound, solo_times
 
 
-def _embed(name: str, num_items: int) -> Node:
+def _embed(name: str, num_items: int, provenance: Provenance | None = None) -> Node:
     return Node(
         name,
         Op.EMBED,
         inputs=(Port(ops.ITEMS, PortType.TEXTS, num_items),),
         outputs=(Port(ops.VECTORS, PortType.VECTORS, num_items),),
         engine="embedder",
+        provenance=provenance or Provenance(name),
     )
+
+
+def _piece(source: str, pass_name: str, share: Fraction, stage: Stage | None = None) -> Provenance:
+    return Provenance(source, pass_name, share, stage)
 
 
 def _pgraph() -> Graph:
@@ -40,15 +48,40 @@ def _pgraph() -> Graph:
 def _egraph() -> Graph:
     """What the passes make of it: 6 + 2 item stages, a split prefill, 2 partial decodes;
     the partial prefill does not wait for the embedding."""
+    half = Fraction(1, 2)
     graph = Graph(
         [
-            _embed("embed.s0", 6),
-            _embed("embed.s1", 2),
-            Node("embed.join", Op.AGGREGATE),
-            Node("prefill.partial", Op.LLM_PARTIAL_PREFILL, engine="llm"),
-            Node("prefill.full", Op.LLM_FULL_PREFILL, engine="llm"),
-            Node("decode.p0", Op.LLM_PARTIAL_DECODE, engine="llm"),
-            Node("decode.p1~1", Op.LLM_PARTIAL_DECODE, engine="llm"),
+            _embed("embed.s0", 6, _piece("embed", "decompose_stages", Fraction(6, 8))),
+            _embed("embed.s1", 2, _piece("embed", "decompose_stages", Fraction(2, 8))),
+            Node(
+                "embed.join",
+                Op.AGGREGATE,
+                provenance=_piece("embed", "decompose_stages", Fraction(1)),
+            ),
+            Node(
+                "prefill.partial",
+                Op.LLM_PARTIAL_PREFILL,
+                engine="llm",
+                provenance=_piece("prefill", "split_prefill", half),
+            ),
+            Node(
+                "prefill.full",
+                Op.LLM_FULL_PREFILL,
+                engine="llm",
+                provenance=_piece("prefill", "split_prefill", half),
+            ),
+            Node(
+                "decode.p0",
+                Op.LLM_PARTIAL_DECODE,
+                engine="llm",
+                provenance=_piece("decode", "pipeline_decode", half),
+            ),
+            Node(
+                "decode.p1~1",
+                Op.LLM_PARTIAL_DECODE,
+                engine="llm",
+                provenance=_piece("decode", "pipeline_decode", half),
+            ),
         ]
     )
     for src, dst in (
@@ -66,14 +99,28 @@ def _egraph() -> Graph:
 REFERENCE_S = {"embed": 0.8, "prefill": 1.0, "decode": 2.0}
 
 
-def test_names_map_to_their_pgraph_node() -> None:
-    names = {"embed_docs", "synthesize.leaf0.prefill", "search", "expand.decode"}
-    assert pgraph_origin("embed_docs.s3", names) == "embed_docs"
-    assert pgraph_origin("synthesize.leaf0.prefill.partial", names) == "synthesize.leaf0.prefill"
-    assert pgraph_origin("search.p1~2", names) == "search"
-    assert pgraph_origin("expand.decode.p0", names) == "expand.decode"
-    assert pgraph_origin("embed_docs", names) == "embed_docs"
-    assert pgraph_origin("rerank.s0", names) is None
+def _renamed(graph: Graph, names: dict[str, str]) -> Graph:
+    renamed = Graph(n.replace(name=names[n.name]) for n in graph)
+    for edge in graph.edges:
+        renamed.order(names[edge.src], names[edge.dst])
+    return renamed
+
+
+def test_nodes_map_by_provenance_not_by_name() -> None:
+    graph = _egraph()
+    names = {n.name: f"node_{i}" for i, n in enumerate(graph)}
+    tokens = {"prefill.partial": 30, "prefill.full": 70}
+    solo, _ = solo_times(graph, _pgraph(), REFERENCE_S, {}, tokens)
+    renamed_tokens = {names[k]: v for k, v in tokens.items()}
+    solo_renamed, num_unmatched = solo_times(
+        _renamed(graph, names), _pgraph(), REFERENCE_S, {}, renamed_tokens
+    )
+    assert num_unmatched == 0
+    assert solo_renamed == {names[k]: v for k, v in solo.items()}
+    # A node named like a stage of "embed" but with no provenance stands for itself.
+    lookalike = Graph([_embed("embed.s1", 8, Provenance())])
+    solo, num_unmatched = solo_times(lookalike, _pgraph(), REFERENCE_S, {"embed.s1": 0.5})
+    assert (solo["embed.s1"], num_unmatched) == (0.5, 1)
 
 
 def test_shares_follow_items_tokens_and_partial_decodes() -> None:
@@ -137,9 +184,8 @@ def test_real_egraphs_conserve_each_primitives_solo_time(app_name: str) -> None:
     for node in egraph:
         if node.op in INLINE_OPS:
             continue
-        origin = pgraph_origin(node.name, reference_s)
-        assert origin is not None, node.name
-        totals[origin] = totals.get(origin, 0.0) + solo[node.name]
+        assert node.source in reference_s, node.name
+        totals[node.source] = totals.get(node.source, 0.0) + solo[node.name]
     for name, total in totals.items():
         assert total == pytest.approx(reference_s[name]), name
 
@@ -149,9 +195,8 @@ def test_some_app_is_rewritten_into_pieces() -> None:
     app = APPS["advanced_rag"]
     pgraph = lower_query(app.template(), app.sample_query()).graph
     egraph, _report = optimize(pgraph)
-    names = {n.name for n in pgraph}
-    origins = [pgraph_origin(n.name, names) for n in egraph if n.op not in INLINE_OPS]
-    assert len(origins) > len(set(origins))
+    sources = [n.source for n in egraph if n.op not in INLINE_OPS]
+    assert len(sources) > len(set(sources))
 
 
 async def test_session_answers_get_the_bound_of_their_sequential_reference() -> None:

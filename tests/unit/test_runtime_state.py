@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from primflow.engines.base import EngineKind, EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
 from primflow.graph import ops
-from primflow.graph.ir import Graph, GraphError, Node, Op, PortType
+from primflow.graph.ir import Graph, GraphError, Node, Op, PortType, Provenance, Stage
 from primflow.runtime.clock import ManualClock
 from primflow.runtime.inline_ops import is_decision_true, run_aggregate
 from primflow.runtime.plan import GraphPlan
@@ -198,16 +199,18 @@ def _request(query_id: str) -> EngineRequest:
 
 def test_plan_rank_of_a_stage_counts_the_stages_after_it_on_its_engine() -> None:
     """Stages of one batch run one after another on one engine: stage 0 waits for no
-    edge of stage 1, but the batch is done only when the last stage is."""
+    edge of stage 1, but the batch is done only when the last stage is. What makes a
+    node a stage is its provenance; the names here say nothing."""
     b = Builder()
     texts = b.input("texts", PortType.TEXTS)
     for i in range(3):
-        b.output(f"out{i}", b.embed(f"embed.s{i}", texts))
+        stage = Provenance("embed", "decompose_stages", Fraction(1, 3), Stage("embed", i, 3))
+        b.output(f"out{i}", b.embed(f"piece_{2 - i}", texts, provenance=stage))
     b.output("out_other", b.embed("other", texts))
-    costs = {"embed.s0": 1.0, "embed.s1": 1.0, "embed.s2": 0.5, "other": 2.0}
+    costs = {"piece_2": 1.0, "piece_1": 1.0, "piece_0": 0.5, "other": 2.0}
     ranks = _plan(b.graph, costs).ranks()
-    assert ranks["embed.s2"] == pytest.approx(0.5)
-    assert ranks["embed.s1"] == pytest.approx(1.5)
-    assert ranks["embed.s0"] == pytest.approx(2.5)  # more urgent than "other" (2.0)
+    assert ranks["piece_0"] == pytest.approx(0.5)  # stage 2
+    assert ranks["piece_1"] == pytest.approx(1.5)
+    assert ranks["piece_2"] == pytest.approx(2.5)  # stage 0: more urgent than "other" (2.0)
     assert ranks["texts"] == pytest.approx(2.5)
-    assert _plan(b.graph, costs).ranks(excluded=["embed.s1"])["embed.s0"] == pytest.approx(1.0)
+    assert _plan(b.graph, costs).ranks(excluded=["piece_1"])["piece_2"] == pytest.approx(1.0)
