@@ -10,6 +10,8 @@ Text format, one line per node::
 
 ``name = op[engine](port=src.port[select], ..., ~order_parent) -> port:type(num_items)``
 followed by ``{params}`` when the node has any. An input with no edge prints ``-``.
+Provenance (source, pass, share, stage) is in the JSON form only: the text lines are
+already long, and a pass's node names say enough for a reader there.
 """
 
 from __future__ import annotations
@@ -111,9 +113,25 @@ def to_json(graph: Graph) -> dict[str, Any]:
                 "is_batchable": node.is_batchable,
                 "is_splittable": node.is_splittable,
                 "origin": node.origin,
+                "provenance": provenance_json(node),
             }
         )
     return {"nodes": nodes}
+
+
+def provenance_json(node: Node) -> dict[str, Any]:
+    """``{"source", "pass", "share"}`` (the share as an exact ``"p/q"``), plus
+    ``"stage": {"chain", "index", "num_stages"}`` for a stage of a decomposed batch."""
+    provenance = node.provenance
+    data: dict[str, Any] = {
+        "source": node.source,
+        "pass": provenance.pass_name,
+        "share": str(provenance.share),
+    }
+    if provenance.stage is not None:
+        stage = provenance.stage
+        data["stage"] = {"chain": stage.chain, "index": stage.index, "num_stages": stage.num_stages}
+    return data
 
 
 def _port_json(port: Port, in_edges: list[Edge]) -> dict[str, Any]:

@@ -8,8 +8,9 @@ Invariants:
   return it as is when nothing applies (copying big graphs is the main cost here).
   A pass that raises is never skipped:
   :class:`PassError` names it and the passes that ran before it.
-- With ``lint_each`` the graph is linted after every pass, and every OUTPUT must keep
-  depending on the same INPUTs; the first pass that breaks a rule is named.
+- With ``lint_each`` the graph is linted after every pass, every OUTPUT must keep
+  depending on the same INPUTs and provenance must stay consistent
+  (:mod:`primflow.graph.lint_provenance`); the first pass that breaks a rule is named.
 - Optimized graphs are cached per (template id, shape key). The default shape key is
   the whole structure of the graph, so a hit returns exactly what the passes would; a
   caller-supplied key must cover everything the passes read (ops, port sizes, params).
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
 from primflow.graph.lint import check_same_dependencies, lint
+from primflow.graph.lint_provenance import check_provenance
 from primflow.graph.printers import jsonable
 from primflow.passes.decompose_stages import PASS_NAME as DECOMPOSE_STAGES
 from primflow.passes.decompose_stages import decompose_stages
@@ -227,6 +229,7 @@ class Optimizer:
             try:
                 lint(new_graph)
                 check_same_dependencies(graph, new_graph)
+                check_provenance(graph, new_graph)
             except Exception as exc:
                 raise PassError(graph_pass.name, ran, f"produced a bad graph: {exc}") from exc
         return new_graph

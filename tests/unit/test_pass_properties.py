@@ -16,6 +16,7 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Op, PortType
 from primflow.graph.lint import check_same_dependencies, lint
+from primflow.graph.lint_provenance import check_provenance
 from primflow.passes.pipeline import default_passes, optimize
 
 ANSWER_TEMPLATES = [
@@ -109,8 +110,10 @@ def test_every_pass_keeps_graphs_valid_and_dependencies_intact(
         assert current == snapshot, f"{graph_pass.name} changed its input"
         lint(rewritten)
         check_same_dependencies(current, rewritten)
+        check_provenance(current, rewritten)
         current = rewritten
     check_same_dependencies(graph, current)
+    check_provenance(graph, current)
 
 
 @SETTINGS
@@ -125,7 +128,7 @@ def test_pipeline_reaches_a_fixpoint_with_lint_between_passes(
     # Stages are no larger than the embedder's efficient batch size.
     efficient = known["embedder"].efficient_batch_size
     for node in result.nodes_with_op(Op.EMBED):
-        if node.name.startswith("embed_docs.s"):
+        if node.source == "embed_docs" and node.provenance.stage is not None:
             assert node.input(ops.ITEMS).num_items is not None
             assert node.input(ops.ITEMS).num_items <= efficient
 
