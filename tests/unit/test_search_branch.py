@@ -9,42 +9,23 @@ the checks read what the engines really received, whichever scheme submitted it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from primflow.apps import APPS
-from primflow.engines.base import Engine, EngineKind
-from primflow.engines.placement import CoreBudget
-from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Op
 from primflow.session import Answer, EngineStack, Session, fake_factory
-from primflow.testing.fakes import FakeLLM
+from primflow.testing.judge import fixed_judge_factory
 from primflow.testing.recording import RecordingEngine
 
 SCHEMES = ("primflow", "sequential", "parallel")
 QUESTION = APPS["search_augmented"].sample_question
-JUDGE_DECODE = "judge.decode"  # the judge's decode node in both the p-graph and e-graph
-
-
-def judged_factory(decision: str, rest: Callable[..., Engine]) -> Callable[..., Engine]:
-    """Engines from ``rest``, each recorded, except a fake judge that says ``decision``."""
-
-    def build(
-        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
-    ) -> Engine:
-        if name == "judge":
-            judge = FakeLLM(name, profile, latency_scale=0.001)
-            judge.set_response(JUDGE_DECODE, decision)
-            return RecordingEngine(judge)
-        return RecordingEngine(rest(name, kind, budget, profile))
-
-    return build
 
 
 async def session_for(decision: str) -> AsyncIterator[Session]:
-    factory = judged_factory(decision, fake_factory(latency_scale=0.001))
+    factory = fixed_judge_factory(decision, fake_factory(latency_scale=0.001))
     stack = EngineStack.for_apps(["search_augmented"], factory)
     async with stack, Session(stack) as session:
         yield session
