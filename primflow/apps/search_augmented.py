@@ -1,6 +1,7 @@
 """Search-engine-empowered generation (paper §7): a judge LLM decides whether the
 question needs a web search; if so, the web search runs and the core LLM answers with
-the hits as context, otherwise it answers without them."""
+the hits as context, otherwise it answers without them. It is a fixed dataflow graph
+with one branch (the judge decides once; no loop, no tool choice): not an agent."""
 
 from __future__ import annotations
 

@@ -130,7 +130,8 @@ class ModuleExecutor:
         now_s = time.perf_counter()
         timing = run.timings[node.name] = NodeTiming(ready_s=now_s, start_s=now_s)
         values, is_skipped = _gather(run, node)
-        if is_skipped:
+        if is_skipped:  # never ran: no start, as the runtime reports an untaken branch
+            timing.start_s = None
             outputs: Outputs = {p.name: SKIPPED for p in node.outputs}
         elif node.op is Op.INPUT:
             outputs = {ops.VALUE: run.inputs[node.params.get("key", node.name)]}

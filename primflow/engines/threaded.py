@@ -10,6 +10,15 @@ Owns the hand-off between the event loop and an engine's thread. Invariants:
 - ``abort(query_id)`` cancels that query's futures at once; its requests still queued
   are skipped when their batch starts. ``release``/``abort`` call ``free_query`` and
   remember the query as closed, so late work for it is refused.
+- Abort of a running batch: the unit running when the abort comes (one ONNX sub-batch,
+  which cannot be interrupted) finishes and holds its ``lease_threads`` lease to its
+  end. Once every request of the batch belongs to an ended query, the next
+  ``lease_threads`` call raises :class:`BatchAbandoned` instead of leasing: the batch
+  stops at that unit boundary, its requests fail with "its query has ended", the
+  engine leaves the budget (``end``), and only then does the next batch start (one
+  batch at a time on the engine thread). So an aborted batch frees the cores within
+  one unit, before the next batch starts. A batch that also serves a live query runs
+  to its end (its texts are shared).
 - While a batch is queued or running the engine counts as busy in its ``CoreBudget``
   (so a deferrable engine with speculative work, the LLM, waits while this one runs).
 """
@@ -30,6 +39,11 @@ from primflow.engines.profile import LatencyProfile
 
 Outcome = Outputs | BaseException
 
+
+class BatchAbandoned(Exception):
+    """Raised by ``lease_threads`` when every query of the running batch has ended."""
+
+
 # Closed query ids are remembered to refuse late work; old ones are forgotten.
 MAX_NUM_CLOSED_QUERIES = 10_000
 
@@ -49,6 +63,7 @@ class ThreadedEngine(Engine):
         self._closed_queries: OrderedDict[str, None] = OrderedDict()
         self._num_queued = 0
         self._num_running = 0
+        self._running_query_ids: frozenset[str] = frozenset()  # engine thread only
 
     @abstractmethod
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
@@ -64,7 +79,13 @@ class ThreadedEngine(Engine):
         return self.budget.threads_for(self.name)
 
     def lease_threads(self) -> AbstractContextManager[int]:
-        """Threads for one batch or sub-batch, held until it ends (``CoreBudget.lease``)."""
+        """Threads for one batch or sub-batch, held until it ends (``CoreBudget.lease``).
+
+        Raises :class:`BatchAbandoned` when every query of the running batch has ended
+        (see the module docstring): the caller stops the batch there.
+        """
+        if self._running_query_ids and all(map(self.is_closed, self._running_query_ids)):
+            raise BatchAbandoned(f"{self.name}: every query of the running batch has ended")
         if self.budget is None:
             return nullcontext(0)  # 0 = let the library decide
         return self.budget.lease(self.name)
@@ -121,9 +142,11 @@ class ThreadedEngine(Engine):
             if self.budget is not None:  # this batch's oldest query, for the core budget
                 starts = [r.query_start_s for r, _ in live if r.query_start_s is not None]
                 self.budget.set_query_start(self.name, min(starts, default=None))
+            self._running_query_ids = frozenset(r.query_id for r, _ in live)
             outcomes = self._outcomes([r for r, _ in live]) if live else []
             resolutions += [(r, f, o) for (r, f), o in zip(live, outcomes, strict=True)]
         finally:
+            self._running_query_ids = frozenset()
             with self._lock:
                 self._num_running = 0
             # Idle in the budget before anyone sees a result, so cores are already free.
@@ -136,6 +159,8 @@ class ThreadedEngine(Engine):
     def _outcomes(self, batch: list[EngineRequest]) -> list[Outcome]:
         try:
             outcomes = self.run_batch(batch)
+        except BatchAbandoned:
+            return [EngineError(self.name, r.node, "its query has ended") for r in batch]
         except Exception as err:  # a bug or a lost backend fails the whole batch
             return [err] * len(batch)
         if len(outcomes) != len(batch):

@@ -1,8 +1,10 @@
 """Engine factories for :class:`~primflow.session.stack.EngineStack`.
 
 ``embedded_factory`` builds the real embedded engines (llama.cpp LLM, MiniLM embedder,
-FAISS index, cross-encoder reranker, BM25 web search over ``samples/web``); each import
-happens only when that kind is built, so a stack without a reranker never loads one.
+FAISS index, a reranker that scores each passage by its MiniLM cosine with the question
+(a bi-encoder, not a cross-encoder: engines/rerank/), BM25 web search over
+``samples/web``); each import happens only when that kind is built, so a stack without
+a reranker never loads one.
 ``fake_factory`` builds the model-free fakes of ``primflow.testing.fakes`` (tests and
 quick checks of the baselines' scheduling). Both take the stack's core budget and the
 engine's measured profile (None: the kind's default).

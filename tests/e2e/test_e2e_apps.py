@@ -1,4 +1,5 @@
-"""End to end on the real embedded engines (SmolLM2, MiniLM, FAISS, reranker, BM25 web).
+"""End to end on the real embedded engines (SmolLM2, MiniLM, FAISS, the MiniLM-cosine
+reranker, BM25 web).
 
 Each application answers a fixed question from samples/questions.jsonl over the sample
 corpus; the retrieved passages contain the expected source; the three schemes retrieve

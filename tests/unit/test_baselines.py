@@ -16,7 +16,7 @@ from primflow.graph.ir import Graph, Node, Op
 from primflow.runtime import NodeTiming
 from primflow.session import EngineStack, Session, critical_path, fake_factory
 from primflow.session.timing import service_times
-from primflow.testing.fakes import FakeEngine
+from primflow.testing.fakes import FakeEngine, FakeLLM
 
 SCHEMES = ("primflow", "sequential", "parallel")
 # advanced_rag is left out until vector search returns top_k per query vector: the
@@ -27,6 +27,9 @@ SAME_PASSAGE_APPS = ("naive_rag", "contextual_retrieval", "search_augmented")
 @pytest.fixture
 async def session() -> AsyncIterator[Session]:
     stack = EngineStack.for_apps(APPS, fake_factory(latency_scale=0.001))
+    judge = stack.engines["judge"]
+    assert isinstance(judge, FakeLLM)
+    judge.set_response("judge.decode", "yes")  # search_augmented takes its search branch
     async with stack, Session(stack) as opened:
         yield opened
 
@@ -45,6 +48,7 @@ async def test_schemes_retrieve_the_same_passages(session: Session, app_name: st
         for s in SCHEMES
     }
     keys = {s: [(h.chunk.source, h.chunk.chunk_id) for h in a.passages] for s, a in answers.items()}
+    assert keys["primflow"], "every app here retrieves passages"
     assert keys["sequential"] == keys["parallel"] == keys["primflow"]
     assert all(a.text for a in answers.values())
 

@@ -1,4 +1,7 @@
-"""Reranking hits by their relevance to a query text, keeping the best ``top_k``."""
+"""Reranking hits by their relevance to a query text, keeping the best ``top_k``.
+
+How relevance is scored is the engine's business; the embedded reranker scores by MiniLM
+cosine (``engines/rerank/``), not by a cross-encoder."""
 
 from __future__ import annotations
 

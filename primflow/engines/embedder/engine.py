@@ -11,6 +11,11 @@ back per request. Invariants:
 - A request with bad items fails alone; the rest of the batch still runs.
 - Runs on the engine's own thread; before each sub-batch it asks the core budget how
   many threads to use.
+- Abort of a running batch (``engines/threaded.py``): the sub-batch running when the
+  abort comes finishes and holds its core-budget lease to its end; if every request of
+  the batch belongs to an ended query, the remaining sub-batches are skipped, so the
+  cores are free before the next batch starts. A batch fused with a live query's
+  request embeds every text.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 All requests of a batch are re-scored together (one embedding pass for every question
 and passage), on the engine's own thread. A request with bad inputs fails alone.
+``method``: ``cosine`` (default; score = MiniLM cosine of question and passage) or
+``hybrid`` (reciprocal-rank fusion of that with BM25 over the candidates). Neither is a
+cross-encoder (rerankers.py says why).
 """
 
 from __future__ import annotations
