@@ -83,6 +83,12 @@ class Component(ABC):
     def output_types(self, input_types: Mapping[str, PortType]) -> dict[str, PortType]:
         """Types of the output roles given the types of the channels read."""
 
+    def engine_names(self) -> tuple[str, ...]:
+        """Every engine group this component's primitives run on, so an engine stack
+        can build them all: its ``engine``; a component whose primitives also run on
+        other engines (an LLM call whose text is then embedded) lists those too."""
+        return () if self.engine is None else (self.engine,)
+
     def conditional_outputs(self) -> frozenset[str]:
         """Output roles that exist only on some runs (a CONDITION's branches)."""
         return frozenset()

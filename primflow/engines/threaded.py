@@ -20,7 +20,7 @@ import asyncio
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
@@ -88,7 +88,7 @@ class ThreadedEngine(Engine):
         self._executor.submit(self._run_on_thread, loop, requests, futures)
         return futures
 
-    def _forget(self, query_id: str):  # type: ignore[no-untyped-def]
+    def _forget(self, query_id: str) -> Callable[[asyncio.Future[Outputs]], None]:
         def callback(future: asyncio.Future[Outputs]) -> None:
             futures = self._futures_by_query.get(query_id)
             if futures is not None:

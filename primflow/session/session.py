@@ -24,6 +24,7 @@ from typing import Any
 
 from primflow.api.documents import Document
 from primflow.api.lower import lower_query
+from primflow.api.template import Template
 from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
 from primflow.engines.base import EngineKind
@@ -172,7 +173,7 @@ class Session:
             hooks=[self._hook],
             profiles=stack.profiles,
         )
-        self._apps: dict[str, tuple[App, Any]] = {}
+        self._apps: dict[str, tuple[App, Template]] = {}
         self._is_started = False
 
     async def start(self) -> None:
@@ -196,9 +197,9 @@ class Session:
 
     async def ask(
         self,
-        app_name: str,
+        app: App | str,
         question: str,
-        documents: Sequence[Document] = (),
+        documents: Sequence[Document | str] = (),
         *,
         scheme: str = "primflow",
         on_text: OnText | None = None,
@@ -207,7 +208,8 @@ class Session:
     ) -> Answer:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
-        app, template = self._app(app_name)
+        app, template = self._app(app)
+        app_name = app.name
         query_id = self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
@@ -276,11 +278,18 @@ class Session:
             if engine.kind is EngineKind.LLM:
                 engine.abort(query_id)
 
-    def _app(self, name: str) -> tuple[App, Any]:
+    def _app(self, app: App | str) -> tuple[App, Template]:
+        """The app and its template, built once per session. Graphs are cached by app
+        name, so a name stands for one app: a second, different app under a name
+        already asked is refused rather than served from the first one's cache."""
+        name = app if isinstance(app, str) else app.name
         if name not in self._apps:
-            app = get_app(name)
-            self._apps[name] = (app, app.template())
-        return self._apps[name]
+            resolved = get_app(app) if isinstance(app, str) else app
+            self._apps[name] = (resolved, resolved.template())
+        known, template = self._apps[name]
+        if not isinstance(app, str) and app != known:
+            raise ValueError(f"this session already runs a different app named {name!r}")
+        return known, template
 
 
 class _Progress:
