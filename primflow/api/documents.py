@@ -35,6 +35,7 @@ class Document:
         >>> Query("How much leave?", [doc]).documents[0].source
         'handbook.md'
     """
+
     text: str
     source: str
 

@@ -35,6 +35,32 @@ MAX_NUM_CLOSED_QUERIES = 10_000
 
 
 class ThreadedEngine(Engine):
+    """An engine whose work is synchronous: subclasses implement :meth:`run_batch`,
+    which runs on the engine's own thread (see the module docstring).
+
+    ``run_batch`` returns one outcome per request: its outputs, or an exception that
+    fails that request alone. docs/guide/extending.md builds a real one (an embedder).
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineKind, EngineRequest, Op, ThreadedEngine
+        >>> class LengthEmbedder(ThreadedEngine):
+        ...     kind = EngineKind.EMBEDDER
+        ...     def run_batch(self, batch):
+        ...         lengths = [[[float(len(t))] for t in r.inputs["items"]] for r in batch]
+        ...         return [{"vectors": rows} for rows in lengths]
+        >>> async def main():
+        ...     engine = LengthEmbedder("embedder")
+        ...     request = EngineRequest("q0", "embed", Op.EMBED, {"items": ["ab", "abc"]}, {})
+        ...     try:
+        ...         (future,) = engine.submit([request])
+        ...         return await future
+        ...     finally:
+        ...         await engine.close()
+        >>> asyncio.run(main())
+        {'vectors': [[2.0], [3.0]]}
+    """
+
     def __init__(
         self,
         name: str,

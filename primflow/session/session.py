@@ -46,6 +46,26 @@ OnProgress = Callable[[Node, int, int], None]
 
 @dataclass
 class Answer:
+    """One answered question: the text, the passages, the latency, the time spent
+    lowering and optimizing, the graph that ran and per-primitive timings.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineStack, Session
+        >>> from primflow.session import fake_factory
+        >>> async def ask(question, documents):
+        ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
+        ...     async with stack, Session(stack) as session:
+        ...         return await session.ask("naive_rag", question, documents)
+        >>> answer = asyncio.run(ask("How much leave?", ["Employees get 25 days of leave."]))
+        >>> answer.app, answer.text
+        ('naive_rag', 'Answer ...: a deterministic fake reply.')
+        >>> [p.chunk.source for p in answer.passages], answer.latency_s > 0
+        (['doc-0'], True)
+        >>> answer.timing.critical_path[-1], answer.to_json()["optimize_cache_hit"]
+        ('synthesize.decode', False)
+    """
+
     app: str
     scheme: str
     question: str
@@ -151,7 +171,23 @@ class _SessionHook(Hook):
 
 
 class Session:
-    """Answers questions on a started stack (see the module docstring)."""
+    """Answers questions on a started stack (see the module docstring).
+
+    ``ask`` takes a built-in app's name or an :class:`~primflow.apps.App` of your own,
+    lowers the question, optimizes the graph (cached per graph shape) and runs it.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineStack, Session
+        >>> from primflow.session import fake_factory
+        >>> async def ask(question, documents):
+        ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
+        ...     async with stack, Session(stack) as session:
+        ...         return await session.ask("naive_rag", question, documents)
+        >>> answer = asyncio.run(ask("How much leave?", ["Employees get 25 days of leave."]))
+        >>> answer.scheme, answer.passages[0].chunk.text
+        ('primflow', 'Employees get 25 days of leave.')
+    """
 
     def __init__(
         self,

@@ -99,7 +99,21 @@ def read_profiles(path: Path | None) -> dict[str, LatencyProfile]:
 
 
 class EngineStack:
-    """Named engines for a set of applications, with one placement and their profiles."""
+    """Named engines for a set of applications, with one placement and their profiles.
+
+    ``factory(name, kind, budget, profile)`` builds each engine: ``embedded_factory()``
+    the real embedded engines, ``fake_factory()`` the model-free fakes, or a function of
+    your own that returns your engine for some names (docs/guide/extending.md).
+
+    Examples:
+        >>> from primflow import EngineStack, get_app
+        >>> from primflow.session import fake_factory
+        >>> stack = EngineStack.for_apps(["naive_rag"], fake_factory())
+        >>> sorted(stack.engines), stack.profiles["embedder"].per_item_s
+        (['embedder', 'llm', 'vector_index'], 0.012)
+        >>> sorted(EngineStack.for_apps(["search_augmented"], fake_factory()).engines)
+        ['judge', 'llm', 'web_search']
+    """
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ class ChunkDocuments(Component):
         >>> [c.text for c in lower_query(template, query).inputs["chunks"]]
         ['one two', 'three four', 'five six']
     """
+
     kind = "chunk"
 
     def __init__(self, name: str | None = None, *, chunks: str = "chunks") -> None:

@@ -32,6 +32,7 @@ class Condition(Component):
         >>> lower(template, Query("Who won?")).node("condition").params
         {'predicate': 'yes'}
     """
+
     kind = "condition"
 
     def __init__(

@@ -23,6 +23,7 @@ class Embed(Component):
         >>> [(n.name, n.engine) for n in lower(template, Query("What is HNSW?"))]
         [('input.question_list', None), ('embed', 'embedder'), ('output.vectors', None)]
     """
+
     kind = "embed"
     default_engine = "embedder"
     batchable = True

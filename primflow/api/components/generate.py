@@ -49,6 +49,7 @@ class Generate(Component):
         >>> graph.node("haiku.decode").params["max_tokens"]
         32
     """
+
     kind = "generate"
     default_engine = "llm"
 

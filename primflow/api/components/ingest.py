@@ -25,6 +25,7 @@ class Ingest(Component):
         >>> template.channels["index"].writer, template.component("ingest").engine
         ('ingest', 'vector_index')
     """
+
     kind = "ingest"
     default_engine = "vector_index"
     batchable = True

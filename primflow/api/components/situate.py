@@ -34,6 +34,7 @@ class Situate(Component):
         >>> [n.name for n in graph.nodes_with_op(Op.LLM_DECODE)]
         ['situate.0.decode', 'situate.1.decode']
     """
+
     kind = "situate"
     default_engine = "llm"
 
