@@ -69,7 +69,8 @@ class Component(ABC):
         ...         node = Node(ctx.name(), Op.EMBED, (items,), (vectors,), engine=ctx.engine)
         ...         ctx.add(node)
         ...         ctx.connect(questions, node.name, ops.ITEMS)
-        ...         ctx.write("vectors", Source(node.name, ops.VECTORS, PortType.VECTORS, 1))
+        ...         written = Source(node.name, ops.VECTORS, PortType.VECTORS, questions.num_items)
+        ...         ctx.write("vectors", written)
         >>> template = build_template("mine", EmbedQuestion(), outputs={"vectors": "vectors"})
         >>> [(n.name, str(n.op)) for n in lower(template, Query("What is HNSW?"))]
         [('input.question_list', 'input'), ('embed_question', 'embed'),

@@ -1,6 +1,7 @@
 """The query session: one question in, a streamed answer and its timings out.
 
-``Session`` runs questions of any application on one :class:`EngineStack`, with any
+``Session`` runs questions of any application (a built-in app's name, or an
+:class:`~primflow.apps.App` of the user's own) on one :class:`EngineStack`, with any
 scheme: ``primflow`` (lower -> optimize, cached -> the two-tier runtime) or a baseline
 (``sequential``, ``parallel``: the unoptimized p-graph run module by module on the same
 engines). Invariants:
@@ -318,13 +319,12 @@ class Session:
         """The app and its template, built once per session. Graphs are cached by app
         name, so a name stands for one app: a second, different app under a name
         already asked is refused rather than served from the first one's cache."""
-        name = app if isinstance(app, str) else app.name
-        if name not in self._apps:
-            resolved = get_app(app) if isinstance(app, str) else app
-            self._apps[name] = (resolved, resolved.template())
-        known, template = self._apps[name]
-        if not isinstance(app, str) and app != known:
-            raise ValueError(f"this session already runs a different app named {name!r}")
+        resolved = get_app(app) if isinstance(app, str) else app
+        if resolved.name not in self._apps:
+            self._apps[resolved.name] = (resolved, resolved.template())
+        known, template = self._apps[resolved.name]
+        if resolved != known:
+            raise ValueError(f"this session already runs a different app named {known.name!r}")
         return known, template
 
 

@@ -145,3 +145,10 @@ async def test_user_engines_run_concurrently_with_the_fakes(session: Session) ->
     questions = ["How much paid annual leave?", "When are expense reports filed?"]
     answers = await asyncio.gather(*(session.ask("naive_rag", q, DOCUMENTS) for q in questions))
     assert [a.passages[0].chunk.source for a in answers] == ["leave.txt", "expenses.txt"]
+
+
+async def test_a_users_app_cannot_shadow_a_built_in_name(session: Session) -> None:
+    shadow = App("naive_rag", HYDE_RAG.build)
+    await session.ask(shadow, "Where can I eat at work?", DOCUMENTS)
+    with pytest.raises(ValueError, match="different app named 'naive_rag'"):
+        await session.ask("naive_rag", "How much leave?", DOCUMENTS)
