@@ -47,7 +47,7 @@ def user_factory(
     name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
 ) -> Engine:
     if name == "embedder":
-        return HashingEmbedder(name, profile=profile, budget=budget)
+        return HashingEmbedder(name, budget=budget)
     return fake_factory(latency_scale=0.001)(name, kind, budget, profile)
 
 
