@@ -56,10 +56,18 @@ def indexing_graph() -> Graph:
     return lower(template, get_app("advanced_rag").sample_query())
 
 
+def naive() -> Graph:
+    """naive_rag with one-shot synthesis: the smallest graph the first passes change."""
+    return app_graph("naive_rag", synthesis_mode="one_shot")
+
+
+def advanced() -> Graph:
+    """advanced_rag with one-shot synthesis: query expansion feeds per-query retrieval."""
+    return app_graph("advanced_rag", synthesis_mode="one_shot")
+
+
 def pictures() -> dict[str, Callable[[], Graph]]:
     """File stem -> graph. Each pass is shown alone on the smallest graph it changes."""
-    naive = lambda: app_graph("naive_rag", synthesis_mode="one_shot")  # noqa: E731
-    advanced = lambda: app_graph("advanced_rag", synthesis_mode="one_shot")  # noqa: E731
     return {
         "advanced_rag_pgraph": lambda: cli_graph("advanced_rag", is_optimized=False),
         "advanced_rag_egraph": lambda: cli_graph("advanced_rag", is_optimized=True),

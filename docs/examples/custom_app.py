@@ -5,7 +5,8 @@ Run it on the embedded engines (real small models) from the repository root::
     .venv/bin/python docs/examples/custom_app.py --docs samples/docs \
         --question "How long is the warranty on the Tidepool Marine model?"
 
-``--fake`` runs the same graph on the model-free fake engines in a second.
+``--fake`` runs the same graph on the model-free fake engines in a second;
+``--spec samples/specs/naive_rag.yaml`` runs a YAML/JSON spec instead of ``build()``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from primflow import (
     VectorSearch,
     build_template,
     load_documents,
+    load_spec,
     lower_query,
     optimize,
 )
@@ -54,9 +56,10 @@ def build() -> Template:
     return build_template("rerank_rag", flow, outputs={"answer": "answer", "hits": "passages"})
 
 
-async def ask(question: str, docs: str, *, is_fake: bool = False) -> QueryResult:
+async def ask(
+    template: Template, question: str, docs: str, *, is_fake: bool = False
+) -> QueryResult:
     """Lower one query, optimize its graph and run it on a fresh engine stack."""
-    template = build()
     query = Query(question, load_documents(docs), QueryConfig(chunk_size=350, max_tokens=48))
     lowered = lower_query(template, query)
     graph, _report = optimize(lowered.graph)
@@ -76,8 +79,10 @@ def main() -> None:
     parser.add_argument("--docs", default="samples/docs")
     parser.add_argument("--question", default="How many days of paid annual leave do we get?")
     parser.add_argument("--fake", action="store_true", help="fake engines (no models)")
+    parser.add_argument("--spec", help="a YAML/JSON spec file to run instead of build()")
     args = parser.parse_args()
-    result = asyncio.run(ask(args.question, args.docs, is_fake=args.fake))
+    template = load_spec(args.spec) if args.spec else build()
+    result = asyncio.run(ask(template, args.question, args.docs, is_fake=args.fake))
     print(result.outputs["answer"])
     for hit in result.outputs["hits"]:
         print(f"  [{hit.score:.2f}] {hit.chunk.source}")

@@ -38,7 +38,18 @@ def test_each_pass_picture_shows_a_change() -> None:
 def test_custom_app_example_answers_on_fake_engines() -> None:
     example = load(DOCS / "examples" / "custom_app.py")
     samples = DOCS.parent / "samples" / "docs"
-    result = run_virtual(example.ask("How long is the warranty?", str(samples), is_fake=True))
+    question = "How long is the warranty?"
+    result = run_virtual(example.ask(example.build(), question, str(samples), is_fake=True))
     assert isinstance(result.outputs["answer"], str) and result.outputs["answer"]
     assert len(result.outputs["hits"]) == 2  # the reranker keeps its top_k of the 6 found
     assert "answer.decode" in result.timings and "rerank" in result.timings
+
+
+def test_custom_app_example_runs_a_yaml_spec_on_fake_engines() -> None:
+    example = load(DOCS / "examples" / "custom_app.py")
+    root = DOCS.parent
+    template = example.load_spec(root / "samples" / "specs" / "naive_rag.yaml")
+    result = run_virtual(
+        example.ask(template, "Paid leave?", str(root / "samples" / "docs"), is_fake=True)
+    )
+    assert result.outputs["answer"] and result.outputs["hits"]

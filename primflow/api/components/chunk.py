@@ -15,6 +15,17 @@ from primflow.graph.ir import PortType
 
 
 class ChunkDocuments(Component):
+    """Cut the query's documents into overlapping chunks (spec kind ``chunk``).
+
+    Chunking happens while the query is lowered, with the query's ``chunk_size`` and
+    ``chunk_overlap`` (characters), so the chunks enter the graph as an input and the
+    graph's size follows their number. A query without documents fails to lower.
+
+    Args:
+        name: the component's name (default ``chunk``); an identifier.
+        chunks: channel written with the chunks (type ``chunks``).
+    """
+
     kind = "chunk"
 
     def __init__(self, name: str | None = None, *, chunks: str = "chunks") -> None:

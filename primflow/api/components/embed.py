@@ -11,6 +11,18 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Embed(Component):
+    """Embed a list of texts or chunks into vectors, one row per item (spec kind ``embed``).
+
+    Runs on the ``embedder`` engine. Batchable: embeddings of several queries and stages
+    fuse into one engine call, and a large list may be split into pipelined stages.
+
+    Args:
+        name: the component's name (default ``embed``).
+        items: channel read: the texts or chunks to embed (type ``texts`` or ``chunks``).
+        vectors: channel written with the vectors (type ``vectors``).
+        engine: engine name (default ``embedder``).
+    """
+
     kind = "embed"
     default_engine = "embedder"
     batchable = True

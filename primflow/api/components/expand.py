@@ -27,7 +27,19 @@ def queries_schema(num_items: int) -> dict[str, Any]:
 
 
 class ExpandQuery(Component):
-    """``num_expansions`` defaults to the query's ``config.num_expansions``."""
+    """Have the LLM write search queries for the question (spec kind ``expand``).
+
+    One LLM call with the query's ``prompts.expansion``, constrained to a JSON list of
+    exactly ``num_expansions`` strings. Splittable: the ``pipeline_decode`` pass hands out
+    each query as soon as it is written, so the work downstream starts per query.
+
+    Args:
+        name: the component's name (default ``expand``).
+        question: channel read: the question (type ``text``).
+        queries: channel written with the search queries (type ``texts``).
+        num_expansions: how many queries; ``None`` reads ``config.num_expansions``.
+        engine: engine name (default ``llm``).
+    """
 
     kind = "expand"
     default_engine = "llm"

@@ -12,7 +12,19 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Rerank(Component):
-    """``top_k`` defaults to the query's ``config.rerank_top_k``."""
+    """Rerank hits by their relevance to a query text and keep the best (spec kind ``rerank``).
+
+    Runs on the ``reranker`` engine (embedding similarity, optionally fused with BM25; see
+    the engines guide).
+
+    Args:
+        name: the component's name (default ``rerank``).
+        query: channel read: the text to rank against (type ``text``, usually the question).
+        hits: channel read: the candidate hits (type ``hits``).
+        reranked: channel written with the kept hits, best first (type ``hits``).
+        top_k: hits kept; ``None`` reads the query's ``config.rerank_top_k``.
+        engine: engine name (default ``reranker``).
+    """
 
     kind = "rerank"
     default_engine = "reranker"

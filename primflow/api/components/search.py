@@ -16,7 +16,19 @@ def check_top_k(top_k: int | None) -> None:
 
 
 class VectorSearch(Component):
-    """``top_k`` defaults to the query's ``config.top_k``."""
+    """The ``top_k`` nearest chunks of an index for each query vector (spec kind ``search``).
+
+    Runs on the ``vector_index`` engine. With several query vectors (expanded queries) each
+    returns its own ``top_k`` hits.
+
+    Args:
+        name: the component's name (default ``search``).
+        vectors: channel read: the query vectors (type ``vectors``).
+        index: channel read: the index to search (type ``index``, from ``Ingest``).
+        hits: channel written with the hits, best first (type ``hits``).
+        top_k: hits per query vector; ``None`` reads the query's ``config.top_k``.
+        engine: engine name (default ``vector_index``).
+    """
 
     kind = "search"
     default_engine = "vector_index"

@@ -12,7 +12,18 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class WebSearch(Component):
-    """``top_k`` defaults to the query's ``config.web_top_k``."""
+    """The ``top_k`` best web pages for each query text (spec kind ``web_search``).
+
+    Runs on the ``web_search`` engine; the bundled backend is BM25 over ``samples/web``.
+
+    Args:
+        name: the component's name (default ``web_search``).
+        queries: channel read: the search queries (type ``texts``; the question as a
+            one-item list by default).
+        hits: channel written with the pages as hits (type ``hits``).
+        top_k: pages per query; ``None`` reads the query's ``config.web_top_k``.
+        engine: engine name (default ``web_search``).
+    """
 
     kind = "web_search"
     default_engine = "web_search"
