@@ -20,6 +20,8 @@ from primflow.graph.ops import placeholders
 
 
 class SynthesisMode(StrEnum):
+    """How ``Synthesize`` turns passages into an answer."""
+
     ONE_SHOT = "one_shot"  # one LLM call over all retrieved passages
     REFINE = "refine"  # a chain of calls, each refining the answer with the next passage
     TREE = "tree"  # answer per passage, then combine groups level by level up to a root
@@ -48,7 +50,19 @@ class Prompts(BaseModel):
     """Prompt templates with ``{placeholder}`` fields (write ``{{`` for a literal brace).
 
     Each template puts the early inputs (the question) before the late ones (retrieved
-    context), so prefill splitting can run the prefix while retrieval is under way.
+    context), so prefill splitting can run the prefix while retrieval is under way. A
+    template may use only the placeholders its role binds, and must use the required
+    ones; a wrong one fails validation naming it.
+
+    Attributes:
+        expansion: ``ExpandQuery``: ``{question}``, optionally ``{num_expansions}``.
+        answer: one-shot synthesis, the first refine call, tree leaves: ``{question}``,
+            ``{context}``.
+        refine: refine steps: ``{question}``, ``{answer}``, ``{context}``.
+        combine: tree levels above the leaves: ``{question}``, ``{answers}``.
+        judge: ``Judge``: ``{question}``.
+        search_answer: search-augmented answer: ``{question}``, ``{search_results}``.
+        situate: ``Situate``: ``{neighbours}``, ``{chunk}``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,7 +127,29 @@ def check_placeholders(
 class QueryConfig(BaseModel):
     """Knobs one query may set. Sizes of text are in characters.
 
-    Unknown fields are rejected and sizes checked, so a typo fails loudly.
+    A pydantic model: unknown fields are rejected, sizes must be positive and
+    ``chunk_overlap`` below ``chunk_size``. Component options left at ``None`` read the
+    matching field here, so one template serves queries with different settings.
+    ``with_changes(**fields)`` returns a validated copy.
+
+    Attributes:
+        chunk_size: characters per chunk (``ChunkDocuments``).
+        chunk_overlap: characters shared by neighbouring chunks.
+        top_k: passages fetched per search query (``VectorSearch``).
+        rerank_top_k: passages kept after reranking (``Rerank``, ``Aggregate`` top_k).
+        web_top_k: pages fetched per web search query (``WebSearch``).
+        num_expansions: search queries ``ExpandQuery`` writes (at most 16).
+        num_neighbours: chunks around a chunk that ``Situate`` shows the LLM.
+        synthesis_mode: ``one_shot``, ``refine`` or ``tree`` (``Synthesize``).
+        tree_fanout: partial answers combined per tree call.
+        passages_per_call: passages per refine or tree-leaf call.
+        max_tokens: answer length in tokens (``Generate``, ``Synthesize``).
+        expansion_max_tokens: token limit of the query expansion call.
+        judge_max_tokens: token limit of the judge's reply.
+        situate_max_tokens: token limit of each situating call.
+        ignore_eos: free-text answers run to ``max_tokens`` (end-of-sequence ignored),
+            so benchmarks compare schemes on answers of equal length.
+        prompts: the prompt templates (``Prompts``).
 
     Examples:
         >>> from primflow import QueryConfig

@@ -15,11 +15,19 @@ Mode = ops.AggregateMode
 
 
 class Aggregate(Component):
-    """Joins the channels ``parts`` into ``result``: ``concat`` lists, merge hits to the
-    best ``top_k``, wait for ``all``, take the ``first`` present, or ``zip_texts``.
+    """Join several channels into one (spec kind ``aggregate``).
 
-    ``top_k`` (mode top_k) defaults to the query's ``config.rerank_top_k``. It runs inline
-    in the runtime, on no engine.
+    Modes: ``concat`` (lists in part order; texts become a list), ``top_k`` (merge hits and
+    keep the best ``top_k``), ``all`` (wait for every part, pass the first on), ``first``
+    (the first part present; joins ``Condition`` branches) and ``zip_texts`` (item i of
+    every part joined into one text, for contextual chunks).
+
+    Args:
+        name: the component's name (default ``aggregate``).
+        parts: channels read, in order (at least one; the same type unless ``zip_texts``).
+        result: channel written with the joined value.
+        mode: how to join (an ``AggregateMode`` or its name).
+        top_k: hits kept in mode ``top_k``; ``None`` reads ``config.rerank_top_k``.
 
     Examples:
         >>> from primflow import Aggregate, Query, build_template, lower

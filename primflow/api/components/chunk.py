@@ -15,8 +15,15 @@ from primflow.graph.ir import PortType
 
 
 class ChunkDocuments(Component):
-    """Cuts the query's documents into chunks when the query is lowered (with its
-    ``config.chunk_size`` and ``chunk_overlap``) and writes them to ``chunks``.
+    """Cut the query's documents into overlapping chunks (spec kind ``chunk``).
+
+    Chunking happens while the query is lowered, with the query's ``chunk_size`` and
+    ``chunk_overlap`` (characters), so the chunks enter the graph as an input and the
+    graph's size follows their number. A query without documents fails to lower.
+
+    Args:
+        name: the component's name (default ``chunk``); an identifier.
+        chunks: channel written with the chunks (type ``chunks``).
 
     Examples:
         >>> from primflow import ChunkDocuments, Query, QueryConfig, build_template, lower_query

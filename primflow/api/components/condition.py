@@ -16,8 +16,20 @@ from primflow.graph.ir import Node, Op, PortType
 
 
 class Condition(Component):
-    """Routes ``value`` to ``if_true`` when the ``decision`` text matches ``predicate``,
-    else to ``if_false``; components reading an untaken branch do not run.
+    """Route a value to one of two branches by an LLM's decision text (spec kind ``condition``).
+
+    The ``if_true`` branch is taken when the decision matches ``predicate``
+    (case-insensitive, after trimming punctuation), ``if_false`` otherwise. Whatever reads
+    a branch's channel runs only when that branch is taken, unless it reads it as an
+    optional input (see ``Generate``).
+
+    Args:
+        name: the component's name (default ``condition``).
+        decision: channel read: the decision text (type ``text``, e.g. from a ``Judge``).
+        value: channel read: the value passed on (any type).
+        if_true: channel written when the decision matches; ``None`` for no branch.
+        if_false: channel written when it does not; ``None`` (default) for no branch.
+        predicate: the decision that takes the ``if_true`` branch (default ``"yes"``).
 
     Examples:
         >>> from primflow import Condition, Judge, Query, WebSearch, build_template, lower

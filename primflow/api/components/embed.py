@@ -11,10 +11,16 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Embed(Component):
-    """Embeds a list of texts or chunks (``items``) into ``vectors``, one row per item.
+    """Embed a list of texts or chunks into vectors, one row per item (spec kind ``embed``).
 
-    Runs on the ``embedder`` engine unless ``engine=`` names another; batchable (its items
-    are independent, so stage decomposition may split it).
+    Runs on the ``embedder`` engine. Batchable: embeddings of several queries and stages
+    fuse into one engine call, and a large list may be split into pipelined stages.
+
+    Args:
+        name: the component's name (default ``embed``).
+        items: channel read: the texts or chunks to embed (type ``texts`` or ``chunks``).
+        vectors: channel written with the vectors (type ``vectors``).
+        engine: engine name (default ``embedder``).
 
     Examples:
         >>> from primflow import Embed, Query, build_template, lower

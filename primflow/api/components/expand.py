@@ -27,10 +27,18 @@ def queries_schema(num_items: int) -> dict[str, Any]:
 
 
 class ExpandQuery(Component):
-    """The LLM rewrites ``question`` into ``num_expansions`` search queries (a JSON list).
+    """Have the LLM write search queries for the question (spec kind ``expand``).
 
-    ``num_expansions`` defaults to the query's ``config.num_expansions``. The decode is
-    splittable: decode pipelining hands each query downstream as soon as it is written.
+    One LLM call with the query's ``prompts.expansion``, constrained to a JSON list of
+    exactly ``num_expansions`` strings. Splittable: the ``pipeline_decode`` pass hands out
+    each query as soon as it is written, so the work downstream starts per query.
+
+    Args:
+        name: the component's name (default ``expand``).
+        question: channel read: the question (type ``text``).
+        queries: channel written with the search queries (type ``texts``).
+        num_expansions: how many queries; ``None`` reads ``config.num_expansions``.
+        engine: engine name (default ``llm``).
 
     Examples:
         >>> from primflow import ExpandQuery, Query, QueryConfig, build_template, lower

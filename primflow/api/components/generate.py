@@ -1,6 +1,6 @@
 """LLM generation with a prompt whose placeholders read channels; and the judge.
 
-A :class:`Generate` prompt is either given literally or named from the query's config
+A ``Generate`` prompt is either given literally or named from the query's config
 (``config_prompt``, e.g. "search_answer"), so each query may change it. Every
 placeholder must be bound to a channel explicitly; placeholders listed in ``optional``
 may receive nothing at run time (their producer was skipped by a CONDITION) and then
@@ -27,10 +27,26 @@ _CONFIG_VALUES = frozenset({"num_expansions"})  # filled from the config, not a 
 
 
 class Generate(Component):
-    """One LLM call: a prompt whose ``{placeholders}`` read channels, answered as ``text``.
+    """One LLM call with a prompt whose placeholders read channels (spec kind ``generate``).
 
     Give the prompt literally (``prompt=``) or name one of the query's config prompts
-    (``config_prompt=``, e.g. "search_answer"); bind every placeholder with ``reads=``.
+    (``config_prompt=``, e.g. ``"search_answer"``), so each query may change it. Every
+    ``{placeholder}`` must be bound to a channel in ``reads``; write ``{{`` for a literal
+    brace. Put early inputs first: the part of the prompt before the first late input is
+    prefilled while that input is still being computed. The answer follows the query's
+    ``max_tokens`` and ``ignore_eos``.
+
+    Args:
+        name: the component's name (default ``generate``).
+        prompt: the prompt template.
+        config_prompt: the name of a prompt in ``QueryConfig.prompts`` instead.
+        reads: placeholder -> channel, for every placeholder of the prompt.
+        optional: placeholders whose channel may be absent at run time (its producer was
+            skipped by a ``Condition``); they then render as "".
+        text: channel written with the generated text (type ``text``).
+        max_tokens: answer length; ``None`` reads ``config.max_tokens``.
+        stop: stop strings.
+        engine: engine name (default ``llm``).
 
     Examples:
         >>> from primflow import Generate, Query, build_template, lower
@@ -141,10 +157,16 @@ class Generate(Component):
 
 
 class Judge(Generate):
-    """A short yes/no decision by a (usually smaller) LLM, e.g. whether to search.
+    """A yes/no decision by a (usually smaller) LLM, e.g. whether to search (kind ``judge``).
 
-    Runs on the ``judge`` engine by default; its reply is capped at
-    ``config.judge_max_tokens`` and ends at the first newline.
+    Uses the query's ``prompts.judge`` and ``config.judge_max_tokens``, stops at a newline
+    and never follows ``ignore_eos``. Feed its decision to a ``Condition``.
+
+    Args:
+        name: the component's name (default ``judge``).
+        question: channel read: the question (type ``text``).
+        decision: channel written with the reply text (type ``text``).
+        engine: engine name (default ``judge``, an LLM engine of its own).
 
     Examples:
         >>> from primflow import Judge, Query, build_template, lower

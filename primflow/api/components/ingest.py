@@ -11,8 +11,18 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Ingest(Component):
-    """Adds ``chunks`` and their ``vectors`` to a per-query collection of the vector index
-    (``collection``, default: the component's name) and writes the ``index`` a search reads.
+    """Store chunks and their vectors in a collection of the query (spec kind ``ingest``).
+
+    Runs on the ``vector_index`` engine. The collection lives as long as the query; the
+    chunks and vectors must pair up one to one.
+
+    Args:
+        name: the component's name (default ``ingest``).
+        chunks: channel read: the chunks (type ``chunks``).
+        vectors: channel read: their vectors (type ``vectors``).
+        index: channel written with a handle to the collection (type ``index``).
+        collection: collection name within the query (default: the component's name).
+        engine: engine name (default ``vector_index``).
 
     Examples:
         >>> from primflow import ChunkDocuments, Embed, Ingest, build_template

@@ -15,9 +15,18 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Rerank(Component):
-    """Rescores ``hits`` against ``query`` with a cross-encoder and keeps the best ``top_k``.
+    """Rerank hits by their relevance to a query text and keep the best (spec kind ``rerank``).
 
-    ``top_k`` defaults to the query's ``config.rerank_top_k``.
+    Runs on the ``reranker`` engine (embedding similarity, optionally fused with BM25; see
+    the engines guide).
+
+    Args:
+        name: the component's name (default ``rerank``).
+        query: channel read: the text to rank against (type ``text``, usually the question).
+        hits: channel read: the candidate hits (type ``hits``).
+        reranked: channel written with the kept hits, best first (type ``hits``).
+        top_k: hits kept; ``None`` reads the query's ``config.rerank_top_k``.
+        engine: engine name (default ``reranker``).
 
     Examples:
         >>> from primflow import Query, Rerank, build_template, lower

@@ -16,9 +16,18 @@ def check_top_k(top_k: int | None) -> None:
 
 
 class VectorSearch(Component):
-    """The ``top_k`` nearest chunks of ``index`` for each query vector, as ``hits``.
+    """The ``top_k`` nearest chunks of an index for each query vector (spec kind ``search``).
 
-    ``top_k`` defaults to the query's ``config.top_k``.
+    Runs on the ``vector_index`` engine. With several query vectors (expanded queries) each
+    returns its own ``top_k`` hits.
+
+    Args:
+        name: the component's name (default ``search``).
+        vectors: channel read: the query vectors (type ``vectors``).
+        index: channel read: the index to search (type ``index``, from ``Ingest``).
+        hits: channel written with the hits, best first (type ``hits``).
+        top_k: hits per query vector; ``None`` reads the query's ``config.top_k``.
+        engine: engine name (default ``vector_index``).
 
     Examples:
         >>> from primflow import ChunkDocuments, Embed, Ingest, Query, VectorSearch

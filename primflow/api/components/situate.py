@@ -21,8 +21,19 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Situate(Component):
-    """Contextual retrieval: one LLM call per chunk writes a sentence situating the chunk
-    in its document (from ``config.num_neighbours`` chunks around it), as ``situated``.
+    """Contextual chunks: the LLM writes a short context for every chunk (spec kind ``situate``).
+
+    As in Anthropic's contextual retrieval: for chunk i the LLM sees the chunk and its
+    ``config.num_neighbours`` neighbours and writes one sentence situating it (prompt
+    ``prompts.situate``); item i of the output is "context i", a blank line, then chunk i.
+    Embed that, but ingest the original chunks, so hits and answers quote the chunk alone.
+    One LLM call per chunk.
+
+    Args:
+        name: the component's name (default ``situate``).
+        chunks: channel read: the chunks (type ``chunks``, of known length).
+        situated: channel written with the situated texts (type ``texts``).
+        engine: engine name (default ``llm``).
 
     Examples:
         >>> from primflow import ChunkDocuments, Op, Query, QueryConfig, Situate

@@ -30,10 +30,21 @@ from primflow.graph.ir import PortType
 
 
 class Synthesize(Component):
-    """Answers ``question`` from the passages in ``context``: in one call (``one_shot``),
-    a chain of calls (``refine``) or a tree of calls (``tree``).
+    """Write the answer from retrieved passages (spec kind ``synthesize``).
 
-    ``mode`` defaults to the query's ``config.synthesis_mode``.
+    Modes: ``one_shot`` (one LLM call over all passages), ``refine`` (call 0 answers from
+    the first ``passages_per_call`` passages, each later call improves the answer with the
+    next ones) or ``tree`` (one call per group of passages, then calls that combine
+    ``tree_fanout`` partial answers level by level up to one root). The passage count is the
+    context channel's known size (its top-k). Every call follows ``ignore_eos``.
+
+    Args:
+        name: the component's name (default ``synthesize``).
+        question: channel read: the question (type ``text``).
+        context: channel read: the passages (type ``hits``, ``chunks`` or ``texts``).
+        answer: channel written with the answer (type ``text``).
+        mode: synthesis mode; ``None`` reads ``config.synthesis_mode``.
+        engine: engine name (default ``llm``).
 
     Examples:
         >>> from primflow import Op, Query, QueryConfig, Synthesize, build_template, lower

@@ -12,9 +12,17 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class WebSearch(Component):
-    """Searches the web for each of ``queries`` and writes the ``top_k`` best ``hits``.
+    """The ``top_k`` best web pages for each query text (spec kind ``web_search``).
 
-    ``top_k`` defaults to the query's ``config.web_top_k``.
+    Runs on the ``web_search`` engine; the bundled backend is BM25 over ``samples/web``.
+
+    Args:
+        name: the component's name (default ``web_search``).
+        queries: channel read: the search queries (type ``texts``; the question as a
+            one-item list by default).
+        hits: channel written with the pages as hits (type ``hits``).
+        top_k: pages per query; ``None`` reads the query's ``config.web_top_k``.
+        engine: engine name (default ``web_search``).
 
     Examples:
         >>> from primflow import Query, WebSearch, build_template, lower
