@@ -116,7 +116,7 @@ async def test_adding_more_documents_continues_the_chunk_ids_and_keeps_the_old_i
     chunks = engine._get(second.collection).chunks  # type: ignore[union-attr]
     assert [c.chunk_id for c in chunks] == list(range(second.num_items))
     assert chunks[-1].source == "doc-0" and second.num_items == first.num_items + 1
-    with pytest.raises(CollectionError, match="already holds handbook.txt"):
+    with pytest.raises(CollectionError, match=r"already holds handbook\.txt"):
         await reopened.add(DOCS[:1], embedder)
 
 
