@@ -11,7 +11,9 @@ embedder engine, store) and handing the collection to a vector engine for search
   querying with an embedder that runs another model is refused.
 - FAISS: the in-memory index is copied before it changes (``add``), so an engine that
   serves the previous version keeps searching it undisturbed; files are written before
-  ``meta.json``, which is replaced last.
+  ``meta.json``, which is replaced last. A ``Collection`` object sees what was on disk
+  when it was opened plus its own adds: open it again to see another process's adds.
+  An engine keeps serving its copy until ``drop_shared(collection.engine_collection)``.
 - pgvector: the rows live in the shared table of ``engine_collection`` on the
   PostgreSQL server of the engine given to the store; they survive restarts.
 """
@@ -79,11 +81,11 @@ class Collection:
     async def add(self, documents: Sequence[Document | str], embedder: Engine) -> AddReport:
         """Chunk, embed (on ``embedder``, a started embedder engine) and store
         ``documents``; plain strings get sources ``doc-<n>``."""
-        docs = as_documents(list(documents))
+        docs = [d for d in as_documents(list(documents)) if d.text.strip()]
+        if not docs:
+            raise CollectionError(f"collection {self.name!r}: no documents with text to add")
         self.check_embedder(embedder)
         self._check_new_sources(docs)
-        if not docs:
-            raise CollectionError(f"collection {self.name!r}: no documents to add")
         chunks = self._chunk(docs)
         vectors = await embed_chunks(embedder, chunks, self.name)
         dim = int(vectors.shape[1])

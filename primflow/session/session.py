@@ -11,6 +11,9 @@ engines). Invariants:
   feeds the ``answer`` output), whatever the scheme.
 - Optimized graphs are cached per (app, pass set, graph shape), so a repeated question
   shape pays lowering and a cache lookup only.
+- A question asked against a persistent collection (``ask(..., collection=...)``) runs
+  the app's template without its indexing part (``api/indexed.py``): its graph searches
+  the collection and embeds only the question.
 - An :class:`Answer` carries everything a report needs: text, passages, latency, the
   lowering and optimization time, and per-primitive timings with the critical path.
 """

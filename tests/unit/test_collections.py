@@ -168,3 +168,10 @@ async def test_chunks_are_embedded_in_order_in_bounded_requests(embedder: FakeEm
     assert np.allclose(vectors, np.stack([fake_embedding(c.text) for c in chunks]))
     assert len(recording.requests) == -(-len(chunks) // 256)
     assert all(len(r.inputs["items"]) <= 256 for r in recording.requests)
+
+
+async def test_documents_without_text_are_refused(tmp_path: Path, embedder: FakeEmbedder) -> None:
+    collection = new_collection(tmp_path, embedder)
+    with pytest.raises(CollectionError, match="no documents with text"):
+        await collection.add(["   ", ""], embedder)
+    assert collection.meta.num_chunks == 0
