@@ -98,3 +98,31 @@ def test_run_with_a_collection_refuses_bad_input(
         main(["run", "naive_rag", "--docs", "samples/docs", "--collection", "docs", "-q"])
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_pgvector_collections_need_the_server(
+    capsys: pytest.CaptureFixture[str], root: Path
+) -> None:
+    from primflow.engines.vector.pgvector_engine import PgVectorEngine
+
+    never_started = PgVectorEngine(dsn="postgresql://nowhere/db")
+    CollectionStore(root, pgvector=never_started).create(
+        "pg_docs", embedding_model="m", backend="pgvector"
+    )
+    where = ["--collections-dir", str(root)]
+    code, _out, err = cli(capsys, "collections", "delete", "pg_docs", *where)
+    assert code == 2 and "is stored in PostgreSQL: pass --pgvector" in err
+    assert CollectionStore(root).exists("pg_docs")
+
+
+def test_run_with_pgvector_builds_its_vector_index_on_that_server() -> None:
+    import argparse
+
+    from primflow.commands.console import _factory
+    from primflow.engines.base import EngineKind
+    from primflow.engines.placement import CoreBudget
+    from primflow.engines.vector.pgvector_engine import PgVectorEngine
+
+    build = _factory(argparse.Namespace(pgvector="postgresql://nowhere/db"))
+    engine = build("vector_index", EngineKind.VECTOR_INDEX, CoreBudget(1), None)
+    assert isinstance(engine, PgVectorEngine) and engine.dsn == "postgresql://nowhere/db"
