@@ -16,6 +16,8 @@ COMMANDS = {
     "simulate": "run an application on simulated engines and print latency statistics",
     "profile": "measure the embedded engines' latency profiles on this machine",
     "run": "answer questions over your documents with an application",
+    "index": "index documents once into a persistent collection (for run --collection)",
+    "collections": "list, show or delete persistent collections",
     "bench": "benchmark primflow against module-level baselines",
 }
 

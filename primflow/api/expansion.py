@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Node, Op, Port, PortType, Provenance
+from primflow.values import IndexHandle
 
 if TYPE_CHECKING:
     from primflow.api.config import Query, QueryConfig
@@ -161,7 +162,15 @@ class LoweringContext:
         node = _input_node(key, port_type, num_items)
         self._state.graph.add_node(node)
         self._state.inputs[key] = value
-        return Source(node.name, ops.VALUE, port_type, num_items if port_type.is_list else None)
+        # A prebuilt index (a collection) says its size, as an ingest's output does.
+        index_size = value.num_items if isinstance(value, IndexHandle) else None
+        return Source(
+            node.name,
+            ops.VALUE,
+            port_type,
+            num_items if port_type.is_list else None,
+            index_size=index_size,
+        )
 
 
 def _input_node(key: str, port_type: PortType, num_items: int) -> Node:

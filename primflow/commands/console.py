@@ -13,6 +13,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from primflow.engines.base import Engine, EngineKind
+from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
 from primflow.session.factories import EngineUnavailable, embedded_factory
@@ -33,7 +35,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
-            embedded_factory(),
+            _factory(args),
             placement=args.placement,
             profiles=profiles,
             num_cores=args.cores,
@@ -53,6 +55,24 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     return EXIT_QUERY_FAILED if num_failed else 0
 
 
+def _factory(args: argparse.Namespace) -> Any:
+    """The embedded engines; with ``--pgvector``, the vector index is that server."""
+    embedded = embedded_factory()
+    dsn = getattr(args, "pgvector", None)
+    if not dsn:
+        return embedded
+
+    def build(name: str, kind: EngineKind, budget: CoreBudget, profile: Any) -> Engine:
+        if kind is EngineKind.VECTOR_INDEX:
+            from primflow.engines.vector.pgvector_engine import PgVectorEngine
+
+            return PgVectorEngine(name, dsn=dsn, profile=profile, budget=budget)
+        engine: Engine = embedded(name, kind, budget, profile)
+        return engine
+
+    return build
+
+
 async def _answer_one(
     session: Session, args: argparse.Namespace, inputs: RunInputs, question: str
 ) -> bool:
@@ -70,6 +90,7 @@ async def _answer_one(
             on_text=None if args.json else _stream_to(out, bar),
             on_progress=bar.update,
             config_changes=inputs.config_changes,
+            collection=inputs.collection,
         )
         if args.bound and answer.solo is None:
             # After the measured run, so it cannot warm caches for that run; and without
@@ -81,6 +102,7 @@ async def _answer_one(
                 inputs.documents,
                 scheme="sequential",
                 config_changes=inputs.config_changes,
+                collection=inputs.collection,
             )
             answer.set_reference(reference)
     except Exception as exc:  # one failed question must not stop the others

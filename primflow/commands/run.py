@@ -1,4 +1,5 @@
-"""`primflow run APP --docs PATH --question TEXT`: answer questions over your documents.
+"""`primflow run APP --docs PATH --question TEXT`: answer questions over your documents
+(or `--collection NAME`: over a collection `primflow index` made, skipping indexing).
 
 Loads and checks every input before any model loads (a bad path, an empty folder, an
 unreadable PDF or an unknown app fail fast with a message naming what is wrong and exit
@@ -18,7 +19,9 @@ from typing import Any
 
 from primflow.api.documents import DocumentError
 from primflow.apps import APPS
+from primflow.collections import CollectionError
 from primflow.commands.run_inputs import InputError, read_inputs
+from primflow.commands.store_args import add_store_arguments
 
 SCHEME_CHOICES = ("primflow", "sequential", "parallel")
 PLACEMENT_CHOICES = ("shared", "dedicated")
@@ -30,7 +33,11 @@ EXIT_QUERY_FAILED = 4
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("app", help=f"application: {', '.join(APPS)}")
-    parser.add_argument("--docs", help="a file or folder of .txt, .md, .pdf, .jsonl documents")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--docs", help="a file or folder of .txt, .md, .pdf, .jsonl documents")
+    source.add_argument(
+        "--collection", help="a collection made by `primflow index` (no indexing at query time)"
+    )
     asked = parser.add_mutually_exclusive_group(required=True)
     asked.add_argument("--question", help="the question to answer")
     asked.add_argument(
@@ -70,12 +77,13 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--profiles", type=Path, help="engine latency profiles saved by `primflow profile`"
     )
+    add_store_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         inputs = read_inputs(args)
-    except (InputError, DocumentError) as exc:
+    except (InputError, DocumentError, CollectionError) as exc:
         print(f"primflow run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from primflow.commands.console import answer_all

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from primflow.api.documents import Document, load_documents
+from primflow.api.indexed import without_indexing
+from primflow.api.template import TemplateError
 from primflow.apps import UnknownAppError, get_app
+from primflow.collections import Backend, Collection
+from primflow.commands.store_args import store_of
 
 
 class InputError(ValueError):
@@ -26,6 +30,7 @@ class RunInputs:
     questions: list[str]
     documents: list[Document]
     config_changes: dict[str, Any]
+    collection: Collection | None = None
 
 
 def read_inputs(args: argparse.Namespace) -> RunInputs:
@@ -36,10 +41,15 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
         raise InputError(str(exc)) from None
     needs_documents = any(c.kind == "chunk" for c in app.template().components)
     documents: list[Document] = []
-    if args.docs:
+    collection = None
+    if getattr(args, "collection", None):
+        collection = read_collection(args, app.name)
+    elif args.docs:
         documents = load_documents(args.docs)
     elif needs_documents:
-        raise InputError(f"app {app.name!r} answers from documents: pass --docs PATH")
+        raise InputError(
+            f"app {app.name!r} answers from documents: pass --docs PATH or --collection NAME"
+        )
     questions = [args.question] if args.question is not None else read_questions(args.questions)
     if any(not q.strip() for q in questions):
         raise InputError("a question is empty")
@@ -52,7 +62,22 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
         raise InputError(f"--cores must be >= 1, got {args.cores}")
     if args.profiles is not None and not args.profiles.is_file():
         raise InputError(f"profiles file {str(args.profiles)!r} does not exist")
-    return RunInputs(app.name, questions, documents, changes)
+    return RunInputs(app.name, questions, documents, changes, collection)
+
+
+def read_collection(args: argparse.Namespace, app_name: str) -> Collection:
+    """The ``--collection`` to query, checked: it exists, holds chunks, and the app can
+    read a collection (raises CollectionError / InputError)."""
+    try:
+        without_indexing(get_app(app_name).template())
+    except TemplateError as exc:
+        raise InputError(f"app {app_name!r} cannot answer from a collection: {exc}") from None
+    collection = store_of(args).open(args.collection)
+    if collection.meta.num_chunks == 0:
+        raise InputError(f"collection {collection.name!r} is empty: run `primflow index` first")
+    if collection.meta.backend is Backend.PGVECTOR and not args.pgvector:
+        raise InputError(f"collection {collection.name!r} is stored in PostgreSQL: pass --pgvector")
+    return collection
 
 
 def read_questions(path_text: str) -> list[str]:

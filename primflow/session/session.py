@@ -12,22 +12,29 @@ engines). Invariants:
   feeds the ``answer`` output), whatever the scheme.
 - Optimized graphs are cached per (app, pass set, graph shape), so a repeated question
   shape pays lowering and a cache lookup only.
+- A question asked against a persistent collection (``ask(..., collection=...)``) runs
+  the app's template without its indexing part (``api/indexed.py``): its graph searches
+  the collection and embeds only the question.
 - An :class:`Answer` carries everything a report needs: text, passages, latency, the
   lowering and optimization time, and per-primitive timings with the critical path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from primflow.api.config import Query
 from primflow.api.documents import Document
+from primflow.api.indexed import IndexedTemplate, without_indexing
 from primflow.api.lower import lower_query
 from primflow.api.template import Template
 from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
+from primflow.collections import Collection
 from primflow.engines.base import EngineKind
 from primflow.engines.scheduler import Batch
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
@@ -211,6 +218,7 @@ class Session:
             profiles=stack.profiles,
         )
         self._apps: dict[str, tuple[App, Template]] = {}
+        self._indexed: dict[str, IndexedTemplate] = {}
         self._is_started = False
 
     async def start(self) -> None:
@@ -242,17 +250,26 @@ class Session:
         on_text: OnText | None = None,
         on_progress: OnProgress | None = None,
         config_changes: Mapping[str, Any] | None = None,
+        collection: Collection | None = None,
     ) -> Answer:
+        """Answer ``question`` with app ``app_name`` over ``documents``, or over a
+        persistent ``collection`` (then the query skips indexing: its graph searches
+        the collection and embeds only the question)."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         app, template = self._app(app)
         app_name = app.name
+        query = app.query(question, documents, **(config_changes or {}))
+        template_key = app_name
+        if collection is not None:
+            template, query = self._collection_query(app, query, collection)
+            template_key = template.name
         query_id = self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
-        lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
+        lowered = lower_query(template, query)
         lower_s = time.perf_counter() - started_s
         if scheme == "primflow":
-            key = f"{app_name}/{'+'.join(self.ablation.passes)}"
+            key = f"{template_key}/{'+'.join(self.ablation.passes)}"
             graph, report = self.optimizer.optimize(lowered.graph, template_id=key)
             optimize_s, is_cache_hit = report.total_s, report.is_cache_hit
         else:
@@ -314,6 +331,22 @@ class Session:
         for engine in self.stack.engines.values():
             if engine.kind is EngineKind.LLM:
                 engine.abort(query_id)
+
+    def _collection_query(
+        self, app: App, query: Query, collection: Collection
+    ) -> tuple[Template, Query]:
+        """The app's template without its indexing, and ``query`` reading ``collection``."""
+        if query.documents:
+            raise ValueError("pass documents or a collection, not both")
+        if app.name not in self._indexed:
+            self._indexed[app.name] = without_indexing(self._app(app)[1])
+        indexed = self._indexed[app.name]
+        for engine in indexed.embed_engines:
+            collection.check_embedder(self.stack.engines[engine])
+        [search_engine] = indexed.search_engines
+        handle = collection.handle(self.stack.engines[search_engine])
+        inputs = {**query.inputs, indexed.index_channel: handle}
+        return indexed.template, dataclasses.replace(query, inputs=inputs)
 
     def _app(self, app: App | str) -> tuple[App, Template]:
         """The app and its template, built once per session. Graphs are cached by app

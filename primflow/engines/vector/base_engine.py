@@ -11,12 +11,15 @@ requests into checked jobs and results back into outcomes. Invariants:
   after every request has been dispatched (FAISS stacks them into one call).
 - Ingest refuses a closed query before touching the backend; a search names a
   collection with a known dimension, and its query vectors have that dimension.
+- Shared collections outlive queries (``create_shared``/``add_shared``,
+  ``drop_shared``/``remove_shared``); the async forms run on the engine thread.
 - Both engines take the same inputs and check them with the same rules and messages
   (common.py), so they fail alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +89,10 @@ class VectorEngine(ThreadedEngine):
             "does not override _run_deferred"
         )
 
+    @abstractmethod
+    def drop_shared(self, name: str) -> None:
+        """Remove the shared collection ``name`` (nothing if there is none)."""
+
     # --- shared collections ---
 
     def create_shared(self, name: str, chunks: Sequence[Chunk], vectors: Any) -> IndexHandle:
@@ -98,6 +105,20 @@ class VectorEngine(ThreadedEngine):
                 self.name, "create_shared", f"{len(chunks)} chunks, {len(matrix)} vectors"
             )
         return IndexHandle(self.name, name, self._add_shared(name, chunks, matrix))
+
+    async def add_shared(self, name: str, chunks: Sequence[Chunk], vectors: Any) -> IndexHandle:
+        """:meth:`create_shared` on the engine's thread, so it is safe while the engine
+        serves queries (it runs between their batches)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: self.create_shared(name, chunks, vectors)
+        )
+
+    async def remove_shared(self, name: str) -> None:
+        """:meth:`drop_shared` on the engine's thread (see :meth:`add_shared`)."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: self.drop_shared(name)
+        )
 
     # --- ops ---
 

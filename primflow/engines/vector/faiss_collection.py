@@ -4,11 +4,14 @@ Exact (``IndexFlatIP``) while small; past ``hnsw_threshold`` items it is rebuilt
 HNSW (approximate, sub-millisecond at 100k items, shared/design/stack.md §5) and grows
 from there. Invariants: row ``i`` of the index is ``chunks[i]``; all vectors have the
 collection's ``dim``; scores are cosine similarities because rows are unit vectors.
+:meth:`write` / :meth:`read` save the index to one file with FAISS's own format (the
+chunks are the caller's to save: see ``primflow/collections``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -51,6 +54,36 @@ class FaissCollection:
             [Hit(self.chunks[r], float(s)) for r, s in zip(row, score, strict=True) if r >= 0]
             for row, score in zip(rows, scores, strict=True)
         ]
+
+    def copy(self) -> FaissCollection:
+        """An independent copy: adding to it leaves this one (and its searches) alone."""
+        return FaissCollection._of(faiss.clone_index(self._index), self.chunks, self.hnsw_threshold)
+
+    def write(self, path: Path) -> None:
+        """Save the index (flat or HNSW) to ``path``."""
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def read(
+        cls, path: Path, chunks: Sequence[Chunk], hnsw_threshold: int = HNSW_THRESHOLD
+    ) -> FaissCollection:
+        """The collection saved at ``path`` by :meth:`write`, whose rows are ``chunks``."""
+        index = faiss.read_index(str(path))
+        if index.ntotal != len(chunks):
+            raise ValueError(f"{path} holds {index.ntotal} vectors for {len(chunks)} chunks")
+        return cls._of(index, chunks, hnsw_threshold)
+
+    @classmethod
+    def _of(
+        cls, index: faiss.Index, chunks: Sequence[Chunk], hnsw_threshold: int
+    ) -> FaissCollection:
+        collection = cls(index.d, hnsw_threshold)
+        collection._index = index
+        collection.chunks = list(chunks)
+        if isinstance(index, faiss.IndexHNSWFlat):
+            index.hnsw.efSearch = HNSW_EF_SEARCH  # a search setting, not saved with the index
+            collection.is_hnsw = True
+        return collection
 
     def _switch_to_hnsw(self) -> None:
         hnsw = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)

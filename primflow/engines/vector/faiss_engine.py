@@ -6,8 +6,10 @@ Owns per-query and shared collections; request checks and op dispatch are
 - VECTOR_INGEST creates (or appends to, for pipelined stages) the per-query collection
   ``<query_id>/<collection>`` and returns ``{"index": IndexHandle(engine, that name)}``.
   It is freed when the query is released or aborted; ingest for a closed query fails.
-- Shared collections are made ahead of time with :meth:`create_shared` and survive
-  queries; search them with ``IndexHandle(engine, name)``.
+- Shared collections are made ahead of time with :meth:`create_shared` (or handed over
+  whole, e.g. loaded from disk, with :meth:`put_shared`) and survive queries; search
+  them with ``IndexHandle(engine, name)``. ``put_shared`` swaps the entry in one step,
+  so a search already running keeps the collection object it started with.
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
   batch against the same collection run as one FAISS call.
@@ -29,13 +31,14 @@ from primflow.engines.threaded import Outcome
 from primflow.engines.vector.base_engine import SearchJob, VectorEngine
 from primflow.engines.vector.common import (
     Matrix,
+    check_collection_name,
     check_dim,
     hits_outputs,
     index_outputs,
     names_of_query,
 )
 from primflow.engines.vector.faiss_collection import HNSW_THRESHOLD, FaissCollection
-from primflow.values import Chunk
+from primflow.values import Chunk, IndexHandle
 
 
 class FaissEngine(VectorEngine):
@@ -69,6 +72,19 @@ class FaissEngine(VectorEngine):
         collection = self._get_or_create(name, vectors.shape[1], "create_shared")
         collection.add(chunks, vectors)
         return len(collection)
+
+    def put_shared(self, name: str, collection: FaissCollection) -> IndexHandle:
+        """Serve ``collection`` as the shared collection ``name`` (replacing any other);
+        the caller must not add to it afterwards (give the engine a copy to change)."""
+        check_collection_name(name, self.name, "put_shared")
+        with self._collections_lock:
+            self._collections[name] = collection
+        return IndexHandle(self.name, name, len(collection))
+
+    def drop_shared(self, name: str) -> None:
+        check_collection_name(name, self.name, "drop_shared")
+        with self._collections_lock:
+            self._collections.pop(name, None)
 
     def _ingest(self, request: EngineRequest) -> Outputs:
         job = self._ingest_job(request)
