@@ -4,7 +4,8 @@ A function of your own becomes a component factory. Its signature is its contrac
 
 - each positional parameter is an input role (a port), typed by its annotation:
   ``str`` (text), ``list[str]``, ``list[Chunk]``, ``list[Hit]``, ``numpy.ndarray``
-  (vectors), ``bool`` or ``Any``; ``X | None = None`` makes the role optional;
+  (vectors), ``bool`` or ``Any``; ``X | None = None`` (or ``Any = None``) makes the
+  role optional: unbound, the function gets None;
 - each keyword-only parameter (after ``*``) is a *setting*: it needs a default, and a
   component may override it (``keyword_filter(min_overlap=2)``); settings travel in
   the node's params, so every call of that component gets them;
@@ -343,13 +344,13 @@ def _port(param: inspect.Parameter, hints: Mapping[str, Any], where: str) -> _Po
         raise TypeError(f"{where} has no annotation; annotate it with one of: {SUPPORTED}")
     annotation = hints[param.name]
     inner = _optional_inner(annotation)
-    is_optional = inner is not None
+    is_optional = inner is not None or (annotation is Any and param.default is None)
     if param.default is not param.empty and not (is_optional and param.default is None):
         raise TypeError(
             f"{where}: a port's only default is None (with an `X | None` annotation); "
             "make it keyword-only (after *) to be a setting"
         )
-    port_type = port_type_of(inner if is_optional else annotation)
+    port_type = port_type_of(inner if inner is not None else annotation)
     if port_type is None:
         raise TypeError(
             f"{where} is annotated {_show(annotation)}, which is no port type "
