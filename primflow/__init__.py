@@ -3,7 +3,8 @@
 The public API is this module's ``__all__`` (pinned by tests/unit/test_public_api.py;
 every name's docstring has an example, run by tests/unit/test_doctests.py):
 
-- building a workflow: the components, :class:`Component` for your own,
+- building a workflow: the components, :class:`Component` or :func:`function` (a
+  decorated Python function) for your own,
   :func:`build_template` (components composed with ``>>``) or :func:`load_spec` (a
   YAML/JSON spec), :class:`App`, :class:`Query` / :class:`QueryConfig`,
   :class:`Document` / :func:`load_documents`;
@@ -39,6 +40,7 @@ from primflow.api import (
     VectorSearch,
     WebSearch,
     build_template,
+    function,
     load_documents,
     load_spec,
     lower,
@@ -101,6 +103,7 @@ __all__ = [
     "WebSearch",
     "__version__",
     "build_template",
+    "function",
     "get_app",
     "load_documents",
     "load_spec",

@@ -11,6 +11,11 @@ e.g. ``steps[2].top_k: must be > 0``. Shape::
       - {name: embed_docs, kind: embed, reads: {items: chunks}, writes: {vectors: doc_vectors}}
       ...
     outputs: {answer: answer, hits: hits}
+
+A step of ``kind: function`` names a Python function made a component with
+``@function`` by its ``module:qualname`` (``function: "mymodule:keyword_filter"``),
+with ``settings:`` for its keyword-only parameters. The spec still runs no code: the
+function must already be registered, i.e. its module imported before the spec loads.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 from primflow.api.component import Component, Flow
 from primflow.api.components import KINDS, Aggregate, Generate
 from primflow.api.config import SynthesisMode
+from primflow.api.function import FunctionComponent, registered_function
 from primflow.api.template import Template, TemplateError, build_template
 from primflow.graph.ir import PortType
 from primflow.graph.ops import AggregateMode
@@ -90,10 +96,26 @@ class _Aggregate(_Step):
     top_k: PositiveInt | None = None
 
 
+class _Function(_Step):
+    kind: Literal["function"]
+    function: Annotated[str, Field(pattern=r"^[\w.]+:[\w.]+$")]  # module:qualname
+    settings: dict[str, Any] = {}
+
+
 _StepSpec = Annotated[
-    _Plain | _Ingest | _TopK | _Expand | _Generate | _Synthesize | _Condition | _Aggregate,
+    _Plain
+    | _Ingest
+    | _TopK
+    | _Expand
+    | _Generate
+    | _Synthesize
+    | _Condition
+    | _Aggregate
+    | _Function,
     Field(discriminator="kind"),
 ]
+# Every spec kind: the built-in components' and ``function``.
+SPEC_KINDS = (*KINDS, FunctionComponent.kind)
 
 
 class _Spec(BaseModel):
@@ -170,7 +192,7 @@ def _parse(text: str, fmt: str, where: str) -> Any:
 
 def _describe(err: Any) -> str:
     loc = list(err["loc"])
-    if len(loc) >= 3 and loc[0] == "steps" and loc[2] in KINDS:
+    if len(loc) >= 3 and loc[0] == "steps" and loc[2] in SPEC_KINDS:
         del loc[2]  # the union member's tag, not a field
     path = ""
     for part in loc:
@@ -185,7 +207,7 @@ def _describe(err: Any) -> str:
         message = "is not a known field"
     elif kind == "union_tag_invalid":
         path += ".kind"
-        message = f"unknown component {ctx.get('tag')!r} (known: {', '.join(KINDS)})"
+        message = f"unknown component {ctx.get('tag')!r} (known: {', '.join(SPEC_KINDS)})"
     elif kind == "union_tag_not_found":
         path += ".kind"
         message = "is required"
@@ -246,6 +268,14 @@ def _component(step: Any) -> Component:
         return Generate(step.name, reads=step.reads, **_writes(step, {"text"}), **params)  # type: ignore[arg-type]
     if isinstance(step, _Aggregate):
         return Aggregate(step.name, **_writes(step, {"result"}), **params)  # type: ignore[arg-type]
+    if isinstance(step, _Function):
+        try:
+            spec = registered_function(step.function)
+        except KeyError as exc:
+            raise ValueError(f"function: {exc.args[0]}") from None
+        return spec(
+            step.name, reads=step.reads, writes=step.writes, engine=step.engine, **step.settings
+        )
     cls = KINDS[step.kind]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "name", "engine"}
     for section, bindings in (("reads", step.reads), ("writes", step.writes)):

@@ -138,7 +138,7 @@ class ModuleExecutor:
         elif node.op is Op.OUTPUT:
             run.outputs[node.params.get("key", node.name)] = values.get(ops.VALUE)
             outputs = {}
-        elif node.op in (Op.CONDITION, Op.AGGREGATE):
+        elif node.op in (Op.CONDITION, Op.AGGREGATE, Op.INLINE_FUNCTION):
             outputs = run_inline(node, values)
         else:
             outputs = await self._call_engine(run, node, values, timing)

@@ -51,6 +51,7 @@ class EngineKind(StrEnum):
     VECTOR_INDEX = "vector_index"
     RERANKER = "reranker"
     WEB_SEARCH = "web_search"
+    FUNCTION = "function"  # users' Python functions (primflow.function)
 
 
 # Which ops each kind of engine runs.
@@ -68,6 +69,7 @@ OPS_BY_KIND: dict[EngineKind, frozenset[Op]] = {
     EngineKind.VECTOR_INDEX: frozenset({Op.VECTOR_INGEST, Op.VECTOR_SEARCH}),
     EngineKind.RERANKER: frozenset({Op.RERANK}),
     EngineKind.WEB_SEARCH: frozenset({Op.WEB_SEARCH}),
+    EngineKind.FUNCTION: frozenset({Op.FUNCTION}),
 }
 
 

@@ -104,6 +104,10 @@ DEFAULT_PROFILES: dict[str, LatencyProfile] = {
         base_s=0.002, per_item_s=0.012, efficient_batch_size=32, max_batch_size=64
     ),
     "web_search": LatencyProfile(base_s=0.001, per_item_s=0.0005, max_batch_size=32),
+    # A user's function costs what it costs: only the hop to a pool thread is known
+    # (~0.1-0.5 ms here). Give a function's engine a profile of its own (per item, for a
+    # batchable one) before stage decomposition can see a gain in splitting it.
+    "function": LatencyProfile(base_s=0.0005, efficient_batch_size=256, max_batch_size=64),
 }
 
 

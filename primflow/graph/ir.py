@@ -49,6 +49,8 @@ class Op(StrEnum):
     LLM_PARTIAL_DECODE = "llm_partial_decode"
     CONDITION = "condition"
     AGGREGATE = "aggregate"
+    FUNCTION = "function"  # a user's Python function, on a function engine
+    INLINE_FUNCTION = "inline_function"  # a cheap one, run by the graph scheduler itself
 
 
 LLM_OPS = frozenset(
@@ -62,7 +64,7 @@ LLM_OPS = frozenset(
 )
 PREFILL_OPS = frozenset({Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FULL_PREFILL})
 # Ops the graph scheduler runs itself, with no engine behind them.
-INLINE_OPS = frozenset({Op.INPUT, Op.OUTPUT, Op.CONDITION, Op.AGGREGATE})
+INLINE_OPS = frozenset({Op.INPUT, Op.OUTPUT, Op.CONDITION, Op.AGGREGATE, Op.INLINE_FUNCTION})
 
 
 class PortType(StrEnum):

@@ -192,6 +192,28 @@ def _check_aggregate(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str
     return problems
 
 
+def _check_function(graph: Graph, node: Node, in_edges: list[Edge]) -> list[str]:
+    if node.op not in (Op.FUNCTION, Op.INLINE_FUNCTION):
+        return []
+    ref = node.params.get("function")
+    if not isinstance(ref, ops.FunctionRef):
+        return [f"node {node.name!r} ({node.op}) has no FunctionRef in params['function']"]
+    problems = [
+        f"input {node.name}.{port.name} is no parameter of function {ref}"
+        for port in node.inputs
+        if port.name not in ref.inputs
+    ]
+    outputs = [p.name for p in node.outputs]
+    if outputs != list(ref.outputs):
+        problems.append(
+            f"node {node.name!r} outputs {', '.join(outputs) or 'nothing'}; function {ref} "
+            f"returns {', '.join(ref.outputs)}"
+        )
+    if node.is_batchable and ref.items_port not in {p.name for p in node.inputs}:
+        problems.append(f"batchable node {node.name!r} lacks its items input {ref.items_port!r}")
+    return problems
+
+
 _NODE_CHECKS: tuple[Callable[[Graph, Node, list[Edge]], list[str]], ...] = (
     _check_inputs_fed,
     _check_engine,
@@ -199,6 +221,7 @@ _NODE_CHECKS: tuple[Callable[[Graph, Node, list[Edge]], list[str]], ...] = (
     _check_prompt,
     _check_llm_request,
     _check_aggregate,
+    _check_function,
 )
 
 

@@ -21,6 +21,12 @@ Each op as ``inputs -> outputs; params``:
 - llm_partial_decode: ``state -> items, state``; request, index, num_items, parser
 - condition: ``decision (text), value -> if_true, if_false``; predicate
 - aggregate: ``part_0 .. part_{k-1} -> result``; mode (concat, top_k, all, first), top_k
+- function / inline_function: ``one port per port parameter of the function -> one port
+  per declared output (default: result)``; function (a :class:`FunctionRef`), settings
+  (the values of its keyword-only parameters). ``function`` runs on a function engine,
+  ``inline_function`` (declared cheap) in the graph scheduler. A batchable function
+  maps items: its ``FunctionRef.items_port`` list is what stages slice, and its single
+  list output has one entry per item.
 
 ``request`` ties the phases of one LLM call together within a graph; the runtime
 prefixes it with the query id so concurrent queries never share an engine request.
@@ -34,7 +40,10 @@ of one call arrive in order, so each waits on its predecessor (the paper's chain
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from primflow.graph.ir import Op, PortType
 
@@ -89,6 +98,31 @@ FIXED_OUTPUTS: dict[Op, dict[str, PortType]] = {
     Op.LLM_DECODE: {TEXT: PortType.TEXT},
     Op.LLM_PARTIAL_DECODE: {ITEMS: PortType.TEXTS, STATE: PortType.LLM_STATE},
 }
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class FunctionRef:
+    """The user function a FUNCTION node calls, with what the graph needs to know of it.
+
+    ``name`` (``module:qualname``) is how printers, lint messages and graph shape keys
+    show it, so printed graphs stay deterministic; equality is identity, so two graphs
+    are equal only when their nodes call the very same function. ``inputs`` are the
+    port parameters in signature order, ``outputs`` the output ports; ``items_port``
+    names the list parameter of a batchable function (None otherwise).
+    """
+
+    fn: Callable[..., Any]
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    is_async: bool = False
+    items_port: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"FunctionRef({self.name!r})"
 
 
 def placeholders(template: str) -> list[str]:

@@ -36,8 +36,18 @@ ALIGNED_PORTS: dict[Op, tuple[str, ...]] = {
     Op.VECTOR_INGEST: (ops.CHUNKS, ops.VECTORS),
     Op.RERANK: (ops.HITS,),
 }
-# Ops whose output is still one list entry (or group) per input item.
-PER_ITEM_OPS = frozenset({Op.EMBED, Op.VECTOR_SEARCH, Op.WEB_SEARCH})
+# Ops whose output is still one list entry (or group) per input item. A batchable
+# FUNCTION maps items one to one (its items port is in its FunctionRef).
+PER_ITEM_OPS = frozenset({Op.EMBED, Op.VECTOR_SEARCH, Op.WEB_SEARCH, Op.FUNCTION})
+
+
+def aligned_ports(node: Node) -> tuple[str, ...] | None:
+    """The item-aligned list inputs of ``node`` (None: it cannot be staged)."""
+    if node.op is Op.FUNCTION:
+        ref = node.params.get("function")
+        items = ref.items_port if isinstance(ref, ops.FunctionRef) else None
+        return (items,) if items is not None else None
+    return ALIGNED_PORTS.get(node.op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +96,7 @@ def can_join_stages(graph: Graph, node: Node, fed_port: str | None, num_items: i
     (None for the chain head); every other aligned input must hold exactly the
     ``num_items`` items, from one edge, so it can be sliced the same way.
     """
-    aligned = ALIGNED_PORTS.get(node.op)
+    aligned = aligned_ports(node)
     if not node.is_batchable or aligned is None or single_output(node) is None:
         return False
     if fed_port is not None and fed_port not in aligned:
@@ -215,7 +225,8 @@ def _add_replica(
     sources: Sequence[Source],
 ) -> str:
     i, stage = piece.index, piece.items
-    aligned = ALIGNED_PORTS[node.op]
+    aligned = aligned_ports(node)
+    assert aligned is not None, f"{node.name} ({node.op}) has no aligned inputs"
     stage_items = stage[1] - stage[0]
     sizes: dict[str, int | None] = {p: stage_items for p in aligned}
     if fed_port is not None:
@@ -263,7 +274,7 @@ def join_mode(node: Node) -> tuple[ops.AggregateMode, int | None]:
     output = node.outputs[0]
     if not output.type.is_list:
         return ops.AggregateMode.ALL, None
-    if output.type is PortType.HITS:
+    if output.type is PortType.HITS and node.op is not Op.FUNCTION:  # a map keeps order
         top_k = node.params.get("top_k") if node.op is Op.RERANK else output.num_items
         if isinstance(top_k, int):
             return ops.AggregateMode.TOP_K, top_k

@@ -1,7 +1,8 @@
 """Stage decomposition: split a big batch into stages pipelined into its consumers,
 when the modelled pipeline is clearly faster than running the batch whole.
 
-A batchable, per-item primitive (embed, vector search, web search) whose list input
+A batchable, per-item primitive (embed, vector search, web search, a batchable user
+function) whose list input
 is larger than its engine's efficient batch size may become ``k`` stages
 ``<name>.s<i>``, each reading a ``select`` slice of the input and recording its
 :class:`~primflow.graph.ir.Stage` (index i of k) and item share in its provenance (the
@@ -45,9 +46,9 @@ from primflow.engines.base import OPS_BY_KIND, EngineKind
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph, Node, Op
 from primflow.passes.chain import (
-    ALIGNED_PORTS,
     PER_ITEM_OPS,
     Replication,
+    aligned_ports,
     can_join_stages,
     follow_chain,
     replicate_chain,
@@ -89,7 +90,7 @@ def stage_ranges(num_items: int, micro_batch_size: int) -> list[tuple[int, int]]
 
 def _batch_items(graph: Graph, node: Node) -> int | None:
     """The head's item count when every aligned input agrees on it, else None."""
-    sizes = {node.input(name).num_items for name in ALIGNED_PORTS.get(node.op, ())}
+    sizes = {node.input(name).num_items for name in aligned_ports(node) or ()}
     if len(sizes) != 1:
         return None
     size = sizes.pop()
@@ -117,7 +118,7 @@ def pipelined_makespan_s(latencies_s: Sequence[Sequence[float]]) -> float:
 def _link_items(node: Node, num_items: int) -> int:
     """Items ``node`` handles per item of the chain head (a search -> rerank link sees
     top_k hits per query); 1 when the sizes are unknown or do not divide."""
-    sizes = [node.input(name).num_items for name in ALIGNED_PORTS.get(node.op, ())]
+    sizes = [node.input(name).num_items for name in aligned_ports(node) or ()]
     known = [size for size in sizes if size is not None]
     if not known or max(known) % num_items:
         return 1

@@ -1,5 +1,10 @@
-"""The ops the graph scheduler runs itself: CONDITION and AGGREGATE (INPUT and OUTPUT
-only move values and live in the graph scheduler).
+"""The ops the graph scheduler runs itself: CONDITION, AGGREGATE and INLINE_FUNCTION (a
+user's function declared cheap; INPUT and OUTPUT only move values and live in the graph
+scheduler).
+
+An inline function runs on the event loop, so it must be fast: a call that takes longer
+than ``SLOW_INLINE_CALL_S`` is logged (once per function) with the advice to drop
+``is_cheap`` so it runs on a function engine instead.
 
 Skipped values (``SKIPPED``, from an untaken CONDITION branch):
 - CONDITION puts its ``value`` on the taken port and ``SKIPPED`` on the other.
@@ -9,11 +14,14 @@ Skipped values (``SKIPPED``, from an untaken CONDITION branch):
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from primflow.engines.function.call import call_sync, function_of, settings_of
 from primflow.graph import ops
 from primflow.graph.ir import Node, Op
 from primflow.runtime.query_state import SKIPPED
@@ -21,6 +29,10 @@ from primflow.values import Chunk, Hit
 
 DEFAULT_PREDICATE = "yes"
 DEFAULT_SEPARATOR = "\n\n"
+SLOW_INLINE_CALL_S = 0.005  # 5 ms holds every other query on the loop: too long inline
+
+_log = logging.getLogger("primflow.function")
+_slow_functions: set[str] = set()
 
 
 def run_inline(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -29,7 +41,27 @@ def run_inline(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
         return run_condition(node, values)
     if node.op is Op.AGGREGATE:
         return {ops.RESULT: run_aggregate(node, values)}
+    if node.op is Op.INLINE_FUNCTION:
+        return run_inline_function(node, values)
     raise ValueError(f"node {node.name!r}: {node.op} is not an inline op")
+
+
+def run_inline_function(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Call a cheap user function here, on the caller's thread (the event loop)."""
+    ref = function_of(node.params)
+    started_s = time.perf_counter()
+    outputs = call_sync(ref, values, settings_of(node.params))
+    elapsed_s = time.perf_counter() - started_s
+    if elapsed_s > SLOW_INLINE_CALL_S and ref.name not in _slow_functions:
+        _slow_functions.add(ref.name)
+        _log.warning(
+            "inline function %s (node %r) took %.1f ms on the event loop; drop is_cheap "
+            "to run it on a function engine",
+            ref.name,
+            node.name,
+            elapsed_s * 1e3,
+        )
+    return outputs
 
 
 def run_condition(node: Node, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 ``embedded_factory`` builds the real embedded engines (llama.cpp LLM, MiniLM embedder,
 FAISS index, a reranker that scores each passage by its MiniLM cosine with the question
 (a bi-encoder, not a cross-encoder: engines/rerank/), BM25 web search over
-``samples/web``); each import happens only when that kind is built, so a stack without
-a reranker never loads one.
-``fake_factory`` builds the model-free fakes of ``primflow.testing.fakes`` (tests and
-quick checks of the baselines' scheduling). Both take the stack's core budget and the
+``samples/web``), and the function engine of users' Python functions; each model's
+import happens only when that kind is built, so a stack without a reranker never loads
+one. ``fake_factory`` builds the model-free fakes of ``primflow.testing.fakes`` (tests
+and quick checks of the baselines' scheduling), and the real function engine, which
+needs no model. Both take the stack's core budget and the
 engine's measured profile (None: the kind's default).
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from primflow.engines.base import Engine, EngineKind
+from primflow.engines.function import FunctionEngine
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.session.stack import EngineFactory
@@ -106,6 +108,8 @@ def _build_embedded(
         if not records:
             raise EngineUnavailable(f"web search corpus {str(corpus)!r} has no records")
         return WebSearchEngine(Bm25Backend(records), name, profile=profile, budget=budget)
+    if kind is EngineKind.FUNCTION:
+        return FunctionEngine(name, profile, budget)
     raise EngineUnavailable(f"no embedded engine of kind {kind} for {name!r}")
 
 
@@ -122,6 +126,8 @@ def fake_factory(latency_scale: float = 1.0) -> EngineFactory:
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
     ) -> Engine:
+        if kind is EngineKind.FUNCTION:  # model-free already: the real one
+            return FunctionEngine(name, profile, budget)
         return FAKES_BY_KIND[kind](name, profile, latency_scale=latency_scale)
 
     return build

@@ -6,6 +6,9 @@ share. Invariants:
 - Engine names are the ones the app templates use (``llm``, ``judge``, ``embedder``,
   ``vector_index``, ``reranker``, ``web_search``); ``judge`` is its own LLM engine even
   when it loads the same model file as ``llm``, so the two never share a scheduler.
+  A function component's engine (``python`` by default) is a function engine; any
+  other name is a user's own engine, declared with its kind (``custom_engines``) and
+  built by the user's factory.
 - ``shared`` placement: every engine may use every core, and the busy engines split
   them (``CoreBudget`` SHARED). ``dedicated``: each engine a fixed share (1 core each on
   this machine), as if it had its own device.
@@ -50,25 +53,40 @@ class StackError(RuntimeError):
     """The stack cannot be built (unknown engine name, engine missing, bad profile file)."""
 
 
-def engines_for_apps(apps: Iterable[App | str]) -> dict[str, EngineKind]:
+def engines_for_apps(
+    apps: Iterable[App | str], custom_engines: Mapping[str, EngineKind] | None = None
+) -> dict[str, EngineKind]:
     """The engine names (and kinds) the given applications' templates use; an app is
-    a built-in app's name or a user's own :class:`~primflow.apps.App`."""
+    a built-in app's name or a user's own :class:`~primflow.apps.App`.
+    ``custom_engines`` names the user's own engines and their kinds (a name there may
+    also take over a built-in one)."""
+    from primflow.api.function import FunctionComponent
     from primflow.apps import get_app
 
+    custom = dict(custom_engines or {})
     needed: dict[str, EngineKind] = {}
     for app in apps:
         resolved = get_app(app) if isinstance(app, str) else app
         for component in resolved.template().components:
+            is_function = isinstance(component, FunctionComponent)
             for engine in component.engine_names():
-                if engine not in ENGINE_KINDS:
-                    known = ", ".join(ENGINE_KINDS)
+                kind = custom.get(engine) or ENGINE_KINDS.get(engine)
+                if kind is None and is_function:
+                    kind = EngineKind.FUNCTION
+                if kind is None:
+                    known = ", ".join([*ENGINE_KINDS, *custom])
                     raise StackError(
                         f"app {resolved.name!r}: component {component.name!r} uses engine "
                         f"{engine!r}, which the engine stack does not build (it builds: "
-                        f"{known})"
+                        f"{known}; declare your own with custom_engines={{name: kind}})"
                     )
-                needed[engine] = ENGINE_KINDS[engine]
-    return dict(sorted(needed.items(), key=lambda kv: CORE_PRIORITY.index(kv[0])))
+                needed[engine] = kind
+    return dict(sorted(needed.items(), key=lambda kv: _core_rank(kv[0])))
+
+
+def _core_rank(name: str) -> tuple[int, str]:
+    """Built-in engines in ``CORE_PRIORITY`` order, then the others by name."""
+    return (CORE_PRIORITY.index(name) if name in CORE_PRIORITY else len(CORE_PRIORITY), name)
 
 
 # Kinds whose batches take milliseconds here: one thread, never a contender for cores.
@@ -150,10 +168,13 @@ class EngineStack:
         placement: Placement | str = Placement.SHARED,
         profiles: Mapping[str, LatencyProfile] | None = None,
         num_cores: int | None = None,
+        custom_engines: Mapping[str, EngineKind] | None = None,
     ) -> EngineStack:
-        """The engines the ``apps`` use (names of built-in apps, or :class:`App` s)."""
+        """The engines the ``apps`` use (names of built-in apps, or :class:`App` s);
+        ``custom_engines`` declares engine names of your own and their kinds, which
+        ``factory`` must build (docs/guide/extending.md)."""
         return cls(
-            engines_for_apps(apps),
+            engines_for_apps(apps, custom_engines),
             factory,
             placement=placement,
             profiles=profiles,

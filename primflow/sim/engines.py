@@ -9,6 +9,9 @@ its profile taken from a hardware preset by engine kind. Invariants:
   the bare fake, it slows down with load: a request that starts while ``n`` others run
   takes ``(1 + llm_contention * n)`` times its profile latency, a first-order model of
   a decode step growing with batch size. ``llm_contention=0`` gives the bare fake.
+- A user's function (``Op.FUNCTION``) takes its engine profile's latency in virtual
+  time and then really runs (it is the user's code, cheap by assumption), so its
+  outputs are true; async functions are not simulated.
 - Everything sleeps with ``asyncio.sleep``: on the virtual loop no real time passes.
 """
 
@@ -17,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from primflow.engines.base import OPS_BY_KIND, Engine, EngineKind, EngineRequest
+from primflow.engines.base import OPS_BY_KIND, Engine, EngineError, EngineKind, EngineRequest
+from primflow.engines.function.call import Outputs, call_sync, function_of, settings_of
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
 from primflow.testing.fake_engine import FakeEngine
@@ -47,6 +51,16 @@ class SimLLM(FakeLLM):
         num_others = max(0, self._num_running - 1)
         slowdown = 1.0 + self.llm_contention * num_others
         return slowdown * super().request_latency_s(request)
+
+
+class SimFunction(FakeEngine):
+    """A function engine in virtual time: the profile's latency, then the real call."""
+
+    def compute(self, request: EngineRequest) -> Outputs:
+        ref = function_of(request.params)
+        if ref.is_async:
+            raise EngineError(self.name, request.node, f"{ref} is async: not simulated")
+        return call_sync(ref, request.inputs, settings_of(request.params))
 
 
 def engine_kinds(graph: Graph) -> dict[str, EngineKind]:
@@ -106,4 +120,6 @@ def _make(
 ) -> FakeEngine:
     if kind is EngineKind.LLM:
         return SimLLM(name, profile, llm_contention=llm_contention, max_num_calls=max_num_llm_calls)
+    if kind is EngineKind.FUNCTION:
+        return SimFunction(name, profile)
     return FAKES_BY_KIND[kind](name, profile)

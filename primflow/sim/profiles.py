@@ -31,6 +31,9 @@ GPU_PROFILES: dict[str, LatencyProfile] = {
         base_s=0.002, per_item_s=0.0005, efficient_batch_size=128, max_batch_size=256
     ),
     "web_search": LatencyProfile(base_s=0.3, per_item_s=0.0, max_batch_size=32),
+    # Users' Python functions run on the host CPU whatever the accelerators: the CPU
+    # default (a pool thread's hop; the function's own cost is the user's to profile).
+    "function": DEFAULT_PROFILES["function"],
 }
 
 PROFILE_PRESETS: dict[str, dict[str, LatencyProfile]] = {

@@ -11,6 +11,7 @@ PAGE = "docs/guide/extending.md"
 SHOWN_FILES = {
     "primflow/testing/examples/hashing_embedder.py",
     "primflow/testing/examples/hyde.py",
+    "primflow/testing/examples/keyword_rag.py",
 }
 
 
@@ -23,7 +24,10 @@ def test_the_page_shows_the_example_modules_as_they_are() -> None:
 
 def test_the_pages_snippets_run_on_the_fakes(capsys: pytest.CaptureFixture[str]) -> None:
     snippets = [b for b in blocks(PAGE) if b.title is None]
-    assert len(snippets) == 4
+    assert len(snippets) == 7
     namespace = run(snippets, PAGE)
     assert namespace["food"] is not None and namespace["expenses"] is not None
-    assert "optimized in" in capsys.readouterr().out
+    assert namespace["filtered"] is not None and namespace["lunch"] is not None
+    out = capsys.readouterr().out
+    assert "optimized in" in out
+    assert "keyword_filter = function[python](question=input.question.value" in out

@@ -9,11 +9,12 @@ import primflow
 # Grouped as the package docstring lists them. Added on purpose in issue 11: App,
 # Component, Document (a user's own workflow), Answer (what Session.ask returns),
 # EngineKind, ThreadedEngine (a user's own engine) and QueryError (the base to catch).
+# Issue 17: function (a decorated Python function as a component).
 WORKFLOW = {
     "Aggregate", "App", "ChunkDocuments", "Component", "Condition", "Document", "Embed",
     "ExpandQuery", "Generate", "Ingest", "Judge", "Query", "QueryConfig", "Rerank",
     "Situate", "Synthesize", "Template", "VectorSearch", "WebSearch", "build_template",
-    "get_app", "load_documents", "load_spec",
+    "get_app", "load_documents", "load_spec", "function",
 }  # fmt: skip
 RUNNING = {
     "Answer", "EngineStack", "Graph", "Op", "QueryCancelled", "QueryError", "QueryFailed",
