@@ -43,9 +43,7 @@ class PlainEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            model_path, options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(tokenizer_path)
         self.tokenizer.enable_truncation(max_length=MAX_NUM_TOKENS)
         self.tokenizer.enable_padding()  # to the longest text of each batch
