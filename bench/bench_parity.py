@@ -46,6 +46,7 @@ from primflow.api.documents import Document, load_documents
 from primflow.bench.benchmark import WORKLOADS
 from primflow.engines.base import Engine, EngineRequest
 from primflow.engines.embedder.model_files import onnx_model_path, tokenizer_path
+from primflow.engines.llm import LlamaEngine
 from primflow.engines.llm.model import default_model_path
 from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
@@ -199,7 +200,13 @@ async def llm_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
 
     one = paired_stats(*await paired(repeats, raw_one, engine_one))
     print(summary(f"llm {len(prompts)} requests one at a time vs create_chat_completion", one))
+    llm = sides.engine("llm")
+    assert isinstance(llm, LlamaEngine)
+    steps_before = llm.stats()["num_steps"]
     batched = paired_stats(*await paired(repeats, raw_batched, engine_batched))
+    await asyncio.sleep(0.05)  # the last step's counters are published just after it
+    # The raw loop's llama_decode calls: prompts packed 512 tokens a batch, then one per token.
+    batched["engine_num_steps_per_run"] = (llm.stats()["num_steps"] - steps_before) / repeats
     print(summary(f"llm {len(prompts)} requests at once vs low-level batched loop", batched))
     return {"one_at_a_time": one, "batched": batched, "num_prompts": len(prompts)}
 
