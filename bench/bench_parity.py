@@ -112,9 +112,11 @@ async def engine_embed(sides: Sides, texts: list[str]) -> tuple[float, np.ndarra
     return time.perf_counter() - started_s, vectors
 
 
-async def embed_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
+async def embed_section(
+    sides: Sides, seed: int, repeats: int, sizes: Sequence[int] = EMBED_SIZES
+) -> dict[str, Any]:
     rows = {}
-    for size in EMBED_SIZES:
+    for size in sizes:
         texts = passages(seed + size, size)
         for batch_size in (32, 64):
             found: dict[str, Any] = {}
@@ -404,7 +406,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await sides.session.start()
         await sides.on_raw(raw.timed_embed, ["warm up"], 32)  # loads the raw side
         if "embed" in sections:
-            result["embed"] = await embed_section(sides, args.seed, args.repeats)
+            sizes = [int(n) for n in args.embed_sizes.split(",")]
+            result["embed"] = await embed_section(sides, args.seed, args.repeats, sizes)
         if "faiss" in sections:
             result["faiss"] = await faiss_section(sides, args.seed, args.repeats)
         if "llm" in sections:
@@ -440,6 +443,7 @@ if __name__ == "__main__":
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--workloads", default="cold,balanced")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--embed-sizes", default=",".join(map(str, EMBED_SIZES)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT_PATH)
     arguments = parser.parse_args()
