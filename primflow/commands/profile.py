@@ -86,6 +86,11 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--llm-fast",
+        action="store_true",
+        help="profile the LLM's fast option (Q4_0 conversion with flash attention)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load:.1f}; other work will inflate the latencies")
-    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed))
+    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed, args.llm_fast))
     save_profiles(profiles, out)
     for name, profile in profiles.items():
         print(f"{name:13s} {describe(profile)}")
@@ -118,18 +123,20 @@ def describe(p: LatencyProfile) -> str:
 
 
 async def profile_engines(
-    names: Sequence[str], repeats: int, seed: int
+    names: Sequence[str], repeats: int, seed: int, is_llm_fast: bool = False
 ) -> dict[str, LatencyProfile]:
     measures: dict[str, Callable[[int, np.random.Generator], Awaitable[list[Sample]]]] = {
         "embedder": measure_embedder,
         "vector_index": measure_vector,
         "reranker": measure_reranker,
         "web_search": measure_web_search,
-        "llm": measure_llm,
     }
     rng = np.random.default_rng(seed)
     profiles = {}
     for name in names:
+        if name == "llm":
+            profiles[name] = await profile_llm(repeats, rng, is_llm_fast)
+            continue
         samples = await measures[name](repeats, rng)
         profiles[name] = fit_profile(samples, LatencyProfile.default_for(name))
     return profiles
@@ -279,15 +286,20 @@ async def measure_web_search(repeats: int, rng: np.random.Generator) -> list[Sam
     return samples
 
 
-async def measure_llm(repeats: int, rng: np.random.Generator) -> list[Sample]:
-    """Prefill points (1 item, P prompt tokens) and decode points (b sequences, T tokens)."""
+async def profile_llm(
+    repeats: int, rng: np.random.Generator, is_llm_fast: bool = False
+) -> LatencyProfile:
+    """The LLM's call-level fit plus its step-cost model (``fit_step_cost``)."""
     from primflow.engines.llm import LlamaEngine
 
-    engine = LlamaEngine("llm", n_ctx=4096, n_seq_max=16)
+    fast: dict[str, Any] = {"quantization": "q4_0", "flash_attn": True} if is_llm_fast else {}
+    engine = LlamaEngine("llm", n_ctx=4096, n_seq_max=16, **fast)
     await engine.start()
     samples = await measure_llm_calls(engine, repeats, rng)
+    steps = await measure_llm_steps(engine, repeats, rng)
     await engine.close()
-    return samples
+    profile = fit_profile(samples, engine.profile)
+    return profile.with_changes(**fit_step_cost(steps))
 
 
 async def measure_llm_calls(engine: Any, repeats: int, rng: np.random.Generator) -> list[Sample]:
@@ -332,3 +344,78 @@ async def llm_phase(
         after.get("num_prefilled_tokens", 0) - before.get("num_prefilled_tokens", 0),
         after.get("num_decoded_tokens", 0) - before.get("num_decoded_tokens", 0),
     )
+
+
+# --- the LLM's step-cost model ---
+
+
+@dataclass(frozen=True, slots=True)
+class StepSample:
+    """The mean time of one engine step carrying ``num_seqs`` sequences' ``num_tokens``."""
+
+    num_seqs: int
+    num_tokens: int
+    step_s: float
+
+
+DECODE_WIDTHS = (1, 2, 4, 8)
+PREFILL_SIZES = (16, 64, 160, 320)
+
+
+async def measure_llm_steps(
+    engine: Any, repeats: int, rng: np.random.Generator
+) -> list[StepSample]:
+    """Decode steps of b sequences (one token each) and prefill steps of one sequence's
+    P prompt tokens, timed as phase latency over the engine's step count (so the step's
+    Python work, sampling included, counts, as it does when serving)."""
+    samples: list[StepSample] = []
+    for trial in range(repeats):
+        for width in DECODE_WIDTHS:
+            qids = [f"steps-{trial}-{width}-{i}" for i in range(width)]
+            await llm_phase(
+                engine, qids, Op.LLM_PREFILL, {"template": "{q} " + words(rng, 6)}, {"q": "Tell"}
+            )
+            params = {"max_tokens": 24, "ignore_eos": True}
+            samples.append(await _step_sample(engine, qids, Op.LLM_DECODE, params, {}, width))
+            for qid in qids:
+                engine.release(qid)
+        for num_words in PREFILL_SIZES:
+            qid = f"steps-prefill-{trial}-{num_words}"
+            inputs = {"q": words(rng, num_words)}
+            sample = await _step_sample(engine, [qid], Op.LLM_PREFILL, {"template": "{q}"}, inputs)
+            samples.append(sample)
+            engine.release(qid)
+    return samples
+
+
+async def _step_sample(
+    engine: Any,
+    query_ids: list[str],
+    op: Op,
+    params: dict[str, Any],
+    inputs: dict[str, Any],
+    num_seqs: int = 1,
+) -> StepSample:
+    before = engine.stats()["num_steps"]
+    latency_s, num_prefilled, num_decoded = await llm_phase(engine, query_ids, op, params, inputs)
+    num_steps = max(engine.stats()["num_steps"] - before, 1)
+    num_tokens = (num_prefilled + num_decoded) / num_steps
+    return StepSample(num_seqs, round(num_tokens), latency_s / num_steps)
+
+
+def fit_step_cost(samples: Sequence[StepSample]) -> dict[str, float]:
+    """Least squares (>= 0) of ``step_s = step_base_s + step_per_seq_s * seqs +
+    step_per_token_s * tokens``; the LatencyProfile fields it sets."""
+    features = np.array([[1.0, s.num_seqs, s.num_tokens] for s in samples], dtype=float)
+    latencies = np.array([s.step_s for s in samples], dtype=float)
+    active = [0, 1, 2]
+    coefs = np.zeros(3)
+    while True:
+        solution, *_ = np.linalg.lstsq(features[:, active], latencies, rcond=None)
+        negative = [j for j, c in zip(active, solution, strict=True) if c < 0]
+        if not negative:
+            coefs[active] = solution
+            break
+        active.remove(min(negative, key=lambda j: solution[active.index(j)]))
+    names = ("step_base_s", "step_per_seq_s", "step_per_token_s")
+    return {name: float(value) for name, value in zip(names, coefs, strict=True)}
