@@ -115,11 +115,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(p: LatencyProfile) -> str:
-    return (
+    text = (
         f"base {p.base_s * 1e3:.2f} ms, per item {p.per_item_s * 1e3:.3f} ms, "
         f"per token {p.per_token_s * 1e3:.4f} ms, per output token "
         f"{p.per_output_token_s * 1e3:.2f} ms, efficient batch {p.efficient_batch_size}"
     )
+    if p.step_base_s or p.step_per_seq_s or p.step_per_token_s:
+        text += (
+            f"; step {p.step_base_s * 1e3:.2f} ms + {p.step_per_seq_s * 1e3:.2f} ms per "
+            f"sequence + {p.step_per_token_s * 1e3:.2f} ms per token"
+        )
+    return text
 
 
 async def profile_engines(
@@ -366,26 +372,37 @@ async def measure_llm_steps(
     engine: Any, repeats: int, rng: np.random.Generator
 ) -> list[StepSample]:
     """Decode steps of b sequences (one token each) and prefill steps of one sequence's
-    P prompt tokens, timed as phase latency over the engine's step count (so the step's
-    Python work, sampling included, counts, as it does when serving)."""
+    P prompt tokens: the engine's busy time per step (planning, ``llama_decode`` and
+    sampling, as when serving; no thread hop), the median over ``repeats`` runs."""
     samples: list[StepSample] = []
-    for trial in range(repeats):
-        for width in DECODE_WIDTHS:
+    for width in DECODE_WIDTHS:
+        runs = []
+        for trial in range(repeats):
             qids = [f"steps-{trial}-{width}-{i}" for i in range(width)]
             await llm_phase(
                 engine, qids, Op.LLM_PREFILL, {"template": "{q} " + words(rng, 6)}, {"q": "Tell"}
             )
             params = {"max_tokens": 24, "ignore_eos": True}
-            samples.append(await _step_sample(engine, qids, Op.LLM_DECODE, params, {}, width))
+            runs.append(await _step_sample(engine, qids, Op.LLM_DECODE, params, {}, width))
             for qid in qids:
                 engine.release(qid)
-        for num_words in PREFILL_SIZES:
+        samples.append(_median(runs))
+    for num_words in PREFILL_SIZES:
+        runs = []
+        for trial in range(repeats):
             qid = f"steps-prefill-{trial}-{num_words}"
             inputs = {"q": words(rng, num_words)}
-            sample = await _step_sample(engine, [qid], Op.LLM_PREFILL, {"template": "{q}"}, inputs)
-            samples.append(sample)
+            runs.append(
+                await _step_sample(engine, [qid], Op.LLM_PREFILL, {"template": "{q}"}, inputs)
+            )
             engine.release(qid)
+        samples.append(_median(runs))
     return samples
+
+
+def _median(runs: list[StepSample]) -> StepSample:
+    middle = sorted(runs, key=lambda s: s.step_s)[len(runs) // 2]
+    return middle
 
 
 async def _step_sample(
@@ -396,18 +413,26 @@ async def _step_sample(
     inputs: dict[str, Any],
     num_seqs: int = 1,
 ) -> StepSample:
-    before = engine.stats()["num_steps"]
-    latency_s, num_prefilled, num_decoded = await llm_phase(engine, query_ids, op, params, inputs)
-    num_steps = max(engine.stats()["num_steps"] - before, 1)
+    before = engine.stats()
+    _, num_prefilled, num_decoded = await llm_phase(engine, query_ids, op, params, inputs)
+    after = engine.stats()
+    num_steps = max(after["num_steps"] - before["num_steps"], 1)
+    busy_s = (after["busy_us"] - before["busy_us"]) / 1e6
     num_tokens = (num_prefilled + num_decoded) / num_steps
-    return StepSample(num_seqs, round(num_tokens), latency_s / num_steps)
+    return StepSample(num_seqs, round(num_tokens), busy_s / num_steps)
 
 
 def fit_step_cost(samples: Sequence[StepSample]) -> dict[str, float]:
     """Least squares (>= 0) of ``step_s = step_base_s + step_per_seq_s * seqs +
-    step_per_token_s * tokens``; the LatencyProfile fields it sets."""
+    step_per_token_s * tokens``; the LatencyProfile fields it sets.
+
+    Errors are relative (each sample weighted by 1 / its time): the batching rule
+    compares small steps (a decode token against a step's fixed cost), which plain
+    least squares would sacrifice to fit the long prefill steps."""
+    weights = np.array([1.0 / s.step_s for s in samples], dtype=float)
     features = np.array([[1.0, s.num_seqs, s.num_tokens] for s in samples], dtype=float)
-    latencies = np.array([s.step_s for s in samples], dtype=float)
+    features *= weights[:, None]
+    latencies = np.array([s.step_s for s in samples], dtype=float) * weights
     active = [0, 1, 2]
     coefs = np.zeros(3)
     while True:

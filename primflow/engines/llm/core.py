@@ -142,6 +142,8 @@ class EngineCore(PhaseIntake):
             reason = "the engine is closed"
         if isinstance(command, cmd.AddPhase):
             cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
+        elif isinstance(command, cmd.SetCrossQueryBatching):
+            self.scheduler.cross_query_batching = command.mode
         elif isinstance(command, cmd.Probe):
             command.future.set_exception(self._error or RuntimeError(reason))
 

@@ -39,6 +39,7 @@ from primflow.engines.base import (
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.core import EngineCore
+from primflow.engines.llm.step_groups import check_cross_query_batching
 from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
@@ -135,6 +136,13 @@ class LlamaEngine(Engine):
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self._ensure_thread()
         self._thread.post(self._core, cmd.SetThreads(num_threads))
+
+    def set_cross_query_batching(self, mode: str) -> None:
+        """Switch cross-query batching (``cost``, ``off``, ``on``; step_groups.py) from the
+        next step on, e.g. to compare the modes side by side on one loaded engine."""
+        check_cross_query_batching(mode)
+        self._ensure_thread()
+        self._thread.post(self._core, cmd.SetCrossQueryBatching(mode))
 
     def health(self) -> EngineHealth:
         snap = self._core.snapshot
