@@ -95,12 +95,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     documents = load_documents(samples_dir() / "docs")
     factory = embedded_factory(EmbeddedSettings(is_llm_fast=args.llm_fast))
     stack = EngineStack(engines_for_apps(args.apps), factory, placement="shared")
-    pairs = [(p, m) for p in POLICY_ABLATIONS for m in BATCHING_MODES]
+    pairs = [(p, m) for p in args.policies for m in args.modes]
     runs: list[dict[str, Any]] = []
     async with stack, contextlib.AsyncExitStack() as opened:
         sessions = {
-            policy: await opened.enter_async_context(Session(stack, ablation=ablation))
-            for policy, ablation in POLICY_ABLATIONS.items()
+            policy: await opened.enter_async_context(
+                Session(stack, ablation=POLICY_ABLATIONS[policy])
+            )
+            for policy in args.policies
         }
         for app in args.apps:
             questions = questions_for(args.num_queries, app)
@@ -192,6 +194,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--apps", type=lambda t: t.split(","), default=["naive_rag", "advanced_rag"]
+    )
+    parser.add_argument("--policies", type=lambda t: t.split(","), default=list(POLICY_ABLATIONS))
+    parser.add_argument(
+        "--modes", type=lambda t: t.split(","), default=list(BATCHING_MODES), help="cost,off,on"
     )
     parser.add_argument("--rate", type=float, default=0.25, help="Poisson rate, queries/s")
     parser.add_argument("--num-queries", type=int, default=6, help="queries per run")

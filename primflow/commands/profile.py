@@ -301,8 +301,8 @@ async def profile_llm(
     fast: dict[str, Any] = {"quantization": "q4_0", "flash_attn": True} if is_llm_fast else {}
     engine = LlamaEngine("llm", n_ctx=4096, n_seq_max=16, **fast)
     await engine.start()
+    steps = await measure_llm_steps(engine, repeats, rng)  # first: an empty KV cache
     samples = await measure_llm_calls(engine, repeats, rng)
-    steps = await measure_llm_steps(engine, repeats, rng)
     await engine.close()
     profile = fit_profile(samples, engine.profile)
     return profile.with_changes(**fit_step_cost(steps))
@@ -373,7 +373,8 @@ async def measure_llm_steps(
 ) -> list[StepSample]:
     """Decode steps of b sequences (one token each) and prefill steps of one sequence's
     P prompt tokens: the engine's busy time per step (planning, ``llama_decode`` and
-    sampling, as when serving; no thread hop), the median over ``repeats`` runs."""
+    sampling, as when serving; no thread hop), the median over ``repeats`` runs. Each
+    point starts from an empty KV cache (every cell in use widens attention)."""
     samples: list[StepSample] = []
     for width in DECODE_WIDTHS:
         runs = []
@@ -385,7 +386,7 @@ async def measure_llm_steps(
             params = {"max_tokens": 24, "ignore_eos": True}
             runs.append(await _step_sample(engine, qids, Op.LLM_DECODE, params, {}, width))
             for qid in qids:
-                engine.release(qid)
+                engine.abort(qid)  # no cached prefix left: cells in use slow every step
         samples.append(_median(runs))
     for num_words in PREFILL_SIZES:
         runs = []
@@ -395,7 +396,7 @@ async def measure_llm_steps(
             runs.append(
                 await _step_sample(engine, [qid], Op.LLM_PREFILL, {"template": "{q}"}, inputs)
             )
-            engine.release(qid)
+            engine.abort(qid)
         samples.append(_median(runs))
     return samples
 
