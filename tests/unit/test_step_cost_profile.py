@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from primflow.commands.profile import StepSample, fit_step_cost
+from primflow.commands.profile_llm import StepSample, fit_step_cost
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.profile import (
     DEFAULT_LLM_FAST_PROFILE,
