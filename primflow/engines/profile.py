@@ -94,7 +94,7 @@ class LatencyProfile:
 # ``--llm-fast``) on the reference machine (2 cores, 2 threads; docs/results/llm-scheduling.md):
 # the shipped SmolLM2-135M Q4_1, and its Q4_0 conversion with flash attention.
 STEP_COST_Q4_1 = {"step_base_s": 0.0037, "step_per_seq_s": 0.0017, "step_per_token_s": 0.0024}
-STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.0007, "step_per_token_s": 0.0007}
+STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.00065, "step_per_token_s": 0.00075}
 
 # Defaults shaped by the CPU measurements in shared/design/stack.md (2 threads):
 # embedder ~84 chunks/s, LLM prefill ~360 tok/s and decode ~90 tok/s (SmolLM2-135M),
