@@ -9,6 +9,9 @@ import pytest
 from test_llm_scheduler import run, start_decoding
 
 from primflow.engines.base import EngineRequest
+from primflow.engines.llm import commands as cmd
+from primflow.engines.llm.config import LlamaConfig
+from primflow.engines.llm.core import EngineCore
 from primflow.engines.llm.scheduler import StepScheduler
 from primflow.engines.llm.sequence import Sequence
 from primflow.engines.llm.step_order import ordered
@@ -234,3 +237,13 @@ def test_query_unaware_requests_keep_continuous_batching_under_the_cost_rule():
     for s in calls:
         s.query_start_s = None  # a baseline: no query scheduling, one step group
     assert [c.seq for c in run(scheduler).chunks] == calls
+
+
+def test_the_engine_core_switches_cross_query_batching_between_steps():
+    core = EngineCore("llm", LlamaConfig(), budget=None)
+    core.scheduler = StepScheduler(
+        num_slots=2, max_num_batched_tokens=64, kv_capacity=256, cross_query_batching="cost"
+    )
+    for mode in ("off", "on", "cost"):
+        core.handle(cmd.SetCrossQueryBatching(mode))
+        assert core.scheduler.cross_query_batching == mode

@@ -142,8 +142,6 @@ class EngineCore(PhaseIntake):
             reason = "the engine is closed"
         if isinstance(command, cmd.AddPhase):
             cmd.fail(command.future, EngineError(self.name, command.request.node, reason))
-        elif isinstance(command, cmd.SetCrossQueryBatching):
-            self.scheduler.cross_query_batching = command.mode
         elif isinstance(command, cmd.Probe):
             command.future.set_exception(self._error or RuntimeError(reason))
 
@@ -205,6 +203,8 @@ class EngineCore(PhaseIntake):
             self._fixed_threads = command.num_threads
             self.runner.set_num_threads(command.num_threads)
             self._publish()  # a probe posted after this command sees the new count
+        elif isinstance(command, cmd.SetCrossQueryBatching):
+            self.scheduler.cross_query_batching = command.mode
         elif isinstance(command, cmd.Probe):
             try:
                 command.future.set_result(command.read(self))
