@@ -13,8 +13,9 @@ where sequential's p95 exceeds 3x its single query) for every pair of
   real work per step, the earlier default), switched on the same LLM engine.
 
 Every pair runs the same seeded arrivals and questions on the same engines; the pair
-going first rotates per repetition. Per run it records mean / p95 latency and the LLM's
-steps and tokens per step. Prints one result line; saves docs/bench/<name>.json.
+going first rotates with the seed and the repetition. Per run it records mean / p95
+latency and the LLM's steps and tokens per step. Prints one result line; saves
+docs/bench/<name>.json.
 
     PYTHONPATH=. python bench/bench_llm_scheduling.py [--llm-fast] [--repeats 1]
 """
@@ -113,7 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rng = np.random.default_rng(args.seed + repeat)
                 gaps = rng.exponential(1.0 / args.rate, size=args.num_queries)
                 arrivals = [float(t) for t in np.cumsum(gaps) - gaps[0]]
-                shift = repeat % len(pairs)
+                shift = (args.seed + repeat) % len(pairs)  # who goes first rotates
                 for policy, mode in [*pairs[shift:], *pairs[:shift]]:
                     for engine in llm_engines(stack):
                         engine.set_cross_query_batching(mode)
