@@ -6,7 +6,7 @@ Both sides use the same GGUF (SmolLM2-135M-Instruct by default), the same thread
 greedy decoding, the same chat prompts and ``max_tokens``. Throughput = generated tokens
 / wall time from submitting the first request to the last one finishing (prefill
 included). The prefix cache stays on (the system prompt is shared), as in serving.
-Prints one result line; saves docs/bench/llm_batching.json.
+Prints one result line; saves docs/bench/llm_batching<options><--suffix>.json.
 
     .venv/bin/python bench/bench_llm_batching.py [--threads 2] [--max-tokens 48]
 """
@@ -114,6 +114,7 @@ async def main() -> None:
         "repacked Q4_0 GEMM kernels that make multi-token steps much cheaper); both sides "
         "use the converted file",
     )
+    parser.add_argument("--suffix", default="", help="appended to the output file's stem")
     args = parser.parse_args()
     model_path = args.model or default_model_path()
     label = ""
@@ -166,7 +167,7 @@ async def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "rows": rows,
     }
-    out_path = OUT_DIR / f"llm_batching{label}.json"
+    out_path = OUT_DIR / f"llm_batching{label}{args.suffix}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")
     summary = ", ".join(f"{r['num_concurrent']}: {r['speedup']}x" for r in rows)

@@ -3,7 +3,10 @@
 The paper's graph-optimization ablation (§7) groups the passes: *parallelization* =
 dependency pruning + prefill split, *pipelining* = stage decomposition + decode
 pipelining. Each setting here names the passes it keeps; the batching policy is one of
-the engine scheduler's (fifo, topology, critical_path).
+the engine scheduler's (fifo, topology, critical_path). The policy orders every engine's
+work, the LLM's steps included: each request names its engine scheduler's policy and
+the LLM's step planner orders its steps by it (engines/llm/step_order.py), so the
+``policy_*`` settings change which LLM work runs first, not only when it is handed over.
 """
 
 from __future__ import annotations

@@ -85,8 +85,29 @@ def ablation_rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
             }
             for base in ("sequential", "parallel"):
                 row[f"speedup_vs_{base}"] = _ratio(means.get(base), stats["mean_s"])
+            row.update(_ablation_load(case, by_scheme))
             rows.append(row)
     return rows
+
+
+def _ablation_load(case: Case, by_scheme: dict[str, Case]) -> dict[str, Any]:
+    """The ablation under load (``--ablations-under-load``): its mean / p95 at the rate
+    the targets read (or the highest rate run), and its mean speedup over ``full``."""
+    rates = [r["rate_qps"] for r in case.load]
+    if not rates:
+        return {}
+    sequential = by_scheme.get("sequential")
+    loaded = _load_speedups("sequential", case, case, sequential).get("load_rate_qps")
+    rate = loaded if loaded in rates else max(rates)
+    run = next(r for r in case.load if r["rate_qps"] == rate)
+    full = by_scheme.get(ablation_scheme("full")) or by_scheme.get("primflow")
+    full_run = next((r for r in full.load if r["rate_qps"] == rate), None) if full else None
+    return {
+        "load_rate_qps": rate,
+        "load_mean_s": run["mean_s"],
+        "load_p95_s": run["p95_s"],
+        "load_speedup_vs_full": _ratio(full_run["mean_s"] if full_run else None, run["mean_s"]),
+    }
 
 
 def _ratio(other_s: float | None, this_s: float) -> float | None:
@@ -204,7 +225,8 @@ def markdown(
 
 def ablation_markdown(ablations: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
-        "## Ablations (single query; ratios > 1 mean the ablation is faster)",
+        "## Ablations (single query, and under load with --ablations-under-load; "
+        "ratios > 1 mean the ablation is faster)",
         "",
         "Passes: prune = prune_dependencies, stages = decompose_stages, split = "
         "split_prefill, pipe = pipeline_decode.",
@@ -218,14 +240,16 @@ def ablation_markdown(ablations: Sequence[dict[str, Any]]) -> list[str]:
                 f"### {r['app']} ({r['workload']}, {r['placement']})",
                 "",
                 "| ablation | passes | policy | mean s | p95 s | latency/bound | vs full | "
-                "vs seq | vs par |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "vs seq | vs par | load q/s | load mean s | load p95 s | load vs full |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
         passes = ", ".join(_SHORT_PASS.get(p, p) for p in r["passes"]) or "none"
         lines.append(
             f"| {r['ablation']} | {passes} | {r['policy']} | {_fmt(r['mean_s'])} | "
             f"{_fmt(r['p95_s'])} | {_fmt(r['bound_ratio'])} | {_fmt(r['speedup_vs_full'])} | "
-            f"{_fmt(r['speedup_vs_sequential'])} | {_fmt(r['speedup_vs_parallel'])} |"
+            f"{_fmt(r['speedup_vs_sequential'])} | {_fmt(r['speedup_vs_parallel'])} | "
+            f"{_fmt(r.get('load_rate_qps'))} | {_fmt(r.get('load_mean_s'))} | "
+            f"{_fmt(r.get('load_p95_s'))} | {_fmt(r.get('load_speedup_vs_full'))} |"
         )
     return lines
 

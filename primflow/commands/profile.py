@@ -20,58 +20,21 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from primflow.commands.profile_samples import Sample, fit_profile, knee, median_sample, words
 from primflow.engines.base import EngineRequest
 from primflow.engines.profile import LatencyProfile, save_profiles
 from primflow.graph.ir import Op
 from primflow.values import Chunk, Hit
 
-KNEE_FRACTION = 0.9
+__all__ = ["Sample", "add_parser", "fit_profile", "knee", "profile_engines", "run"]
+
 ENGINES = ("embedder", "vector_index", "reranker", "web_search", "llm")
-WORDS = [
-    "data",
-    "graph",
-    "query",
-    "model",
-    "engine",
-    "vector",
-    "batch",
-    "token",
-    "cache",
-    "search",
-    "answer",
-    "document",
-    "river",
-    "mountain",
-    "network",
-    "latency",
-    "python",
-    "system",
-    "paper",
-    "result",
-    "method",
-    "table",
-    "index",
-    "memory",
-    "value",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    batch_size: int
-    num_items: int
-    num_tokens: int
-    num_output_tokens: int
-    latency_s: float
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -86,6 +49,11 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--llm-fast",
+        action="store_true",
+        help="profile the LLM's fast option (Q4_0 conversion with flash attention)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load:.1f}; other work will inflate the latencies")
-    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed))
+    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed, args.llm_fast))
     save_profiles(profiles, out)
     for name, profile in profiles.items():
         print(f"{name:13s} {describe(profile)}")
@@ -110,93 +78,42 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(p: LatencyProfile) -> str:
-    return (
+    text = (
         f"base {p.base_s * 1e3:.2f} ms, per item {p.per_item_s * 1e3:.3f} ms, "
         f"per token {p.per_token_s * 1e3:.4f} ms, per output token "
         f"{p.per_output_token_s * 1e3:.2f} ms, efficient batch {p.efficient_batch_size}"
     )
+    if p.step_base_s or p.step_per_seq_s or p.step_per_token_s:
+        text += (
+            f"; step {p.step_base_s * 1e3:.2f} ms + {p.step_per_seq_s * 1e3:.2f} ms per "
+            f"sequence + {p.step_per_token_s * 1e3:.2f} ms per token"
+        )
+    return text
 
 
 async def profile_engines(
-    names: Sequence[str], repeats: int, seed: int
+    names: Sequence[str], repeats: int, seed: int, is_llm_fast: bool = False
 ) -> dict[str, LatencyProfile]:
     measures: dict[str, Callable[[int, np.random.Generator], Awaitable[list[Sample]]]] = {
         "embedder": measure_embedder,
         "vector_index": measure_vector,
         "reranker": measure_reranker,
         "web_search": measure_web_search,
-        "llm": measure_llm,
     }
     rng = np.random.default_rng(seed)
     profiles = {}
     for name in names:
+        if name == "llm":
+            from primflow.commands.profile_llm import profile_llm
+
+            profiles[name] = await profile_llm(repeats, rng, is_llm_fast)
+            continue
         samples = await measures[name](repeats, rng)
         profiles[name] = fit_profile(samples, LatencyProfile.default_for(name))
     return profiles
 
 
-# --- fitting (pure) ---
-
-
-def fit_profile(samples: Sequence[Sample], defaults: LatencyProfile) -> LatencyProfile:
-    """Non-negative least squares by dropping negative terms and refitting."""
-    columns = ["base_s", "per_item_s", "per_token_s", "per_output_token_s"]
-    features = np.array(
-        [[1.0, s.num_items, s.num_tokens, s.num_output_tokens] for s in samples], dtype=float
-    )
-    latencies = np.array([s.latency_s for s in samples], dtype=float)
-    # A term no sample varies cannot be told apart from the base: leave it out.
-    active = [0] + [j for j in (1, 2, 3) if np.ptp(features[:, j]) > 0]
-    coefs = np.zeros(4)
-    while True:
-        solution, *_ = np.linalg.lstsq(features[:, active], latencies, rcond=None)
-        negative = [j for j, c in zip(active, solution, strict=True) if c < 0 and j != 0]
-        if not negative:
-            coefs[active] = np.maximum(solution, 0.0)
-            break
-        active.remove(min(negative, key=lambda j: solution[active.index(j)]))
-    changes: dict[str, Any] = {c: float(v) for c, v in zip(columns, coefs, strict=True)}
-    changes["efficient_batch_size"] = knee(samples, defaults.efficient_batch_size)
-    return defaults.with_changes(**changes)
-
-
-def knee(samples: Sequence[Sample], default: int) -> int:
-    """Smallest batch size whose throughput reaches KNEE_FRACTION of the best."""
-    by_size: dict[int, list[float]] = {}
-    for s in samples:
-        by_size.setdefault(s.batch_size, []).append(max(s.num_items, 1) / s.latency_s)
-    if len(by_size) < 2:
-        return default
-    throughput = {b: statistics.median(v) for b, v in by_size.items()}
-    best = max(throughput.values())
-    return min(b for b, t in throughput.items() if t >= KNEE_FRACTION * best)
-
-
 # --- measuring ---
-
-
-def words(rng: np.random.Generator, num_words: int) -> str:
-    return " ".join(rng.choice(WORDS, size=num_words))
-
-
-async def timed(engine: Any, requests: list[EngineRequest]) -> tuple[float, list[Any]]:
-    start = time.perf_counter()
-    outputs = await asyncio.gather(*engine.submit(requests))
-    return time.perf_counter() - start, outputs
-
-
-async def median_sample(
-    repeats: int,
-    batch_size: int,
-    make: Callable[[], tuple[Any, list[EngineRequest], int, int, int]],
-) -> Sample:
-    latencies, sizes = [], (0, 0, 0)
-    for _ in range(repeats):
-        engine, requests, *counts = make()
-        latency_s, _ = await timed(engine, requests)
-        latencies.append(latency_s)
-        sizes = (counts[0], counts[1], counts[2])
-    return Sample(batch_size, *sizes, statistics.median(latencies))
 
 
 async def measure_embedder(repeats: int, rng: np.random.Generator) -> list[Sample]:
@@ -277,58 +194,3 @@ async def measure_web_search(repeats: int, rng: np.random.Generator) -> list[Sam
         samples.append(await median_sample(repeats, batch_size, make))
     await engine.close()
     return samples
-
-
-async def measure_llm(repeats: int, rng: np.random.Generator) -> list[Sample]:
-    """Prefill points (1 item, P prompt tokens) and decode points (b sequences, T tokens)."""
-    from primflow.engines.llm import LlamaEngine
-
-    engine = LlamaEngine("llm", n_ctx=4096, n_seq_max=16)
-    await engine.start()
-    samples = await measure_llm_calls(engine, repeats, rng)
-    await engine.close()
-    return samples
-
-
-async def measure_llm_calls(engine: Any, repeats: int, rng: np.random.Generator) -> list[Sample]:
-    samples: list[Sample] = []
-    for trial in range(repeats):
-        for num_words in (16, 96, 256):
-            qid = f"prefill-{trial}-{num_words}"
-            latency_s, num_tokens, _ = await llm_phase(
-                engine, [qid], Op.LLM_PREFILL, {"template": "{q}"}, {"q": words(rng, num_words)}
-            )
-            samples.append(Sample(1, 1, num_tokens, 0, latency_s))
-            engine.release(qid)
-        for batch_size in (1, 2, 4, 8):
-            qids = [f"decode-{trial}-{batch_size}-{i}" for i in range(batch_size)]
-            prompt = {"q": "Write a long story about a dragon and a river."}
-            await llm_phase(
-                engine, qids, Op.LLM_PREFILL, {"template": "{q} " + words(rng, 4)}, prompt
-            )
-            latency_s, _, num_out = await llm_phase(
-                engine, qids, Op.LLM_DECODE, {"max_tokens": 32}, {}
-            )
-            samples.append(Sample(batch_size, batch_size, 0, num_out // batch_size, latency_s))
-            for qid in qids:
-                engine.release(qid)
-    return samples
-
-
-async def llm_phase(
-    engine: Any, query_ids: list[str], op: Op, params: dict[str, Any], inputs: dict[str, Any]
-) -> tuple[float, int, int]:
-    """Run one phase for each query at once; latency and token counts from engine stats."""
-    node = "prefill" if op is Op.LLM_PREFILL else "decode"
-    requests = [
-        EngineRequest(q, node, op, inputs, params, llm_request_id=f"{q}/call") for q in query_ids
-    ]
-    before = engine.stats()
-    latency_s, _ = await timed(engine, requests)
-    await asyncio.sleep(0.05)  # the engine publishes its counters after the step
-    after = engine.stats()
-    return (
-        latency_s,
-        after.get("num_prefilled_tokens", 0) - before.get("num_prefilled_tokens", 0),
-        after.get("num_decoded_tokens", 0) - before.get("num_decoded_tokens", 0),
-    )

@@ -84,6 +84,8 @@ class EngineRequest:
     the runtime's clock); the graph scheduler sets both for the batching policies. A
     client that does not schedule by query (the baselines, a plain API caller) leaves
     ``query_start_s`` None: engines then order its requests by arrival alone.
+    ``policy`` names the batching policy of the engine scheduler that queued it, so an
+    engine that orders work itself (the LLM's step planner) applies the same one.
     ``on_text`` receives decoded text as it streams (LLM_DECODE only).
 
     Examples:
@@ -112,6 +114,7 @@ class EngineRequest:
     priority: float = 0.0
     query_start_s: float | None = None
     arrival_s: float = 0.0
+    policy: str | None = None
     deadline_s: float | None = None
     on_text: Callable[[str], None] | None = None
     future: asyncio.Future[Outputs] | None = field(default=None, repr=False)

@@ -33,6 +33,13 @@ and a batch of b requests costs O(b log n) plus the requests it has to step over
 Every policy stops filling a batch at the first request that does not fit the budget,
 so no request is overtaken by a smaller one of lower rank (no starvation by size).
 Removal is lazy: a removed request stays in the heap and is skipped when reached.
+
+Both tiers use these definitions. The engine scheduler queues requests in a policy and
+``select``s batches from it; an engine that forms its own steps from work it already
+holds (the LLM's step planner, engines/llm/step_order.py) asks ``policy_order`` for
+the order in which the same policy would take that work, given the requests' own
+metadata (query id, query start, priority, depth, arrival). ``policy_order`` runs the
+policy itself on a fresh queue, so the two tiers cannot drift apart.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import heapq
 import itertools
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from primflow.engines.base import EngineRequest
@@ -281,6 +288,27 @@ class CriticalPathPolicy(BatchingPolicy):
 POLICIES: dict[str, type[BatchingPolicy]] = {
     cls.name: cls for cls in (FifoPolicy, TopologyPolicy, CriticalPathPolicy)
 }
+
+
+def policy_order(name: str, requests: Iterable[EngineRequest]) -> list[EngineRequest]:
+    """``requests`` in the order policy ``name`` would batch them with no budget limit.
+
+    They are queued in arrival order (``arrival_s``, then the order given), as the
+    engine scheduler queues them, and selected into one unbounded batch.
+    """
+    policy = make_policy(name)
+    queued = sorted(requests, key=lambda r: r.arrival_s)  # stable: ties keep their order
+    for request in queued:
+        policy.push(request)
+    budget = BatchBudget(max_num_items=_UNBOUNDED, max_num_tokens=_UNBOUNDED)
+    return policy.select(budget, _accept_all)
+
+
+_UNBOUNDED = 2**62
+
+
+def _accept_all(request: EngineRequest) -> bool:
+    return True
 
 
 def make_policy(name: str) -> BatchingPolicy:

@@ -8,6 +8,17 @@ measured, ``default_for`` gives defaults shaped like this machine's measurements
 Model: latency_s(num_items, num_tokens) = base_s + per_item_s * num_items
                                              + per_token_s * num_tokens
 and for LLM decode, per_output_token_s per generated token (one step of a batch).
+
+LLM engines also have a step-cost model, what one engine step (one ``llama_decode`` of
+the step's decode tokens and prompt chunks, plus its sampling) takes:
+
+    step_s(num_seqs, num_tokens) = step_base_s + step_per_seq_s * num_seqs
+                                   + step_per_token_s * num_tokens
+
+Its marginal cost, ``marginal_step_s``, is what adding one sequence's tokens to a step
+costs everyone in the step; ``step_base_s`` is what the sequence saves by not needing a
+step of its own. The LLM step planner batches queries by comparing the two
+(engines/llm/step_groups.py). Fields are 0 for engines without steps.
 """
 
 from __future__ import annotations
@@ -44,6 +55,10 @@ class LatencyProfile:
     efficient_batch_size: int = 32
     max_batch_size: int = 64
     max_batch_tokens: int = 4096
+    # The step-cost model of engines that run in steps (LLM); see the module docstring.
+    step_base_s: float = 0.0
+    step_per_seq_s: float = 0.0
+    step_per_token_s: float = 0.0
 
     def latency_s(
         self, num_items: int = 1, num_tokens: int = 0, num_output_tokens: int = 0
@@ -54,6 +69,14 @@ class LatencyProfile:
             + self.per_token_s * num_tokens
             + self.per_output_token_s * num_output_tokens
         )
+
+    def step_s(self, num_seqs: int, num_tokens: int) -> float:
+        """Predicted time of one step carrying ``num_seqs`` sequences' ``num_tokens``."""
+        return self.step_base_s + self.marginal_step_s(num_seqs, num_tokens)
+
+    def marginal_step_s(self, num_seqs: int, num_tokens: int) -> float:
+        """What adding ``num_seqs`` sequences' ``num_tokens`` to a step makes it longer."""
+        return self.step_per_seq_s * num_seqs + self.step_per_token_s * num_tokens
 
     def micro_batch_size(self, num_items: int) -> int:
         """Items per stage when splitting ``num_items`` into pipelined stages.
@@ -82,6 +105,12 @@ class LatencyProfile:
         return DEFAULT_PROFILES.get(str(kind), LatencyProfile())
 
 
+# The LLM's step-cost model, measured with `primflow profile --engines llm` (and
+# ``--llm-fast``) on the reference machine (2 cores, 2 threads; docs/results/llm-scheduling.md):
+# the shipped SmolLM2-135M Q4_1, and its Q4_0 conversion with flash attention.
+STEP_COST_Q4_1 = {"step_base_s": 0.0037, "step_per_seq_s": 0.0017, "step_per_token_s": 0.0024}
+STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.00065, "step_per_token_s": 0.00075}
+
 # Defaults shaped by the CPU measurements in shared/design/stack.md (2 threads):
 # embedder ~84 chunks/s, LLM prefill ~360 tok/s and decode ~90 tok/s (SmolLM2-135M),
 # HNSW search well under a millisecond, BM25 search ~0.5 ms.
@@ -96,6 +125,7 @@ DEFAULT_PROFILES: dict[str, LatencyProfile] = {
         efficient_batch_size=8,
         max_batch_size=16,
         max_batch_tokens=512,
+        **STEP_COST_Q4_1,
     ),
     "vector_index": LatencyProfile(
         base_s=0.0005, per_item_s=0.0002, efficient_batch_size=128, max_batch_size=256
@@ -109,6 +139,10 @@ DEFAULT_PROFILES: dict[str, LatencyProfile] = {
     # batchable one) before stage decomposition can see a gain in splitting it.
     "function": LatencyProfile(base_s=0.0005, efficient_batch_size=256, max_batch_size=64),
 }
+
+
+# The LLM's fast option (Q4_0 + flash attention): the same call-level shape, its own steps.
+DEFAULT_LLM_FAST_PROFILE = DEFAULT_PROFILES["llm"].with_changes(**STEP_COST_Q4_0_FA)
 
 
 def save_profiles(profiles: dict[str, LatencyProfile], path: Path) -> None:

@@ -26,6 +26,11 @@ soon, for at most ``max_wait_ms`` after its oldest request. It is formed at once
 anywhere but this queue, so a lone query never pays the wait, or (d) the engine runs
 several batches at once (``max_concurrent_batches > 1``, continuous batching): such an
 engine fuses work at its own step boundary, so holding would only add latency.
+
+Such an engine (the LLM) gets every request as soon as it is ready and orders the work
+into steps itself; each request names this scheduler's policy (``request.policy``) and
+the engine's step planner orders its steps by that same policy (policies.py), so the
+policy decides the LLM's steps, not the moment a request is handed over.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class EngineScheduler:
     # -- the contract -------------------------------------------------------------
     def add(self, request: EngineRequest, now_s: float) -> None:
         request.arrival_s = now_s
+        request.policy = self.policy.name  # the engine's own step order follows it too
         self._queued[request] = None
         self._queued_by_query.setdefault(request.query_id, []).append(request)
         self._num_queued_items += request.num_items

@@ -38,7 +38,7 @@ class EmbeddedSettings:
     # The LLM's fast batching option (docs/engines-llm.md): a cached Q4_0 conversion of
     # the model with flash attention, 2.06x batched throughput at 8 sequences vs 1.55x.
     is_llm_fast: bool = False
-    llm_max_num_queries_per_step: int | None = 1  # LlamaConfig.max_num_queries_per_step
+    llm_cross_query_batching: str = "cost"  # LlamaConfig.cross_query_batching
     # 4: contextual retrieval (92 situating calls) 300.9 -> 125.1 s, sequential 171.6 s;
     # the apps' other batches (3 tree leaves, 3 expansions) stay within it.
     llm_max_num_seqs_per_step: int | None = 4  # LlamaConfig.max_num_seqs_per_step
@@ -84,7 +84,7 @@ def _build_embedded(
             n_seq_max=settings.n_seq_max,
             quantization="q4_0" if settings.is_llm_fast else None,
             flash_attn=settings.is_llm_fast,
-            max_num_queries_per_step=settings.llm_max_num_queries_per_step,
+            cross_query_batching=settings.llm_cross_query_batching,
             max_num_seqs_per_step=settings.llm_max_num_seqs_per_step,
         )
     if kind is EngineKind.EMBEDDER:

@@ -1,6 +1,7 @@
-"""The LLM step scheduler's speculation and per-step query limit, without a model (pure
-logic; runs in the unit tier too): open prompts run only in idle steps and in small
-steps; one step carries the real work of the oldest query only."""
+"""The LLM step scheduler's speculation and cross-query batching "off", without a model
+(pure logic; runs in the unit tier too): open prompts run only in idle steps and in
+small steps; with cross-query batching off one step carries the real work of the oldest
+query only."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def _query_seq(query_id: str, tokens: list[int], query_start_s: float | None) ->
 
 def test_one_query_per_step_runs_the_oldest_query_first():
     scheduler = StepScheduler(
-        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, cross_query_batching="off"
     )
     old = [
         _query_seq("old", list(range(100, 130)), 1.0),
@@ -113,7 +114,7 @@ def test_one_query_per_step_runs_the_oldest_query_first():
 
 def test_requests_without_a_query_start_share_steps_as_plain_continuous_batching():
     scheduler = StepScheduler(
-        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, cross_query_batching="off"
     )
     plain = [_query_seq(f"q{i}", list(range(100 * i, 100 * i + 20)), None) for i in (1, 2, 3)]
     for s in plain:
@@ -124,7 +125,7 @@ def test_requests_without_a_query_start_share_steps_as_plain_continuous_batching
 
 def test_speculation_of_any_query_still_fills_an_idle_step():
     scheduler = StepScheduler(
-        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, max_num_queries_per_step=1
+        num_slots=8, max_num_batched_tokens=256, kv_capacity=4096, cross_query_batching="off"
     )
     spec = Sequence(
         request_id="new/open",
@@ -138,10 +139,10 @@ def test_speculation_of_any_query_still_fills_an_idle_step():
     assert [c.seq for c in plan.chunks] == [spec]
 
 
-def test_max_num_queries_per_step_must_be_positive():
-    with pytest.raises(ValueError, match="max_num_queries_per_step"):
+def test_cross_query_batching_must_be_a_known_mode():
+    with pytest.raises(ValueError, match="cross_query_batching"):
         StepScheduler(
-            num_slots=1, max_num_batched_tokens=64, kv_capacity=64, max_num_queries_per_step=0
+            num_slots=1, max_num_batched_tokens=64, kv_capacity=64, cross_query_batching="two"
         )
 
 

@@ -246,3 +246,14 @@ def test_remove_query_drops_its_queued_requests_and_pins() -> None:
 def test_unknown_policy_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown batching policy 'lifo'"):
         make("lifo")
+
+
+@pytest.mark.parametrize("policy", ["fifo", "topology", "critical_path"])
+def test_a_queued_request_names_the_policy_for_the_engines_own_steps(policy: str) -> None:
+    """An LLM engine orders its steps itself; the request tells it this scheduler's
+    policy (engines/llm/step_order.py), so both tiers apply the same one."""
+    scheduler = EngineScheduler("llm", PROFILE, policy=policy, max_concurrent_batches=1024)
+    request = req("q1", "prefill")
+    scheduler.add(request, now_s=0.0)
+    [batch] = scheduler.schedule(0.0)
+    assert batch.requests == [request] and request.policy == policy

@@ -44,6 +44,11 @@ class SetThreads:
 
 
 @dataclass(frozen=True, slots=True)
+class SetCrossQueryBatching:
+    mode: str  # step_groups.CROSS_QUERY_BATCHING
+
+
+@dataclass(frozen=True, slots=True)
 class Probe:
     """Read engine-thread state on the engine thread (diagnostics, tests)."""
 
@@ -61,7 +66,7 @@ class Stop:
     pass
 
 
-Command = AddPhase | Abort | Release | SetThreads | Probe | Start | Stop
+Command = AddPhase | Abort | Release | SetThreads | SetCrossQueryBatching | Probe | Start | Stop
 
 
 def _settle(future: asyncio.Future[Outputs], result: Any, error: BaseException | None) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from primflow.engines.llm.step_groups import check_cross_query_batching
+from primflow.engines.llm.step_order import check_policy
+from primflow.engines.profile import DEFAULT_LLM_FAST_PROFILE, LatencyProfile
+
 
 @dataclass(frozen=True, slots=True)
 class LlamaConfig:
@@ -35,11 +39,15 @@ class LlamaConfig:
     # many tokens so a more urgent engine or request is seen again soon (scheduler.py).
     is_speculation_idle_only: bool = True
     max_speculative_tokens_per_step: int = 64
-    # Real work of at most this many queries (oldest first) per step; None: every query
-    # (plain continuous batching). Requests without a query start all count as one query.
-    # 1 on this compute-bound CPU: under load it turned processor sharing (every query
-    # ends late) into FCFS, mean latency 12.3 -> 7.7 s at 0.5 q/s (docs/end-to-end.md).
-    max_num_queries_per_step: int | None = 1
+    # Cross-query batching (step_groups.py): "cost" lets another query's work join a
+    # step when the step-cost profile predicts it adds less time for the queries in the
+    # step than a step of its own costs it; "off": one query's real work per step (the
+    # earlier default, FCFS under load); "on": every query's (plain continuous batching).
+    # Requests without a query start all count as one query.
+    cross_query_batching: str = "cost"
+    # Orders requests that name no batching policy (a client without an engine
+    # scheduler); others follow their engine scheduler's policy (step_order.py).
+    default_policy: str = "critical_path"
     # Sequences per step; None: as many as the token budget holds.
     max_num_seqs_per_step: int | None = None
     # True: this engine gets its own llama thread instead of the process's shared one.
@@ -59,3 +67,12 @@ class LlamaConfig:
             raise ValueError(f"kv_reserve_tokens must be >= 1, got {self.kv_reserve_tokens}")
         if self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
+        check_cross_query_batching(self.cross_query_batching)
+        check_policy(self.default_policy)
+
+    def default_profile(self) -> LatencyProfile:
+        """The shipped profile of this model option (measured on the reference machine;
+        `primflow profile` measures your own): the fast option's when it is on."""
+        if self.quantization == "q4_0" and self.flash_attn:
+            return DEFAULT_LLM_FAST_PROFILE
+        return LatencyProfile.default_for("llm")

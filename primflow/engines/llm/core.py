@@ -1,21 +1,23 @@
-"""The LLM engine thread: owns the model, the context and every llama call.
+"""The LLM engine core: owns one engine's model, context and every llama call.
 
 Each step is ``schedule -> llama_decode -> sample -> resolve``; the process's one llama
 thread (thread.py, stack.md P10) runs the steps of every engine in turn and hands each
-engine its commands between steps. Invariants:
+engine its commands between steps. Turning phase commands into sequences and futures
+is phases.py's; planning a step is the step scheduler's (scheduler.py). Invariants:
 
 - Every phase future resolves when its work has really been computed: a prefill when
   its tokens are in the KV cache, a partial decode when its item is complete, a decode
   when generation has ended. A bad request fails only its own future.
 - Per-query state dies with ``release`` / ``abort``; abort also removes KV at once.
 - ``snapshot`` is replaced (never mutated) after every step, so other threads may read it.
+- ``busy_us`` counts the wall time of steps that ran a ``llama_decode`` (planning,
+  decode, sampling, resolving), so `primflow profile` can time single steps.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +26,15 @@ from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.generation import Generator
 from primflow.engines.llm.model import LlamaModel, check_model_path, default_model_path
+from primflow.engines.llm.phases import PhaseIntake
 from primflow.engines.llm.prompting import PromptBuilder
 from primflow.engines.llm.quantize import requantized
 from primflow.engines.llm.runner import Chunk, DecodeError, LlamaRunner
-from primflow.engines.llm.sampling import SamplingParams
 from primflow.engines.llm.scheduler import StepPlan, StepScheduler
-from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
+from primflow.engines.llm.sequence import Sequence
 from primflow.engines.llm.step_groups import oldest_query_start_s
 from primflow.engines.placement import CoreBudget
-from primflow.graph.ir import Op
-from primflow.graph.ops import STATE
+from primflow.engines.profile import LatencyProfile
 
 STAT_NAMES = (
     "num_steps",
@@ -44,6 +45,7 @@ STAT_NAMES = (
     "num_preemptions",
     "num_cached_prefixes",
     "num_requests",
+    "busy_us",
 )
 
 
@@ -59,13 +61,20 @@ class CoreSnapshot:
     stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAT_NAMES, 0))
 
 
-class EngineCore:
+class EngineCore(PhaseIntake):
     """One engine's model, context and scheduler; driven by the llama thread (thread.py)."""
 
-    def __init__(self, name: str, config: LlamaConfig, budget: CoreBudget | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: LlamaConfig,
+        budget: CoreBudget | None,
+        profile: LatencyProfile | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.budget = budget
+        self.profile = profile or config.default_profile()
         self.budget_name = name  # the name this engine's group is busy under (thread.py)
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -74,6 +83,7 @@ class EngineCore:
         self._fixed_threads: int | None = None
         self._is_loaded = False
         self._error: Exception | None = None
+        self._busy_s = 0.0
 
     # -- called by the llama thread -------------------------------------------------------
 
@@ -157,8 +167,10 @@ class EngineCore:
             reserve_tokens=cfg.kv_reserve_tokens,
             max_speculative_tokens_per_step=cfg.max_speculative_tokens_per_step,
             is_speculation_idle_only=cfg.is_speculation_idle_only,
-            max_num_queries_per_step=cfg.max_num_queries_per_step,
             max_num_seqs_per_step=cfg.max_num_seqs_per_step,
+            default_policy=cfg.default_policy,
+            cross_query_batching=cfg.cross_query_batching,
+            profile=self.profile,
         )
         self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
         self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
@@ -191,116 +203,21 @@ class EngineCore:
             self._fixed_threads = command.num_threads
             self.runner.set_num_threads(command.num_threads)
             self._publish()  # a probe posted after this command sees the new count
+        elif isinstance(command, cmd.SetCrossQueryBatching):
+            self.scheduler.cross_query_batching = command.mode
         elif isinstance(command, cmd.Probe):
             try:
                 command.future.set_result(command.read(self))
             except Exception as err:
                 command.future.set_exception(err)
 
-    def _add_phase(self, phase: cmd.AddPhase) -> None:
-        handlers: dict[Op, Callable[[cmd.AddPhase], None]] = {
-            Op.LLM_PREFILL: self._open,
-            Op.LLM_PARTIAL_PREFILL: self._open,
-            Op.LLM_FULL_PREFILL: self._append,
-            Op.LLM_DECODE: self._decode,
-            Op.LLM_PARTIAL_DECODE: self._decode,
-        }
-        try:
-            handlers[phase.request.op](phase)
-        except (ValueError, KeyError, TypeError) as err:
-            reason = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            cmd.fail(phase.future, EngineError(self.name, phase.request.node, str(reason)))
-
-    def _open(self, phase: cmd.AddPhase) -> None:
-        request = phase.request
-        if phase.request_id in self._requests:
-            raise ValueError(f"LLM request {phase.request_id!r} is already open")
-        is_closed = request.op is Op.LLM_PREFILL
-        if is_closed and not phase.content.strip():
-            raise ValueError("the prompt is empty (the template rendered no user content)")
-        system = request.params.get("system")
-        tokens = self.prompts.opening(system, phase.content, is_closed=is_closed)
-        seq = Sequence(
-            request_id=phase.request_id,
-            query_id=request.query_id,
-            tokens=tokens,
-            is_prompt_closed=is_closed,
-            system=system,
-            num_content_chars=len(phase.content.strip()),
-            priority=request.priority,
-            query_start_s=request.query_start_s,
-            arrival_s=request.arrival_s or time.monotonic(),
-        )
-        self._requests[phase.request_id] = seq
-        seq.prefill_waiters.append(Waiter(phase.future, request.node, num_tokens=len(tokens)))
-        self.scheduler.add(seq)
-
-    def _append(self, phase: cmd.AddPhase) -> None:
-        seq = self._find(phase, "a full prefill needs its partial prefill first")
-        if seq.is_prompt_closed:
-            raise ValueError(f"LLM request {phase.request_id!r} already has its whole prompt")
-        seq.num_content_chars += len(phase.content.strip())
-        tokens = self.prompts.closing(seq.system, phase.content, seq.num_prompt_tokens)
-        if seq.num_content_chars == 0:
-            raise ValueError("the prompt is empty (the template rendered no user content)")
-        seq.append_prompt(tokens, is_last=True)
-        seq.priority = phase.request.priority
-        seq.query_start_s = phase.request.query_start_s
-        seq.prefill_waiters.append(Waiter(phase.future, phase.request.node, len(seq.tokens)))
-
-    def _decode(self, phase: cmd.AddPhase) -> None:
-        seq = self._find(phase, "a decode needs its prefill first")
-        if not seq.is_prompt_closed:
-            raise ValueError(f"LLM request {phase.request_id!r} has no full prefill yet")
-        seq.priority = phase.request.priority
-        seq.query_start_s = phase.request.query_start_s
-        if not seq.is_generating:
-            max_new_tokens = SamplingParams.from_params(phase.request.params).max_tokens
-            self.scheduler.set_max_new_tokens(seq, max_new_tokens)
-            self.generator.start(seq, phase.request)
-            seq.loop = phase.future.get_loop()
-        self.generator.add_waiter(seq, phase.request, phase.future)
-        if seq.last_logits is not None and not seq.is_finished and self.scheduler.may_start(seq):
-            self._start_generation(seq)
-
-    def _start_generation(self, seq: Sequence) -> None:
-        """The first token comes from the logits saved at the end of prefill."""
-        if seq.last_logits is not None and not seq.is_finished:
-            logits, seq.last_logits = seq.last_logits, None
-            self._take_token(seq, logits)
-
-    def _find(self, phase: cmd.AddPhase, hint: str) -> Sequence:
-        seq = self._requests.get(phase.request_id)
-        if seq is None:
-            raise ValueError(f"no open LLM request {phase.request_id!r}: {hint}")
-        return seq
-
-    def _end_query(self, query_id: str, is_abort: bool) -> None:
-        for seq in [s for s in self._requests.values() if s.query_id == query_id]:
-            reason = "the query was aborted" if is_abort else "the query ended"
-            self._drop(seq, EngineError(self.name, seq.decode_node or "<llm>", reason))
-        if is_abort:
-            for slot in self.scheduler.drop_cached(query_id):
-                self.runner.remove(slot)
-
-    def _drop(self, seq: Sequence, error: EngineError) -> None:
-        """Forget ``seq`` now: free its KV and fail whatever still waits on it."""
-        self._requests.pop(seq.request_id, None)
-        for slot in self.scheduler.remove(seq):
-            self.runner.remove(slot)
-        for waiter in seq.prefill_waiters + seq.decode_waiters:
-            cmd.fail(waiter.future, error)
-        seq.prefill_waiters.clear()
-        seq.decode_waiters.clear()
-        self.generator.close(seq)
-
     # -- one step -------------------------------------------------------------------------
 
     def _step(self) -> bool:
         """Run one scheduled step; False when nothing could be scheduled."""
-        now_s = time.monotonic()
+        started_s = time.monotonic()
         self._apply_thread_budget()
-        plan = self.scheduler.schedule(now_s)
+        plan = self.scheduler.schedule(started_s)
         for seq, reason in plan.failures:
             self._drop(seq, EngineError(self.name, seq.decode_node or "<llm>", reason))
         for slot in plan.frees:
@@ -309,24 +226,19 @@ class EngineCore:
             self.runner.copy_prefix(src, dst, num_tokens)
         for seq in plan.started:
             self._start_generation(seq)
-        chunks = [c for c in plan.chunks if c.seq.slot is not None]
+        chunks = [
+            Chunk(
+                c.seq.slot, c.start, c.seq.tokens[c.start : c.start + c.num_tokens], c.wants_logits
+            )
+            for c in plan.chunks
+            if c.seq.slot is not None
+        ]
         if not chunks:
             self._publish()
             self._resolve_copied(plan)
             return bool(plan.copies or plan.failures or plan.started)
         try:
-            rows = self.runner.decode(
-                [
-                    Chunk(
-                        c.seq.slot,
-                        c.start,
-                        c.seq.tokens[c.start : c.start + c.num_tokens],
-                        c.wants_logits,
-                    )
-                    for c in chunks
-                    if c.seq.slot is not None
-                ]
-            )
+            rows = self.runner.decode(chunks)
         except DecodeError as err:
             self._fail_step(plan, str(err))
             return True
@@ -334,6 +246,7 @@ class EngineCore:
         self._publish()  # counters first, so a resolved future never sees older stats
         self._resolve_copied(plan)
         self._after_step(plan, iter(rows))
+        self._busy_s += time.monotonic() - started_s
         self._publish()
         return True
 
@@ -347,29 +260,6 @@ class EngineCore:
                 elif not seq.is_generating:
                     seq.last_logits = logits.copy()  # the decode phase comes later
             self._resolve_prefills(seq)
-
-    def _take_token(self, seq: Sequence, logits: Any) -> None:
-        if self.generator.take_token(seq, logits):
-            for slot, from_pos in self.scheduler.finish(seq, time.monotonic()):
-                self.runner.remove(slot, from_pos)
-
-    def _resolve_copied(self, plan: StepPlan) -> None:
-        """An open prompt can be wholly copied from the prefix cache: nothing to compute."""
-        if plan.copies:
-            for seq in [s for s in self.scheduler.live if s.prefill_waiters]:
-                self._resolve_prefills(seq)
-
-    def _resolve_prefills(self, seq: Sequence) -> None:
-        done = [w for w in seq.prefill_waiters if w.num_tokens <= seq.num_computed]
-        for waiter in done:
-            seq.prefill_waiters.remove(waiter)
-            state = LLMState(self.name, seq.request_id, waiter.num_tokens)
-            cmd.resolve(waiter.future, {STATE: state})
-
-    def _fail_step(self, plan: StepPlan, reason: str) -> None:
-        for chunk in plan.chunks:
-            node = chunk.seq.decode_node or "<llm prefill>"
-            self._drop(chunk.seq, EngineError(self.name, node, f"llama_decode failed: {reason}"))
 
     def _apply_thread_budget(self) -> None:
         if self._fixed_threads is None and self.budget is not None:
@@ -394,5 +284,6 @@ class EngineCore:
                 "num_preemptions": stats.num_preemptions,
                 "num_cached_prefixes": len(self.scheduler.cache),
                 "num_requests": len(self._requests),
+                "busy_us": round(self._busy_s * 1e6),
             },
         )

@@ -11,6 +11,10 @@ Invariants:
 - ``abort(query_id)`` cancels the query's futures at once; the engine thread frees its
   KV before its next step. ``release`` frees what a finished query left behind.
 - ``health().load`` is KV occupancy in [0, 1].
+- The engine scheduler hands every ready phase over at once (``max_concurrent_batches``);
+  the step planner decides each step, in the order of the batching policy each request
+  names (``EngineRequest.policy``), with cross-query batching by the step-cost model
+  of ``profile`` (default: ``LlamaConfig.default_profile``, by model option).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from primflow.engines.base import (
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.core import EngineCore
+from primflow.engines.llm.step_groups import check_cross_query_batching
 from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
@@ -59,12 +64,12 @@ class LlamaEngine(Engine):
         **settings: Any,
     ) -> None:
         """``settings`` override fields of ``config`` (``n_ctx=2048``, ``n_threads=1``...)."""
-        super().__init__(name, profile)
         config = config or LlamaConfig()
         if model_path is not None:
             settings["model_path"] = model_path
         self.config = replace(config, **settings)
-        self._core = EngineCore(name, self.config, budget)
+        super().__init__(name, profile or self.config.default_profile())
+        self._core = EngineCore(name, self.config, budget, self.profile)
         self._thread = LlamaThread(name) if self.config.dedicated_thread else shared_thread()
         self._is_started = False
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
@@ -73,7 +78,9 @@ class LlamaEngine(Engine):
 
     @property
     def max_concurrent_batches(self) -> int:
-        return 1024  # continuous batching: every submitted request joins the running batch
+        # Every ready request is handed over at once; the step planner orders the work
+        # into steps by the request's batching policy (scheduler.py, step_order.py).
+        return 1024
 
     async def start(self) -> None:
         self._ensure_thread()
@@ -129,6 +136,13 @@ class LlamaEngine(Engine):
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self._ensure_thread()
         self._thread.post(self._core, cmd.SetThreads(num_threads))
+
+    def set_cross_query_batching(self, mode: str) -> None:
+        """Switch cross-query batching (``cost``, ``off``, ``on``; step_groups.py) from the
+        next step on, e.g. to compare the modes side by side on one loaded engine."""
+        check_cross_query_batching(mode)
+        self._ensure_thread()
+        self._thread.post(self._core, cmd.SetCrossQueryBatching(mode))
 
     def health(self) -> EngineHealth:
         snap = self._core.snapshot

@@ -1,26 +1,41 @@
-"""KV-cache admission for the LLM step scheduler: reservations, eviction, preemption.
+"""Admission to the LLM's KV cache: reservations, prefix reuse, eviction, preemption.
 
-Owns the arithmetic of the unified KV cache that :class:`~.scheduler.StepScheduler`
-plans steps against (the scheduler inherits it; the split keeps the step planning
-readable). Invariants:
+Owns how a sequence gets (and keeps) its cells in the unified KV cache that
+:class:`~.scheduler.StepScheduler` plans steps against (the scheduler inherits it; the
+split keeps step planning apart from admission). Invariants:
 
 - A sequence's *target* is its prompt plus its generation (``max_new_tokens`` once its
   decode phase said it, else ``reserve_tokens``); its reservation never exceeds it.
 - Headroom = capacity - cells in use - cells admitted sequences may still add; a
   reservation grows only into headroom, after evicting cached prefixes (LRU) that no
   copy of the current step reads.
+- An admitted sequence first copies the longest computed prefix it shares with a live
+  or cached sequence; it waits instead for an admitted one computing a longer shared
+  prefix right now, never for one parked (see ``_should_wait_for_prefix``).
 - Preemption only takes cells back from *parked* sequences (open prompts computed so
   far, or sequences waiting to grow) that have generated nothing: they are waiting on
-  other engines anyway and are recomputed when admitted again.
+  other engines anyway and are recomputed when admitted again. The last in the step
+  order (``_ordered``) go first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-from primflow.engines.llm.prefix_cache import KvLedger, PrefixCache
+from primflow.engines.llm.prefix_cache import (
+    KvLedger,
+    PrefixCache,
+    PrefixMatch,
+    best_match,
+    common_prefix_len,
+)
 from primflow.engines.llm.sequence import Sequence
-from primflow.engines.llm.step_plan import SchedulerStats, StepPlan
+from primflow.engines.llm.step_plan import Admission, SchedulerStats, StepPlan
+
+# A closed prompt's last chunk keeps >= this many tokens when it can (with flash
+# attention off that keeps chunked prefill bit-identical to one-shot, stack.md P5).
+MIN_LAST_CHUNK = 8
 
 
 class KvAdmission:
@@ -28,12 +43,18 @@ class KvAdmission:
 
     kv_capacity: int
     reserve_tokens: int
+    min_reuse_tokens: int
+    is_speculation_idle_only: bool
     live: list[Sequence]
     free_slots: list[int]
     cache: PrefixCache
     ledger: KvLedger
     stats: SchedulerStats
     _held_starts: set[Sequence]
+
+    def _ordered(self) -> list[Sequence]:
+        """The live sequences in the step order (the scheduler's batching policy)."""
+        raise NotImplementedError
 
     def _target(self, seq: Sequence) -> int:
         """The length ``seq`` may grow to: its prompt plus its generation."""
@@ -66,7 +87,7 @@ class KvAdmission:
         fits. They are recomputed when admitted again. Returns the preempted ones."""
         parked = [
             s
-            for s in sorted(self.live, key=lambda s: s.order_key, reverse=True)
+            for s in reversed(self._ordered())
             if s is not blocked
             and s.slot is not None
             and s.slot not in {src for src, _, _ in plan.copies}
@@ -85,14 +106,14 @@ class KvAdmission:
         return preempted
 
     def _is_anyone_waiting_before(self, seq: Sequence) -> bool:
-        return any(
-            other.order_key < seq.order_key
-            and (
-                (other.slot is None and other.is_prefilling)
-                or (other.slot is not None and other.num_reserved < self._target(other))
-            )
-            for other in self.live
-        )
+        for other in self._ordered():
+            if other is seq:
+                return False
+            if (other.slot is None and other.is_prefilling) or (
+                other.slot is not None and other.num_reserved < self._target(other)
+            ):
+                return True
+        return False
 
     def _is_parked(self, seq: Sequence) -> bool:
         is_open_and_computed = not seq.is_prompt_closed and not seq.is_prefilling
@@ -125,3 +146,88 @@ class KvAdmission:
     def _free_slot(self, slot: int) -> None:
         self.ledger.drop(slot)
         self.free_slots.append(slot)
+
+    def _grant(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
+        """Admit ``seq``, or grow its reservation to what it now needs."""
+        if seq.slot is None:
+            return self._admit(seq, plan, now_s)
+        target = self._target(seq)
+        if seq.num_reserved < target:
+            if not self._make_room(target - seq.num_reserved, plan):
+                return Admission.BLOCKED
+            seq.num_reserved = target
+        if seq in self._held_starts:
+            self._held_starts.discard(seq)
+            plan.started.append(seq)
+        return Admission.ADMITTED
+
+    def _admit(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
+        """Give ``seq`` a slot, reserve its cells and copy the longest reusable prefix."""
+        if seq.num_prompt_tokens > self.kv_capacity:
+            plan.failures.append(
+                (
+                    seq,
+                    f"prompt of {seq.num_prompt_tokens} tokens exceeds the "
+                    f"KV cache ({self.kv_capacity} cells)",
+                )
+            )
+            return Admission.DEFERRED
+        match = self._reusable_prefix(seq)
+        if self._should_wait_for_prefix(seq, match):
+            return Admission.DEFERRED
+        target = self._target(seq)
+        keep = {match.slot} if match.num_tokens else set()
+        if not self._make_room(target - match.num_tokens, plan, keep):
+            return Admission.BLOCKED
+        slot = self._take_slot(plan, keep)
+        if slot is None:
+            return Admission.BLOCKED
+        seq.slot = slot
+        seq.num_reserved = target
+        if match.num_tokens:
+            plan.copies.append((match.slot, slot, match.num_tokens))
+            self.ledger.share(match.slot, slot, match.num_tokens)
+            self.cache.touch(match.slot, now_s)
+            seq.num_computed = seq.num_reused = match.num_tokens
+            self.stats.num_prefix_hits += 1
+            self.stats.num_reused_tokens += match.num_tokens
+        return Admission.ADMITTED
+
+    def _reusable_prefix(self, seq: Sequence) -> PrefixMatch:
+        prompt = seq.tokens[: seq.num_prompt_tokens]
+        match = best_match(prompt, self._computed_prefixes(exclude=seq))
+        limit = seq.num_prompt_tokens
+        if seq.is_prompt_closed:  # compute >= MIN_LAST_CHUNK tokens to get exact logits
+            limit -= MIN_LAST_CHUNK
+        num_tokens = min(match.num_tokens, limit)
+        if num_tokens < self.min_reuse_tokens:
+            return PrefixMatch(slot=-1, num_tokens=0)
+        return PrefixMatch(match.slot, num_tokens)
+
+    def _computed_prefixes(self, exclude: Sequence) -> Iterable[tuple[int, list[int]]]:
+        for other in self.live:
+            if other is not exclude and other.slot is not None and other.num_computed:
+                yield other.slot, other.tokens[: other.num_computed]
+        for entry in self.cache.entries():
+            yield entry.slot, entry.tokens
+
+    def _should_wait_for_prefix(self, seq: Sequence, match: PrefixMatch) -> bool:
+        """An admitted sequence is computing (now, with its cells reserved) a longer
+        prefix shared with ``seq``. Never one parked or waiting for cells: the wait
+        could last as long as that sequence's other inputs take."""
+        prompt = seq.tokens[: seq.num_prompt_tokens]
+        for other in self.live:
+            if other is seq or other.slot is None or not other.is_prefilling:
+                continue
+            if (
+                self.is_speculation_idle_only
+                and seq.is_prompt_closed
+                and not other.is_prompt_closed
+            ):
+                continue  # it only runs when the engine idles: compute the prefix now
+            if other.num_reserved < self._target(other):
+                continue
+            shared = common_prefix_len(prompt, other.tokens[: other.num_prompt_tokens])
+            if shared >= match.num_tokens + self.min_reuse_tokens and other.num_computed < shared:
+                return True
+        return False

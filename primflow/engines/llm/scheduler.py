@@ -1,24 +1,30 @@
-"""The LLM engine's step scheduler: which tokens go into the next ``llama_decode``.
+"""The LLM engine's step planner: which tokens go into the next ``llama_decode``.
 
 A small synchronous class in the shape of nano-vllm's: ``add`` a sequence,
 ``schedule(now_s)`` a step, ``update`` after it ran. No llama calls and no I/O: it
 returns a :class:`StepPlan` and the engine thread applies it. Invariants:
 
+- Order: the step takes work in the order of the sequences' batching policy (fifo,
+  topology or critical_path, the one their engine scheduler runs; step_order.py). A
+  sequence that cannot be admitted stops admission, so nothing later in that order
+  jumps ahead of it; sequences already admitted keep computing.
 - Continuous batching: every step carries one decode token of every generating
-  sequence first, then prompt chunks, all within ``max_num_batched_tokens``.
-- Order: older queries first (``query_start_s``), then the longer remaining critical
-  path (``priority``), then arrival. A sequence that cannot be admitted stops
-  admission, so nothing later in that order jumps ahead of it; sequences already
-  admitted keep computing.
-- KV admission with reservation: a sequence is admitted only when its prompt plus its
-  generation (``max_new_tokens``, or ``reserve_tokens`` until its decode phase says)
-  fits next to what every admitted sequence may still grow to; cached prefixes are
-  evicted first. A prompt that grows (full prefill) or a decode that asks for more
-  than was reserved waits until the extra cells are free. So a running decode never
-  runs out of cells; only a request that can never fit (prompt + max_tokens >
+  sequence that may join it first, then prompt chunks, all within
+  ``max_num_batched_tokens`` (and ``max_num_seqs_per_step`` sequences).
+- Cross-query batching (step_groups.py): the first query in the order with real work
+  leads the step; another query's decode token or prompt chunk joins only when
+  ``cross_query_batching`` allows it: by default when the engine's step-cost profile
+  predicts it adds less step time for the queries already in the step than a step of
+  its own would cost it.
+- KV admission with reservation (kv_admission.py): a sequence is admitted only when its
+  prompt plus its generation (``max_new_tokens``, or ``reserve_tokens`` until its decode
+  phase says) fits next to what every admitted sequence may still grow to; cached
+  prefixes are evicted first. A prompt that grows (full prefill) or a decode that asks
+  for more than was reserved waits until the extra cells are free. So a running decode
+  never runs out of cells; only a request that can never fit (prompt + max_tokens >
   ``kv_capacity``) fails. If nothing can run because sequences parked on other
-  engines' work hold the cells, the newest parked ones give their cells back and are
-  recomputed later (``preempt``): they are waiting anyway.
+  engines' work hold the cells, the last parked ones in the order give their cells
+  back and are recomputed later (``preempt``): they are waiting anyway.
 - Prefix reuse: an admitted sequence first copies the longest computed prefix it
   shares with a live or cached sequence (``copies``). A sequence whose prompt shares a
   longer prefix with an admitted one that is computing it waits for it instead of
@@ -35,29 +41,23 @@ returns a :class:`StepPlan` and the engine thread applies it. Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-from primflow.engines.llm.kv_admission import KvAdmission
-from primflow.engines.llm.prefix_cache import (
-    KvLedger,
-    PrefixCache,
-    PrefixMatch,
-    best_match,
-    common_prefix_len,
-)
+from primflow.engines.llm.kv_admission import MIN_LAST_CHUNK, KvAdmission
+from primflow.engines.llm.prefix_cache import KvLedger, PrefixCache
 from primflow.engines.llm.sequence import Sequence
-from primflow.engines.llm.step_groups import queries_this_step
+from primflow.engines.llm.step_groups import StepGroups, check_cross_query_batching
+from primflow.engines.llm.step_order import DEFAULT_POLICY, check_policy, ordered
 from primflow.engines.llm.step_plan import (
     Admission,
     ScheduledChunk,
     SchedulerStats,
     StepPlan,
 )
+from primflow.engines.profile import LatencyProfile
 
 __all__ = ["MIN_LAST_CHUNK", "ScheduledChunk", "SchedulerStats", "StepPlan", "StepScheduler"]
 
-MIN_LAST_CHUNK = 8
 DEFAULT_RESERVE_TOKENS = 64
 DEFAULT_SPECULATIVE_TOKENS_PER_STEP = 64
 
@@ -73,12 +73,16 @@ class StepScheduler(KvAdmission):
         reserve_tokens: int = DEFAULT_RESERVE_TOKENS,
         max_speculative_tokens_per_step: int = DEFAULT_SPECULATIVE_TOKENS_PER_STEP,
         is_speculation_idle_only: bool = True,
-        max_num_queries_per_step: int | None = None,
         max_num_seqs_per_step: int | None = None,
+        *,
+        default_policy: str = DEFAULT_POLICY,
+        cross_query_batching: str = "on",
+        profile: LatencyProfile | None = None,
     ) -> None:
+        """``profile``: the engine's step-cost model (``cross_query_batching="cost"``);
+        ``default_policy`` orders sequences that name no policy (step_order.py)."""
         _check_at_least_one(
             max_speculative_tokens_per_step=max_speculative_tokens_per_step,
-            max_num_queries_per_step=max_num_queries_per_step,
             max_num_seqs_per_step=max_num_seqs_per_step,
         )
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -88,8 +92,10 @@ class StepScheduler(KvAdmission):
         self.reserve_tokens = reserve_tokens
         self.max_speculative_tokens_per_step = max_speculative_tokens_per_step
         self.is_speculation_idle_only = is_speculation_idle_only
-        self.max_num_queries_per_step = max_num_queries_per_step
         self.max_num_seqs_per_step = max_num_seqs_per_step
+        self.default_policy = check_policy(default_policy)
+        self.cross_query_batching = check_cross_query_batching(cross_query_batching)
+        self.profile = profile or LatencyProfile.default_for("llm")
         self.live: list[Sequence] = []
         self.free_slots = list(range(num_slots - 1, -1, -1))
         self.cache = PrefixCache()
@@ -222,28 +228,24 @@ class StepScheduler(KvAdmission):
     ) -> Sequence | None:
         """Fill ``plan``; return the first sequence that could not get its cells."""
         budget = self.max_num_batched_tokens - plan.num_tokens
-        ordered = sorted(self.live, key=lambda s: s.order_key)
-        allowed = queries_this_step(ordered, self.max_num_queries_per_step)
+        order = self._ordered()
+        groups = StepGroups(self.cross_query_batching, self.profile, order)
         decoding = [
             s
-            for s in ordered
-            if s.is_generating
-            and not s.is_prefilling
-            and s.num_pending
-            and s.slot is not None
-            and s.step_group in allowed
+            for s in order
+            if s.is_generating and not s.is_prefilling and s.num_pending and s.slot is not None
         ]
         max_num_seqs = self.max_num_seqs_per_step or budget
         if not plan.chunks:
-            budget -= self._schedule_decodes(plan, decoding[: min(budget, max_num_seqs)])
+            budget -= self._schedule_decodes(plan, decoding, groups, min(budget, max_num_seqs))
         is_decoding = set(decoding)
         blocked: Sequence | None = None
         speculative: list[Sequence] = []
-        for seq in ordered:
+        for seq in order:
             if seq in is_decoding or seq in skip:
                 continue
-            if seq.is_prompt_closed and seq.step_group not in allowed:
-                continue  # a newer query's real work: it waits for a step of its own
+            if seq.is_prompt_closed and not groups.admits(seq, self._chunk_size(seq, budget)):
+                continue  # another query's real work: it waits for a step of its own
             if blocked is None:
                 admission = self._grant(seq, plan, now_s)
                 if admission is Admission.BLOCKED:
@@ -258,10 +260,14 @@ class StepScheduler(KvAdmission):
                 if len(plan.chunks) >= max_num_seqs:
                     continue  # a narrow step: every token attends over every live sequence
                 budget -= self._schedule_chunk(seq, plan, budget)
+                groups.join(seq)
             else:
                 speculative.append(seq)
         self._schedule_speculative(plan, speculative, budget)
         return blocked
+
+    def _ordered(self) -> list[Sequence]:
+        return ordered(self.live, self.default_policy)
 
     def _schedule_speculative(self, plan: StepPlan, seqs: list[Sequence], budget: int) -> None:
         """Open prompts (partial prefills) are speculative: their rest waits on other
@@ -277,118 +283,47 @@ class StepScheduler(KvAdmission):
                 break
             budget -= self._schedule_chunk(seq, plan, budget)
 
-    def _schedule_chunk(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
-        if any(c.seq is seq for c in plan.chunks):
-            return 0
+    def _chunk_size(self, seq: Sequence, budget: int) -> int:
+        """How many prompt tokens of ``seq`` a step with ``budget`` tokens left takes."""
         remaining = seq.num_prompt_tokens - seq.num_computed
         size = min(remaining, budget)
         left = remaining - size
         if seq.is_prompt_closed and 0 < left < MIN_LAST_CHUNK and size > MIN_LAST_CHUNK:
             size -= MIN_LAST_CHUNK - left
-        wants_logits = seq.is_prompt_closed and size == remaining
+        return max(size, 0)
+
+    def _schedule_chunk(self, seq: Sequence, plan: StepPlan, budget: int) -> int:
+        if any(c.seq is seq for c in plan.chunks):
+            return 0
+        size = self._chunk_size(seq, budget)
+        wants_logits = seq.is_prompt_closed and seq.num_computed + size == seq.num_prompt_tokens
         plan.chunks.append(ScheduledChunk(seq, seq.num_computed, size, wants_logits))
         return size
 
-    def _schedule_decodes(self, plan: StepPlan, decoding: list[Sequence]) -> int:
-        # Reservations make this a safety net: a generating sequence holds its cells.
-        while len(decoding) > self._free_cells(plan) and self._evict_one(plan) is not None:
-            pass
-        while len(decoding) > self._free_cells(plan):
-            victim = decoding.pop()  # last in the order
-            plan.failures.append((victim, f"KV cache full ({self.kv_capacity} cells)"))
+    def _schedule_decodes(
+        self, plan: StepPlan, decoding: list[Sequence], groups: StepGroups, max_num_seqs: int
+    ) -> int:
+        """One token of each decoding sequence that may join, in the order, up to
+        ``max_num_seqs``; returns the tokens scheduled."""
+        joining: list[Sequence] = []
         for seq in decoding:
+            if len(joining) >= max_num_seqs:
+                break
+            if groups.admits(seq, num_tokens=1):
+                joining.append(seq)
+                groups.join(seq)
+        # Reservations make this a safety net: a generating sequence holds its cells.
+        while len(joining) > self._free_cells(plan) and self._evict_one(plan) is not None:
+            pass
+        while len(joining) > self._free_cells(plan):
+            victim = joining.pop()  # last in the order
+            plan.failures.append((victim, f"KV cache full ({self.kv_capacity} cells)"))
+        for seq in joining:
             plan.chunks.append(ScheduledChunk(seq, seq.num_computed, 1, wants_logits=True))
-        return len(decoding)
-
-    def _grant(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
-        """Admit ``seq``, or grow its reservation to what it now needs."""
-        if seq.slot is None:
-            return self._admit(seq, plan, now_s)
-        target = self._target(seq)
-        if seq.num_reserved < target:
-            if not self._make_room(target - seq.num_reserved, plan):
-                return Admission.BLOCKED
-            seq.num_reserved = target
-        if seq in self._held_starts:
-            self._held_starts.discard(seq)
-            plan.started.append(seq)
-        return Admission.ADMITTED
-
-    def _admit(self, seq: Sequence, plan: StepPlan, now_s: float) -> Admission:
-        """Give ``seq`` a slot, reserve its cells and copy the longest reusable prefix."""
-        if seq.num_prompt_tokens > self.kv_capacity:
-            plan.failures.append(
-                (
-                    seq,
-                    f"prompt of {seq.num_prompt_tokens} tokens exceeds the "
-                    f"KV cache ({self.kv_capacity} cells)",
-                )
-            )
-            return Admission.DEFERRED
-        match = self._reusable_prefix(seq)
-        if self._should_wait_for_prefix(seq, match):
-            return Admission.DEFERRED
-        target = self._target(seq)
-        keep = {match.slot} if match.num_tokens else set()
-        if not self._make_room(target - match.num_tokens, plan, keep):
-            return Admission.BLOCKED
-        slot = self._take_slot(plan, keep)
-        if slot is None:
-            return Admission.BLOCKED
-        seq.slot = slot
-        seq.num_reserved = target
-        if match.num_tokens:
-            plan.copies.append((match.slot, slot, match.num_tokens))
-            self.ledger.share(match.slot, slot, match.num_tokens)
-            self.cache.touch(match.slot, now_s)
-            seq.num_computed = seq.num_reused = match.num_tokens
-            self.stats.num_prefix_hits += 1
-            self.stats.num_reused_tokens += match.num_tokens
-        return Admission.ADMITTED
-
-    # -- helpers ----------------------------------------------------------------------
+        return len(joining)
 
     def _is_runnable(self, seq: Sequence) -> bool:
         return seq.is_prefilling or (seq.is_generating and seq.num_pending > 0)
-
-    def _reusable_prefix(self, seq: Sequence) -> PrefixMatch:
-        prompt = seq.tokens[: seq.num_prompt_tokens]
-        match = best_match(prompt, self._computed_prefixes(exclude=seq))
-        limit = seq.num_prompt_tokens
-        if seq.is_prompt_closed:  # compute >= MIN_LAST_CHUNK tokens to get exact logits
-            limit -= MIN_LAST_CHUNK
-        num_tokens = min(match.num_tokens, limit)
-        if num_tokens < self.min_reuse_tokens:
-            return PrefixMatch(slot=-1, num_tokens=0)
-        return PrefixMatch(match.slot, num_tokens)
-
-    def _computed_prefixes(self, exclude: Sequence) -> Iterable[tuple[int, list[int]]]:
-        for other in self.live:
-            if other is not exclude and other.slot is not None and other.num_computed:
-                yield other.slot, other.tokens[: other.num_computed]
-        for entry in self.cache.entries():
-            yield entry.slot, entry.tokens
-
-    def _should_wait_for_prefix(self, seq: Sequence, match: PrefixMatch) -> bool:
-        """An admitted sequence is computing (now, with its cells reserved) a longer
-        prefix shared with ``seq``. Never one parked or waiting for cells: the wait
-        could last as long as that sequence's other inputs take."""
-        prompt = seq.tokens[: seq.num_prompt_tokens]
-        for other in self.live:
-            if other is seq or other.slot is None or not other.is_prefilling:
-                continue
-            if (
-                self.is_speculation_idle_only
-                and seq.is_prompt_closed
-                and not other.is_prompt_closed
-            ):
-                continue  # it only runs when the engine idles: compute the prefix now
-            if other.num_reserved < self._target(other):
-                continue
-            shared = common_prefix_len(prompt, other.tokens[: other.num_prompt_tokens])
-            if shared >= match.num_tokens + self.min_reuse_tokens and other.num_computed < shared:
-                return True
-        return False
 
 
 def _check_at_least_one(**limits: int | None) -> None:

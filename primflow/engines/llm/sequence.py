@@ -55,9 +55,12 @@ class Sequence:
     is_prompt_closed: bool
     system: str | None = None
     num_content_chars: int = 0  # user content so far, to refuse an empty prompt
+    # What the batching policy orders by (step_order.py), from its latest phase.
     priority: float = 0.0
     query_start_s: float | None = None  # when its query was submitted (None: not said)
-    arrival_s: float = 0.0
+    arrival_s: float = 0.0  # when its first phase reached the engine scheduler
+    depth: int = 0
+    policy: str | None = None  # the engine scheduler's policy (None: the engine's own)
     order: int = field(default_factory=lambda: next(_order))
     slot: int | None = None
     num_computed: int = 0
@@ -103,15 +106,9 @@ class Sequence:
         return self.is_prompt_closed and self.num_computed >= self.num_prompt_tokens
 
     @property
-    def order_key(self) -> tuple[float, float, float, int]:
-        """Older queries first, then the longer remaining critical path, then arrival."""
-        start_s = self.query_start_s if self.query_start_s is not None else self.arrival_s
-        return (start_s, -self.priority, self.arrival_s, self.order)
-
-    @property
     def step_group(self) -> str:
-        """Its query, for the per-step query limit; requests whose client did not say
-        when their query started (no query scheduling) all share one group."""
+        """Its query, for cross-query batching (step_groups.py); requests whose client
+        did not say when their query started (no query scheduling) share one group."""
         return self.query_id if self.query_start_s is not None else ""
 
     @property

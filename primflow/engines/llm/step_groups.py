@@ -1,45 +1,69 @@
-"""Which queries' work may share one LLM step (``max_num_queries_per_step``).
+"""Which queries' work may share one LLM step: cross-query batching by step cost.
 
-On a compute-bound engine every token in a step delays the whole step, so filling it
-with newer queries' work turns the engine into processor sharing: under load every
-query then ends late (docs/end-to-end.md: naive_rag at 0.5 q/s, mean 12.3 -> 7.7 s
-with one query per step). Invariants: the queries chosen are the oldest (in the
-scheduler's order) that have real work, i.e. a closed prompt to prefill or a token to
-decode; speculative work (open prompts) never earns a query a place. Requests whose
-client did not say when their query started share one group (``Sequence.step_group``),
-so query-unaware clients keep plain continuous batching.
+Each query is a *step group* (``Sequence.step_group``). The first query in the step
+order with real work (a closed prompt to prefill or a token to decode) leads the step;
+whether another query's work joins it is ``cross_query_batching``'s call:
+
+- ``"cost"`` (the engine default): work of another query joins when the engine's
+  profile predicts that the step time it adds for the queries already in the step,
+  ``num_other_queries * marginal_step_s(work)``, is less than what it saves itself:
+  a step of its own, which costs ``step_base_s`` more than the step time it adds here
+  (engines/profile.py). A decode token is small and a step has a fixed cost, so
+  decodes of several queries share steps; a prompt chunk costs about as much in a
+  shared step as alone, so it waits for a step that does not slow older queries down.
+  On a compute-bound profile (``step_base_s`` near 0) no other query ever joins; a
+  profile without a step model (all zeros) behaves the same.
+- ``"off"``: only the leading query's real work (the earlier fixed one query per step).
+- ``"on"``: every query's work (plain continuous batching).
+
+Invariants: speculative work (open prompts) never earns a query the lead, and it is
+not subject to this rule (the planner runs it only in otherwise idle steps). Requests
+whose client did not say when their query started share one group, so query-unaware
+clients keep plain continuous batching whatever the mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from collections.abc import Sequence as Ordered
 
 from primflow.engines.llm.sequence import Sequence
+from primflow.engines.profile import LatencyProfile
+
+CROSS_QUERY_BATCHING = ("cost", "off", "on")
 
 
-class _Everything:
-    """The set of every group (no per-step query limit)."""
-
-    def __contains__(self, group: object) -> bool:
-        return True
-
-
-EVERYTHING = _Everything()
+def check_cross_query_batching(mode: str) -> str:
+    if mode not in CROSS_QUERY_BATCHING:
+        known = ", ".join(CROSS_QUERY_BATCHING)
+        raise ValueError(f"cross_query_batching must be one of {known}, got {mode!r}")
+    return mode
 
 
-def queries_this_step(ordered: Ordered[Sequence], max_num_queries: int | None) -> Container[str]:
-    """The step groups of the oldest ``max_num_queries`` queries with real work, from
-    ``ordered`` (most urgent first); every group when ``max_num_queries`` is None."""
-    if max_num_queries is None:
-        return EVERYTHING
-    allowed: list[str] = []
-    for seq in ordered:
-        if len(allowed) >= max_num_queries:
-            break
-        if seq.step_group not in allowed and has_real_work(seq):
-            allowed.append(seq.step_group)
-    return set(allowed)
+class StepGroups:
+    """The queries of one step being planned, and who may join them."""
+
+    def __init__(self, mode: str, profile: LatencyProfile, ordered: Ordered[Sequence]) -> None:
+        self.mode = mode
+        self.profile = profile
+        lead = next((s.step_group for s in ordered if has_real_work(s)), None)
+        self.groups: set[str] = set() if lead is None else {lead}
+
+    def admits(self, seq: Sequence, num_tokens: int) -> bool:
+        """Whether ``seq``'s ``num_tokens`` may join; joining makes its query one of the
+        step's queries (call ``join`` once they are in the plan)."""
+        if self.mode == "on" or not self.groups:
+            return True
+        num_others = len(self.groups - {seq.step_group})
+        if num_others == 0:
+            return True
+        if self.mode == "off":
+            return False
+        added_s = num_others * self.profile.marginal_step_s(1, num_tokens)
+        return added_s < self.profile.step_base_s
+
+    def join(self, seq: Sequence) -> None:
+        self.groups.add(seq.step_group)
 
 
 def has_real_work(seq: Sequence) -> bool:
