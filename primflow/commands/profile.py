@@ -82,13 +82,18 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
-        help=f"comma-separated subset of {','.join(ENGINES)}",
+        help=f"comma-separated subset of {','.join(ENGINES)}, or a YAML engine file "
+        "(a path ending .yaml/.yml): then its remote engines are measured",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
+    from primflow.commands.profile_remote import is_engine_file, run_remote
+
+    if is_engine_file(args.engines):
+        return run_remote(Path(args.engines), args.out, args.repeats, args.seed)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
     unknown = sorted(set(names) - set(ENGINES))
     if unknown:
