@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,7 @@ class _Call:
         return "".join(self.parts)
 
 
+MAX_NUM_ABORTED_QUERIES = 10_000  # aborted ids remembered; old ones are forgotten
 STAT_NAMES = (
     "num_warmups",
     "num_generations",
@@ -117,7 +119,7 @@ class RemoteLLMEngine(Engine):
         self.is_warmup_enabled = is_warmup_enabled and self.dialect.can_reuse_prefix
         self._calls: dict[str, _Call] = {}
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
-        self._aborted: set[str] = set()
+        self._aborted: OrderedDict[str, None] = OrderedDict()  # refuse their late work
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._last_error = ""
 
@@ -168,7 +170,9 @@ class RemoteLLMEngine(Engine):
         return futures
 
     def abort(self, query_id: str) -> None:
-        self._aborted.add(query_id)
+        self._aborted[query_id] = None
+        while len(self._aborted) > MAX_NUM_ABORTED_QUERIES:
+            self._aborted.popitem(last=False)
         for future in self._futures_by_query.pop(query_id, set()):
             future.cancel()
         for call in [c for c in self._calls.values() if c.query_id == query_id]:
@@ -367,15 +371,17 @@ class RemoteLLMEngine(Engine):
         if not isinstance(response, dict):
             return
         usage = response.get("usage") or {}
+        cached: int | None = None
         if isinstance(usage, dict) and usage:
             self._stats["num_prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
             self._stats["num_completion_tokens"] += int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details") or {}
-            if isinstance(details, dict):
-                self._stats["num_cached_prompt_tokens"] += int(details.get("cached_tokens") or 0)
-        timings = response.get("timings")  # llama.cpp's C++ server
-        if isinstance(timings, dict) and "cache_n" in timings:
-            self._stats["num_cached_prompt_tokens"] += int(timings.get("cache_n") or 0)
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and "cached_tokens" in details:
+                cached = int(details.get("cached_tokens") or 0)
+        timings = response.get("timings")  # llama.cpp's C++ server (older ones: only here)
+        if cached is None and isinstance(timings, dict) and "cache_n" in timings:
+            cached = int(timings.get("cache_n") or 0)
+        self._stats["num_cached_prompt_tokens"] += cached or 0
 
     def _drop(self, call: _Call, reason: str) -> None:
         self._calls.pop(call.request_id, None)
