@@ -136,6 +136,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         "slightly different weights; docs/engines-llm.md)",
     )
     parser.add_argument(
+        "--engines",
+        type=Path,
+        help="a YAML engine stack (remote servers; unlisted engines run embedded); "
+        "docs/guide/remote-engines.md",
+    )
+    parser.add_argument(
         "--fake",
         action="store_true",
         help="fake engines (checks the harness only; numbers mean nothing)",
@@ -157,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from primflow.bench.benchmark import BenchConfig, run_benchmark
     from primflow.bench.report import write_report
+    from primflow.engines.base import EngineError
     from primflow.session.factories import (
         EmbeddedSettings,
         EngineUnavailable,
@@ -181,10 +188,17 @@ def run(args: argparse.Namespace) -> int:
         ignore_eos=not args.natural_length,
     )
     settings = EmbeddedSettings(is_llm_fast=args.llm_fast)
-    factory = fake_factory(0.05) if args.fake else embedded_factory(settings)
+    from primflow.session.engine_config import EngineConfigError, stack_factory
+
+    try:
+        embedded = fake_factory(0.05) if args.fake else embedded_factory(settings)
+        factory = stack_factory(args.engines, embedded)
+    except EngineConfigError as exc:
+        print(f"primflow bench: {exc}", file=sys.stderr)
+        return 2
     try:
         cases = asyncio.run(run_benchmark(config, factory, log=_log))
-    except EngineUnavailable as exc:
+    except (EngineUnavailable, EngineError) as exc:
         print(f"primflow bench: {exc}", file=sys.stderr)
         return 3
     data = write_report(cases, config, args.out, args.name)

@@ -13,10 +13,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from primflow.engines.base import Engine, EngineKind
+from primflow.engines.base import Engine, EngineError, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
+from primflow.session.engine_config import stack_factory
 from primflow.session.factories import EngineUnavailable, embedded_factory
 from primflow.session.session import Answer, Session
 from primflow.session.stack import EngineStack, StackError, read_profiles
@@ -35,13 +36,13 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
-            _factory(args),
+            stack_factory(getattr(args, "engines", None), _factory(args)),
             placement=args.placement,
             profiles=profiles,
             num_cores=args.cores,
         )
-        await stack.start()
-    except (EngineUnavailable, StackError) as exc:
+        await stack.start()  # a remote engine checks its server and model here
+    except (EngineUnavailable, StackError, EngineError) as exc:
         print(f"primflow run: {exc}", file=sys.stderr)
         return EXIT_ENGINES_UNAVAILABLE
     num_failed = 0

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from primflow.commands.profile_samples import Sample, fit_profile, knee, median_sample, words
+from primflow.commands.profile_samples import (
+    Sample,
+    describe,
+    fit_profile,
+    knee,
+    median_sample,
+    words,
+)
 from primflow.engines.base import EngineRequest
 from primflow.engines.profile import LatencyProfile, save_profiles
 from primflow.graph.ir import Op
@@ -45,7 +52,8 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
-        help=f"comma-separated subset of {','.join(ENGINES)}",
+        help=f"comma-separated subset of {','.join(ENGINES)}, or a YAML engine file "
+        "(a path ending .yaml/.yml): then its remote engines are measured",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     parser.add_argument("--seed", type=int, default=0)
@@ -57,6 +65,10 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engines.endswith((".yaml", ".yml")):  # an engine file: its remote engines
+        from primflow.commands.profile_remote import run_remote
+
+        return run_remote(Path(args.engines), args.out, args.repeats, args.seed)
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
     unknown = sorted(set(names) - set(ENGINES))
     if unknown:
@@ -75,20 +87,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:13s} {describe(profile)}")
     print(f"saved {len(profiles)} profile(s) to {out}")
     return 0
-
-
-def describe(p: LatencyProfile) -> str:
-    text = (
-        f"base {p.base_s * 1e3:.2f} ms, per item {p.per_item_s * 1e3:.3f} ms, "
-        f"per token {p.per_token_s * 1e3:.4f} ms, per output token "
-        f"{p.per_output_token_s * 1e3:.2f} ms, efficient batch {p.efficient_batch_size}"
-    )
-    if p.step_base_s or p.step_per_seq_s or p.step_per_token_s:
-        text += (
-            f"; step {p.step_base_s * 1e3:.2f} ms + {p.step_per_seq_s * 1e3:.2f} ms per "
-            f"sequence + {p.step_per_token_s * 1e3:.2f} ms per token"
-        )
-    return text
 
 
 async def profile_engines(

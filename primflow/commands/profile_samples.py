@@ -117,3 +117,17 @@ async def median_sample(
         latencies.append(latency_s)
         sizes = (counts[0], counts[1], counts[2])
     return Sample(batch_size, *sizes, statistics.median(latencies))
+
+
+def describe(p: LatencyProfile) -> str:
+    text = (
+        f"base {p.base_s * 1e3:.2f} ms, per item {p.per_item_s * 1e3:.3f} ms, "
+        f"per token {p.per_token_s * 1e3:.4f} ms, per output token "
+        f"{p.per_output_token_s * 1e3:.2f} ms, efficient batch {p.efficient_batch_size}"
+    )
+    if p.step_base_s or p.step_per_seq_s or p.step_per_token_s:
+        text += (
+            f"; step {p.step_base_s * 1e3:.2f} ms + {p.step_per_seq_s * 1e3:.2f} ms per "
+            f"sequence + {p.step_per_token_s * 1e3:.2f} ms per token"
+        )
+    return text

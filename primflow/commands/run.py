@@ -20,7 +20,7 @@ from typing import Any
 from primflow.api.documents import DocumentError
 from primflow.apps import APPS
 from primflow.collections import CollectionError
-from primflow.commands.run_inputs import InputError, read_inputs
+from primflow.commands.run_inputs import InputError, check_engines_file, read_inputs
 from primflow.commands.store_args import add_store_arguments
 
 SCHEME_CHOICES = ("primflow", "sequential", "parallel")
@@ -78,11 +78,23 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         "--profiles", type=Path, help="engine latency profiles saved by `primflow profile`"
     )
     add_store_arguments(parser)
+    add_engines_option(parser)
+
+
+def add_engines_option(parser: Any) -> None:
+    """``--engines FILE``: the engine stack file (remote servers, embedded engines)."""
+    parser.add_argument(
+        "--engines",
+        type=Path,
+        help="a YAML engine stack: which engines run on OpenAI-compatible servers "
+        "(docs/guide/remote-engines.md); engines it does not list run embedded",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         inputs = read_inputs(args)
+        check_engines_file(args.engines)
     except (InputError, DocumentError, CollectionError) as exc:
         print(f"primflow run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -105,3 +105,15 @@ def read_questions(path_text: str) -> list[str]:
     if not questions:
         raise InputError(f"questions file {path_text!r} has no questions")
     return questions
+
+
+def check_engines_file(path: Path | None) -> None:
+    """Validate ``--engines FILE`` before any model loads (the stack reads it again)."""
+    if path is None:
+        return
+    from primflow.session.engine_config import EngineConfigError, load_engine_config
+
+    try:
+        load_engine_config(path)
+    except EngineConfigError as exc:
+        raise InputError(str(exc)) from None

@@ -17,6 +17,10 @@ its parents plus its own predicted latency (the engine's profile; inline ops cos
 nothing, an engine op with no known kind costs one unit, i.e. hop depth). A
 placeholder is early when it is ready as soon as the earliest one (typically fed
 straight from INPUT), late otherwise.
+
+A prefill whose engine cannot reuse a prompt prefix (its profile says
+``can_reuse_prefix = False``: a remote server without a prefix cache) is never split:
+the partial prefill would be computed again by the full request.
 """
 
 from __future__ import annotations
@@ -142,14 +146,20 @@ def _retarget(edge: Edge, dst: str) -> Edge:
     return Edge(edge.src, dst, edge.src_port, edge.dst_port, edge.kind, edge.select)
 
 
+def can_reuse_prefix(node: Node, profiles: Mapping[str, LatencyProfile]) -> bool:
+    """Whether the node's engine keeps a prompt prefix for the request that follows."""
+    return bool(getattr(profile_for(node, profiles), "can_reuse_prefix", True))
+
+
 def split_prefill(graph: Graph, profiles: Mapping[str, LatencyProfile] | None = None) -> Graph:
     """``graph`` with every prefill whose inputs arrive at different times split into a
     partial and a full prefill: a new graph, or ``graph`` itself when none qualifies."""
-    finish = finish_times_s(graph, profiles or {})
+    known = profiles or {}
+    finish = finish_times_s(graph, known)
     cuts: list[tuple[Node, str, str]] = []
     for node in graph.nodes_with_op(Op.LLM_PREFILL):
         template = node.params.get("template")
-        if not isinstance(template, str):
+        if not isinstance(template, str) or not can_reuse_prefix(node, known):
             continue
         cut = cut_template(template, _late_placeholders(graph, node, finish))
         if cut is not None:

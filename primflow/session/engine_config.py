@@ -1,0 +1,209 @@
+"""The engine stack from a YAML file: which engine runs embedded and which on a server.
+
+```yaml
+engines:
+  llm:
+    backend: openai            # an OpenAI-compatible server
+    base_url: http://127.0.0.1:8000
+    model: Qwen/Qwen2.5-7B-Instruct
+    dialect: vllm              # vllm | sglang | llama_cpp | llama_cpp_python | ollama | openai
+  embedder:
+    backend: embedded          # today's in-process engine
+```
+
+Invariants: the file is validated as a whole before any engine is built, and every
+error names the field (``engines.llm.base_url: field required``); unknown fields are
+refused (a typo must not silently keep a default). An engine the file does not list
+runs embedded. Vector index and web search have no OpenAI-compatible API, so they are
+embedded only. An API key comes from the file or, better, from the environment variable
+named by ``api_key_env``, read when the stack is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from primflow.engines.base import Engine, EngineKind
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
+from primflow.session.stack import ENGINE_KINDS, EngineFactory, StackError
+
+REMOTE_KINDS = frozenset({EngineKind.LLM, EngineKind.EMBEDDER, EngineKind.RERANKER})
+
+
+class EngineConfigError(StackError):
+    """The engine file is unusable; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddedBackend(_Strict):
+    backend: Literal["embedded"]
+    kind: EngineKind | None = None
+
+
+class OpenAIBackend(_Strict):
+    backend: Literal["openai"]
+    kind: EngineKind | None = None
+    base_url: str
+    model: str
+    dialect: Literal["vllm", "sglang", "llama_cpp", "llama_cpp_python", "ollama", "openai"] = (
+        "openai"
+    )
+    api: Literal["chat", "completions"] = "chat"  # LLM only
+    api_key: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    max_concurrent_requests: int = Field(16, ge=1)
+    max_retries: int = Field(2, ge=0)
+    prefix_warmup: bool = True  # LLM: warm-up requests for partial prefill
+    prefix_cache: bool | None = None  # None: the dialect's capability
+    max_batch_items: int = Field(64, ge=1)  # embedder: texts per request
+    rerank_shape: Literal["cohere", "tei"] = "cohere"  # reranker
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    def resolved_api_key(self, name: str) -> str | None:
+        if self.api_key_env is None:
+            return self.api_key
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise EngineConfigError(
+                f"engines.{name}.api_key_env: environment variable {self.api_key_env!r} is unset"
+            )
+        return key
+
+
+EngineEntry = Annotated[EmbeddedBackend | OpenAIBackend, Field(discriminator="backend")]
+
+
+class EngineConfig(_Strict):
+    engines: dict[str, EngineEntry]
+
+    def kind_of(self, name: str) -> EngineKind | None:
+        entry = self.engines.get(name)
+        return (entry.kind if entry else None) or ENGINE_KINDS.get(name)
+
+    def check(self) -> None:
+        for name, entry in self.engines.items():
+            kind = self.kind_of(name)
+            if kind is None:
+                raise EngineConfigError(
+                    f"engines.{name}.kind: required for an engine name the apps do not know "
+                    f"(known: {', '.join(ENGINE_KINDS)})"
+                )
+            if entry.kind is not None and name in ENGINE_KINDS and entry.kind != ENGINE_KINDS[name]:
+                raise EngineConfigError(
+                    f"engines.{name}.kind: {name!r} is a {ENGINE_KINDS[name]} engine, "
+                    f"not {entry.kind}"
+                )
+            if isinstance(entry, OpenAIBackend) and kind not in REMOTE_KINDS:
+                raise EngineConfigError(
+                    f"engines.{name}.backend: a {kind} engine has no OpenAI-compatible API; "
+                    "use backend: embedded"
+                )
+
+
+def parse_engine_config(data: Any, source: str = "<engines>") -> EngineConfig:
+    try:
+        config = EngineConfig.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise EngineConfigError(f"{source}: {problems}") from None
+    try:
+        config.check()
+    except EngineConfigError as err:
+        raise EngineConfigError(f"{source}: {err}") from None
+    return config
+
+
+def load_engine_config(path: Path) -> EngineConfig:
+    """Read and validate an engine file; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise EngineConfigError(f"cannot read engine file {str(path)!r}: {err}") from None
+    except yaml.YAMLError as err:
+        raise EngineConfigError(f"{str(path)!r} is not valid YAML: {err}") from None
+    return parse_engine_config(data, str(path))
+
+
+def config_factory(config: EngineConfig, embedded: EngineFactory) -> EngineFactory:
+    """Builds the file's remote engines; ``embedded`` builds the rest."""
+
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
+    ) -> Engine:
+        entry = config.engines.get(name)
+        if not isinstance(entry, OpenAIBackend):
+            return embedded(name, kind, budget, profile)
+        return build_remote(name, kind, entry, profile)
+
+    return build
+
+
+def build_remote(
+    name: str, kind: EngineKind, entry: OpenAIBackend, profile: LatencyProfile | None
+) -> Engine:
+    from primflow.engines.remote import (
+        DIALECTS,
+        ClientSettings,
+        DialectName,
+        RemoteEmbedder,
+        RemoteLLMEngine,
+        RemoteReranker,
+    )
+    from primflow.engines.remote.profile import remote_profile
+
+    settings = ClientSettings(
+        base_url=entry.base_url,
+        api_key=entry.resolved_api_key(name),
+        connect_timeout_s=entry.connect_timeout_s,
+        read_timeout_s=entry.read_timeout_s,
+        max_concurrent_requests=entry.max_concurrent_requests,
+        max_retries=entry.max_retries,
+    )
+    dialect = DIALECTS[DialectName(entry.dialect)]
+    can_reuse = dialect.can_reuse_prefix if entry.prefix_cache is None else entry.prefix_cache
+    is_llm = kind is EngineKind.LLM
+    chosen = remote_profile(name, str(kind), profile, can_reuse_prefix=can_reuse and is_llm)
+    if is_llm:
+        return RemoteLLMEngine(
+            name,
+            settings,
+            entry.model,
+            dialect=dialect,
+            api=entry.api,
+            is_warmup_enabled=entry.prefix_warmup and can_reuse,
+            profile=chosen,
+        )
+    if kind is EngineKind.EMBEDDER:
+        return RemoteEmbedder(
+            name, settings, entry.model, max_batch_items=entry.max_batch_items, profile=chosen
+        )
+    if kind is EngineKind.RERANKER:
+        return RemoteReranker(name, settings, entry.model, shape=entry.rerank_shape, profile=chosen)
+    raise EngineConfigError(f"engines.{name}.backend: no remote engine of kind {kind}")
+
+
+def stack_factory(engines_file: Path | None, embedded: EngineFactory) -> EngineFactory:
+    """The factory for `--engines FILE` (None: every engine embedded). For run, bench,
+    profile and serve alike."""
+    if engines_file is None:
+        return embedded
+    return config_factory(load_engine_config(engines_file), embedded)
