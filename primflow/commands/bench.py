@@ -4,7 +4,7 @@ on the embedded engines; writes docs/bench/<name>.{json,md} and PNG plots
 
 Quick check (about 5 minutes on 2 cores): ``primflow bench --apps naive_rag,advanced_rag
 --workloads balanced --placements shared --num-questions 3 --num-load-queries 5
---rates 0.25,0.5 --name e2e_quick``. The full command is in docs/end-to-end.md.
+--rates 0.25,0.5 --name e2e_quick``. The full command is in docs/guide/benchmarking.md.
 
 Ablations: ``--ablations full,no_passes,...`` (or ``all``) adds one scheme
 ``primflow/<ablation>`` per name, each on its own session over the same engines,
@@ -133,7 +133,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         "--llm-fast",
         action="store_true",
         help="serve the LLM as a Q4_0 conversion with flash attention (faster batches, "
-        "slightly different weights; docs/engines-llm.md)",
+        "slightly different weights; docs/results/llm-engine.md)",
     )
     parser.add_argument(
         "--engines",

@@ -1,7 +1,7 @@
 """Core placement: how many threads each engine may use right now.
 
 Engines that share a few cores slow each other down badly when both run with all the
-cores (shared/design/placement.md: LLM 2 threads + embedder 2 threads on 2 cores was
+cores (measured on the 2-core reference machine: LLM 2 threads + embedder 2 threads on 2 cores was
 worse for both than taking turns). This module owns the rule that prevents it.
 
 - ``SHARED`` (default): the cores are split among the engines that currently have work.

@@ -28,7 +28,7 @@ and a batch of b requests costs O(b log n) plus the requests it has to step over
   of similar size also serves the least remaining work first (what minimises mean
   latency). The key of a request is fixed when it is queued and only queries submitted
   later have larger keys, so no request can be overtaken forever: no starvation, with
-  no aging term. Measured on the simulator: docs/simulator.md.
+  no aging term. Measured on the simulator: docs/results/simulator.md.
 
 Every policy stops filling a batch at the first request that does not fit the budget,
 so no request is overtaken by a smaller one of lower rank (no starvation by size).

@@ -2,8 +2,8 @@
 
 Passes (stage decomposition's micro-batch) and schedulers (critical-path ranks, batch
 budgets) read profiles; `primflow profile` measures and saves them. Until a profile is
-measured, ``default_for`` gives defaults shaped like this machine's measurements
-(shared/design/stack.md): a fixed cost per call plus a cost per item and per token.
+measured, ``default_for`` gives defaults shaped like the measurements on the 2-core
+reference machine: a fixed cost per call plus a cost per item and per token.
 
 Model: latency_s(num_items, num_tokens) = base_s + per_item_s * num_items
                                              + per_token_s * num_tokens
@@ -111,7 +111,7 @@ class LatencyProfile:
 STEP_COST_Q4_1 = {"step_base_s": 0.0037, "step_per_seq_s": 0.0017, "step_per_token_s": 0.0024}
 STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.00065, "step_per_token_s": 0.00075}
 
-# Defaults shaped by the CPU measurements in shared/design/stack.md (2 threads):
+# Defaults shaped by the CPU measurements on the 2-core reference machine (2 threads):
 # embedder ~84 chunks/s, LLM prefill ~360 tok/s and decode ~90 tok/s (SmolLM2-135M),
 # HNSW search well under a millisecond, BM25 search ~0.5 ms.
 DEFAULT_PROFILES: dict[str, LatencyProfile] = {

@@ -35,7 +35,7 @@ class EmbeddedSettings:
     judge_model_path: str | None = None  # None: the same file as the core LLM
     n_ctx: int = 16384  # contextual retrieval situates ~20 chunks of ~600 tokens at once
     n_seq_max: int = 32
-    # The LLM's fast batching option (docs/engines-llm.md): a cached Q4_0 conversion of
+    # The LLM's fast batching option (docs/results/llm-engine.md): a cached Q4_0 conversion of
     # the model with flash attention, 2.06x batched throughput at 8 sequences vs 1.55x.
     is_llm_fast: bool = False
     llm_cross_query_batching: str = "cost"  # LlamaConfig.cross_query_batching

@@ -1,9 +1,10 @@
 """Latency-profile presets for simulated engines, keyed by hardware name.
 
 ``cpu`` is this machine's defaults (``primflow.engines.profile.DEFAULT_PROFILES``,
-shaped by shared/design/stack.md). ``gpu`` approximates the paper's testbed (one RTX
-3090 per engine; llama-2-7B, bge-large embedder and reranker, pgvector): a 1,000-token
-prefill ~0.26 s (paper Table 3), a decode step ~25 ms, embedding ~1,000 chunks/s.
+shaped by the 2-core reference machine's measurements). ``gpu`` approximates the
+paper's testbed (one RTX 3090 per engine; llama-2-7B, bge-large embedder and reranker,
+pgvector): a 1,000-token prefill ~0.26 s (paper Table 3), a decode step ~25 ms,
+embedding ~1,000 chunks/s.
 Invariant: presets are plain ``LatencyProfile`` values keyed by engine kind; the
 simulator never hard-codes a latency elsewhere.
 """

@@ -6,7 +6,7 @@ Owns tokenization, sub-batching and pooling. Invariants:
   inner product is a cosine similarity. Empty input gives a ``(0, DIM)`` array.
 - Texts are sorted by token length and run in sub-batches of ``sub_batch_size`` (≈32),
   each padded only to its own longest text: unsorted batches of 64 were 2× slower here
-  for the same embeddings (shared/design/stack.md P12).
+  for the same embeddings (measured on the 2-core reference machine).
 - One ORT session per thread count (an ORT session's thread count is fixed), created on
   first use; ``encode(texts, num_threads)`` picks one, so a core budget can switch
   between 1 and 2 threads between sub-batches. Each sub-batch runs inside

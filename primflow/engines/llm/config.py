@@ -17,7 +17,7 @@ class LlamaConfig:
     all of it. ``n_batch`` is the token budget of one step (decode tokens + prompt
     chunks). ``n_seq_max`` bounds live requests plus cached prefixes. Flash attention
     stays off by default: then chunked prefill is bit-exact (stack.md P5); turning it
-    on speeds batched decode up (docs/engines-llm.md).
+    on speeds batched decode up (docs/results/llm-engine.md).
     """
 
     model_path: str | None = None

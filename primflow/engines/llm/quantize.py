@@ -2,7 +2,7 @@
 
 ``LlamaConfig(quantization="q4_0")`` serves a Q4_0 conversion of the model: llama.cpp
 has repacked AVX kernels for Q4_0 (none for the shipped Q4_1), so batched steps get
-much cheaper (docs/engines-llm.md). Invariants:
+much cheaper (docs/results/llm-engine.md). Invariants:
 
 - The copy lives in ``$PRIMFLOW_CACHE_DIR`` (default ``$XDG_CACHE_HOME/primflow`` or
   ``~/.cache/primflow``) under ``models/``, named by the source file's SHA-256 and the

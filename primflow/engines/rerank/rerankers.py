@@ -1,7 +1,7 @@
 """Rerankers: re-score candidate hits against a question. Neither is a cross-encoder: no
-cross-encoder whose weights ship inside a PyPI wheel is known here (shared/design/stack.md
-§4; e.g. FlashRank's wheel holds no weights, it downloads them at first use), so both
-re-score with the MiniLM embedder, which encodes question and passage separately.
+cross-encoder whose weights ship inside a PyPI wheel is known (e.g. FlashRank's wheel
+holds no weights, it downloads them at first use), so both re-score with the MiniLM
+embedder, which encodes question and passage separately.
 
 - ``CosineReranker`` (default): score = cosine(question, passage) with MiniLM.
 - ``HybridReranker``: reciprocal-rank fusion of a BM25 ranking (over the candidates) and

@@ -1,7 +1,7 @@
 """One FAISS collection: chunks plus their unit vectors, searched by inner product.
 
 Exact (``IndexFlatIP``) while small; past ``hnsw_threshold`` items it is rebuilt once as
-HNSW (approximate, sub-millisecond at 100k items, shared/design/stack.md §5) and grows
+HNSW (approximate, sub-millisecond at 100k items) and grows
 from there. Invariants: row ``i`` of the index is ``chunks[i]``; all vectors have the
 collection's ``dim``; scores are cosine similarities because rows are unit vectors.
 :meth:`write` / :meth:`read` save the index to one file with FAISS's own format (the
