@@ -17,6 +17,7 @@ COMMANDS = {
     "profile": "measure the embedded engines' latency profiles on this machine",
     "run": "answer questions over your documents with an application",
     "bench": "benchmark primflow against module-level baselines",
+    "serve": "serve applications over HTTP (JSON, SSE, OpenAI-compatible chat)",
 }
 
 

@@ -158,7 +158,9 @@ class Session:
         *,
         ablation: Ablation | str = "full",
         max_wait_ms: float = 2.0,
+        hooks: Sequence[Hook] = (),
     ) -> None:
+        """``hooks`` also watch the runtime (e.g. a server's metrics and per-query events)."""
         self.stack = stack
         self.ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
         self.optimizer = Optimizer(
@@ -169,7 +171,7 @@ class Session:
             stack.borrowed(),
             policy=self.ablation.policy,
             max_wait_ms=max_wait_ms,
-            hooks=[self._hook],
+            hooks=[self._hook, *hooks],
             profiles=stack.profiles,
         )
         self._apps: dict[str, tuple[App, Any]] = {}
@@ -204,11 +206,19 @@ class Session:
         on_text: OnText | None = None,
         on_progress: OnProgress | None = None,
         config_changes: Mapping[str, Any] | None = None,
+        query_id: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
+        """``query_id``: the caller's id (unique on the stack: ``stack.new_query_id``),
+        so it can match hook events to this query before the answer exists.
+        ``deadline_s``: seconds from the start of the run; past it the query ends in
+        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline)."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+        if deadline_s is not None and scheme != "primflow":
+            raise ValueError(f"the {scheme} scheme takes no deadline")
         app, template = self._app(app_name)
-        query_id = self.stack.new_query_id(app_name)
+        query_id = query_id or self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
         lower_s = time.perf_counter() - started_s
@@ -223,7 +233,14 @@ class Session:
         num_tokens: dict[str, int] = {}
         if scheme == "primflow":
             result = await self._run_primflow(
-                graph, lowered.inputs, query_id, stream_nodes, on_text, progress, num_tokens
+                graph,
+                lowered.inputs,
+                query_id,
+                stream_nodes,
+                on_text,
+                progress,
+                num_tokens,
+                deadline_s,
             )
             honored = graph
         else:
@@ -254,6 +271,7 @@ class Session:
         on_text: OnText | None,
         progress: _Progress,
         num_tokens: dict[str, int],
+        deadline_s: float | None = None,
     ) -> QueryResult:
         for node in stream_nodes:
             assert on_text is not None
@@ -261,7 +279,9 @@ class Session:
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
         self._hook.num_tokens[query_id] = num_tokens
         try:
-            return await self.runtime.run(graph, inputs, query_id=query_id)
+            return await self.runtime.run(
+                graph, inputs, query_id=query_id, deadline_s=deadline_s
+            )
         finally:
             for node in stream_nodes:
                 self._hook.streams.pop((query_id, node), None)
