@@ -18,12 +18,15 @@ class OptionError(ValueError):
     """An engine option is unusable; the message names the option and why."""
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
+def add_engine_options(
+    parser: argparse.ArgumentParser, placement_default: str | None = "shared"
+) -> None:
+    """``placement_default=None`` lets a caller tell "not given" from "shared"."""
     parser.add_argument(
         "--placement",
         choices=PLACEMENT_CHOICES,
-        default="shared",
-        help="cores: shared by the busy engines, or one per engine",
+        default=placement_default,
+        help="cores: shared by the busy engines (default), or one per engine",
     )
     parser.add_argument(
         "--cores",

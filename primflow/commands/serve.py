@@ -1,10 +1,11 @@
 """`primflow serve`: serve applications over HTTP on one embedded engine stack.
 
-Options come from flags and, with ``--config FILE`` (YAML or JSON), from a mapping
-whose keys are the flag names (``max-queued-queries`` or ``max_queued_queries``);
-a flag given on the command line with a value other than its default wins. Bad
-options fail before any model loads with exit code 2. The API key may come from
-``PRIMFLOW_API_KEY`` instead of a flag, so it stays out of process listings.
+Options come from flags over ``--config FILE`` (YAML or JSON: a mapping whose keys are
+the flag names, ``max-queued-queries`` or ``max_queued_queries``) over the defaults of
+:class:`~primflow.serve.settings.ServeSettings`; so every flag here defaults to None
+("not given"). Bad options fail before any model loads, with exit code 2. The API key
+may come from ``PRIMFLOW_API_KEY`` instead of a flag, so it stays out of process
+listings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from primflow.commands.engine_options import OptionError, add_engine_options, ch
 
 EXIT_BAD_INPUT = 2
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+# Flag destinations that are not ServeSettings fields of the same name.
+RENAMED = {"cores": "num_cores"}
+NOT_SETTINGS = frozenset({"config", "max_tokens", "command", "api_key"})
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -29,56 +34,39 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    from primflow.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ENGINE_CHOICES
+    from primflow.serve.settings import ENGINE_CHOICES
 
     parser.add_argument("--config", type=Path, help="a YAML or JSON file of these options")
     parser.add_argument(
         "--apps",
-        default="naive_rag",
         help=f"comma-separated apps to serve (built-in: {', '.join(APPS)}); default naive_rag",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    add_engine_options(parser)
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    add_engine_options(parser, placement_default=None)
     parser.add_argument(
         "--engines",
         choices=ENGINE_CHOICES,
-        default="embedded",
-        help="embedded: the real small models; fake: model-free fakes with test controls "
-        "under /_testing (for tests and trying the API)",
+        help="embedded (default): the real small models; fake: model-free fakes with test "
+        "controls under /_testing (for tests and trying the API)",
     )
-    parser.add_argument("--fake-latency-scale", type=float, default=0.01, help=argparse.SUPPRESS)
+    parser.add_argument("--fake-latency-scale", type=float, help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-queued-queries",
         type=int,
-        default=64,
-        help="queries queued plus running; beyond it a query gets 429 with Retry-After",
+        help="queries queued plus running (default 64); beyond it: 429 with Retry-After",
     )
     parser.add_argument(
         "--drain-timeout-s",
         type=float,
-        default=30.0,
-        help="on SIGTERM/SIGINT, how long running queries may take before they are cancelled",
+        help="on SIGTERM/SIGINT, how long running queries may take before they are "
+        "cancelled (default 30)",
     )
     parser.add_argument(
         "--api-key", help="require 'Authorization: Bearer KEY' (or set PRIMFLOW_API_KEY)"
     )
-    parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="JSON body limit")
-    parser.add_argument(
-        "--max-upload-bytes", type=int, default=32 << 20, help="document upload limit"
-    )
-
-
-def with_config(args: argparse.Namespace) -> argparse.Namespace:
-    """The config file's options, for every option the command line left at its default."""
-    parser = argparse.ArgumentParser(prog="primflow serve")
-    add_serve_options(parser)
-    defaults = vars(parser.parse_args([]))
-    merged = vars(args).copy()
-    for dest, value in read_config(args.config, set(defaults)).items():
-        if merged.get(dest) == defaults[dest]:
-            merged[dest] = value
-    return argparse.Namespace(**merged)
+    parser.add_argument("--max-body-bytes", type=int, help="JSON body limit (default 1 MiB)")
+    parser.add_argument("--max-upload-bytes", type=int, help="upload limit (default 32 MiB)")
 
 
 def read_config(path: Path, known: set[str]) -> dict[str, Any]:
@@ -99,7 +87,7 @@ def read_config(path: Path, known: set[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("config", "help"):
+        if dest not in known or dest == "config":
             raise OptionError(f"config file {str(path)!r}: unknown option {key!r}")
         if dest == "apps" and isinstance(value, list):
             value = ",".join(map(str, value))
@@ -107,6 +95,14 @@ def read_config(path: Path, known: set[str]) -> dict[str, Any]:
             value = Path(value)
         options[dest] = value
     return options
+
+
+def merged_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags given, over the config file's options."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if args.config is None:
+        return given
+    return {**read_config(args.config, set(vars(args))), **given}
 
 
 def app_names(text: str) -> tuple[str, ...]:
@@ -127,32 +123,30 @@ def app_names(text: str) -> tuple[str, ...]:
 def settings_from(args: argparse.Namespace) -> Any:
     from primflow.serve.settings import API_KEY_ENV, ServeSettings
 
-    changes = check_engine_options(args)
+    options = merged_options(args)
+    checked = argparse.Namespace(
+        max_tokens=options.get("max_tokens"),
+        cores=options.get("cores"),
+        profiles=options.get("profiles"),
+    )
+    changes = check_engine_options(checked)
+    names = {f.name for f in fields(ServeSettings)}
+    values: dict[str, Any] = {}
+    for dest, value in options.items():
+        name = RENAMED.get(dest, dest)
+        if name in names and dest not in NOT_SETTINGS:
+            values[name] = value
+    if "apps" in values:
+        values["apps"] = app_names(values["apps"])
+    api_key = options.get("api_key") or os.environ.get(API_KEY_ENV)
     try:
-        return ServeSettings(
-            apps=app_names(args.apps),
-            host=args.host,
-            port=args.port,
-            placement=args.placement,
-            num_cores=args.cores,
-            profiles=args.profiles,
-            config_changes=changes,
-            engines=args.engines,
-            fake_latency_scale=args.fake_latency_scale,
-            max_queued_queries=args.max_queued_queries,
-            drain_timeout_s=args.drain_timeout_s,
-            api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-            max_body_bytes=args.max_body_bytes,
-            max_upload_bytes=args.max_upload_bytes,
-        )
-    except ValueError as exc:
+        return ServeSettings(**values, config_changes=changes, api_key=api_key or None)
+    except (TypeError, ValueError) as exc:
         raise OptionError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.config is not None:
-            args = with_config(args)
         settings = settings_from(args)
     except (OptionError, ValueError) as exc:
         print(f"primflow serve: {exc}", file=sys.stderr)
@@ -166,4 +160,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    return serve(settings)
+    code: int = serve(settings)
+    return code

@@ -36,7 +36,8 @@ class ControlledEngine(Engine):
         self.gate = asyncio.Event()
         self.gate.set()
         self.failure: tuple[str, str] | None = None  # (marker, reason)
-        self._held: dict[asyncio.Task[None], list[EngineRequest]] = {}
+        self._held: dict[asyncio.Task[None], list[tuple[EngineRequest, asyncio.Future[Outputs]]]]
+        self._held = {}
 
     @property
     def max_batch_size(self) -> int:
@@ -68,14 +69,14 @@ class ControlledEngine(Engine):
 
     @property
     def num_held_requests(self) -> int:
-        return sum(len(requests) for requests in self._held.values())
+        return sum(1 for held in self._held.values() for _, future in held if not future.done())
 
     def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
         loop = asyncio.get_running_loop()
         requests = list(batch)
         futures: list[asyncio.Future[Outputs]] = [loop.create_future() for _ in requests]
         task = loop.create_task(self._forward(requests, futures))
-        self._held[task] = requests
+        self._held[task] = list(zip(requests, futures, strict=True))
         task.add_done_callback(self._held.pop)
         return futures
 
@@ -98,8 +99,13 @@ class ControlledEngine(Engine):
             outer.add_done_callback(partial(_cancel_if_cancelled, inner=inner))
 
     def abort(self, query_id: str) -> None:
-        for task, requests in list(self._held.items()):
-            if all(r.query_id == query_id for r in requests):
+        # A held batch may mix queries: cancel this query's requests, and the batch's
+        # task once none of its requests is live.
+        for task, held in list(self._held.items()):
+            for request, future in held:
+                if request.query_id == query_id:
+                    future.cancel()
+            if all(future.done() for _, future in held):
                 task.cancel()
         self.inner.abort(query_id)
 

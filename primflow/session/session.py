@@ -279,9 +279,7 @@ class Session:
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
         self._hook.num_tokens[query_id] = num_tokens
         try:
-            return await self.runtime.run(
-                graph, inputs, query_id=query_id, deadline_s=deadline_s
-            )
+            return await self.runtime.run(graph, inputs, query_id=query_id, deadline_s=deadline_s)
         finally:
             for node in stream_nodes:
                 self._hook.streams.pop((query_id, node), None)
