@@ -21,6 +21,7 @@ from primflow.apps import UnknownAppError
 from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout
 from primflow.serve.admission import Refused
 from primflow.serve.schemas import ErrorDetail
+from primflow.serve.service import InvalidQuery
 
 MAX_MESSAGE_CHARS = 2_000
 
@@ -81,6 +82,9 @@ def error_for(exc: BaseException, query_id: str | None, retry_after_s: int = 1) 
         return api_error(
             422, "invalid_config", _fields_message(exc.errors()), fields=_fields(exc.errors())
         )
+    if isinstance(exc, InvalidQuery):
+        fields = [{"field": exc.field, "message": str(exc)}]
+        return api_error(422, "invalid_request", str(exc), fields=fields)
     if isinstance(exc, ValueError):
         return api_error(422, "invalid_query", str(exc), query_id=query_id)
     return api_error(500, "internal_error", f"{type(exc).__name__}: {exc}", query_id=query_id)

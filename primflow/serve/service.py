@@ -29,6 +29,14 @@ from primflow.session.session import Answer, OnText, Session
 from primflow.session.stack import EngineStack, read_profiles
 
 
+class InvalidQuery(ValueError):
+    """A well-formed request this app cannot answer; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass
 class RunningQuery:
     query_id: str
@@ -43,6 +51,10 @@ class Service:
         self.hook = ServerHook(self.metrics)
         self.admission = Admission(settings.max_queued_queries)
         self.apps = {name: get_app(name) for name in settings.apps}
+        self._needs_documents = {
+            name: any(c.kind == "chunk" for c in app.template().components)
+            for name, app in self.apps.items()
+        }
         self.stack: EngineStack | None = None
         self.session: Session | None = None
         self.running: dict[str, RunningQuery] = {}
@@ -108,6 +120,10 @@ class Service:
             served = ", ".join(self.apps)
             raise UnknownAppError(f"unknown app {app[:64]!r}; this server serves: {served}")
         assert self.session is not None and self.stack is not None
+        if not documents and self.needs_documents(app):
+            raise InvalidQuery(
+                "body.documents", f"documents: app {app!r} answers from documents; send some"
+            )
         query_id = self.stack.new_query_id(app)
         ticket = self.admission.admit(query_id)
         changes = {**self.settings.config_changes, **config_changes}
@@ -127,6 +143,9 @@ class Service:
         self.running[query_id] = query
         task.add_done_callback(lambda done: self._on_end(query, ticket, done))
         return query
+
+    def needs_documents(self, app: str) -> bool:
+        return self._needs_documents[app]
 
     def _counting(self, app: str, on_text: OnText | None) -> OnText:
         pieces = self.metrics.text_pieces.labels(app)

@@ -146,3 +146,15 @@ def test_limits_and_content_types(server: ServerProcess) -> None:
     form = httpx.post(url, content=b"question=hi", headers={"content-type": "text/plain"})
     assert form.status_code == 415
     assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_an_app_that_reads_documents_needs_some(server: ServerProcess) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/apps/naive_rag/query", json={"question": "hi"}, timeout=30
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "body.documents"
+    web = httpx.post(
+        f"{server.url}/v1/apps/search_augmented/query", json={"question": "hi"}, timeout=30
+    )
+    assert web.status_code == 200  # web search needs no documents
