@@ -23,7 +23,7 @@ from primflow.serve.errors import api_error
 UPLOAD_PATH_PREFIX = "/v1/collections/"
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     expected: str | None = request.app.state.service.settings.api_key
     if expected is None:
         return
@@ -38,7 +38,7 @@ def require_api_key(request: Request) -> None:
         )
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise api_error(

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 
 from primflow.serve.errors import ApiError, error_for
 from primflow.serve.guards import require_api_key, require_json
@@ -93,7 +93,7 @@ async def wait_answer(query: RunningQuery, service: Service) -> Any:
 )
 async def query_app(
     request: Request, body: QueryRequest, app: str = AppName
-) -> QueryResponse | StreamingResponse:
+) -> Response:
     service = service_of(request)
     documents = documents_of(body.documents)
     events = EventQueue() if body.stream else None
@@ -111,7 +111,9 @@ async def query_app(
 
     query = admit(service, app, start, stream_events=events)
     if events is None:
-        return query_response(await wait_answer(query, service))
+        # Serialized here, once: FastAPI would validate the model again on the way out.
+        answer = query_response(await wait_answer(query, service))
+        return Response(answer.model_dump_json(), media_type="application/json")
     return stream_query(query, events, _native_events)
 
 
