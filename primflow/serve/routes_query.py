@@ -91,9 +91,7 @@ async def wait_answer(query: RunningQuery, service: Service) -> Any:
     dependencies=[Depends(require_json)],
     summary="Ask an application a question",
 )
-async def query_app(
-    request: Request, body: QueryRequest, app: str = AppName
-) -> Response:
+async def query_app(request: Request, body: QueryRequest, app: str = AppName) -> Response:
     service = service_of(request)
     documents = documents_of(body.documents)
     events = EventQueue() if body.stream else None
