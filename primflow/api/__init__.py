@@ -1,7 +1,12 @@
 """The workflow API: components composed with ``>>`` into templates, or loaded from a
-YAML/JSON spec, plus the per-query config and data."""
+YAML/JSON spec, plus the per-query config and data.
 
-from primflow.api.component import Component, Flow
+Writing a component of your own (docs/guide/extending.md) takes :class:`Component`,
+:class:`Role`, the :class:`LoweringContext` it expands in, :class:`Source` and, for an
+LLM call, :func:`add_llm_call` with :class:`Binding` and :class:`DecodeSpec`.
+"""
+
+from primflow.api.component import Component, Flow, Role
 from primflow.api.components import (
     Aggregate,
     ChunkDocuments,
@@ -17,17 +22,21 @@ from primflow.api.components import (
     VectorSearch,
     WebSearch,
 )
+from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call
 from primflow.api.config import Prompts, Query, QueryConfig, SynthesisMode
 from primflow.api.documents import Document, DocumentError, chunk_documents, load_documents
+from primflow.api.expansion import LoweringContext, Source
 from primflow.api.lower import LoweredQuery, LoweringError, lower, lower_query
 from primflow.api.spec import SpecError, load_spec, parse_spec
 from primflow.api.template import Template, TemplateError, build_template
 
 __all__ = [
     "Aggregate",
+    "Binding",
     "ChunkDocuments",
     "Component",
     "Condition",
+    "DecodeSpec",
     "Document",
     "DocumentError",
     "Embed",
@@ -37,12 +46,15 @@ __all__ = [
     "Ingest",
     "Judge",
     "LoweredQuery",
+    "LoweringContext",
     "LoweringError",
     "Prompts",
     "Query",
     "QueryConfig",
     "Rerank",
+    "Role",
     "Situate",
+    "Source",
     "SpecError",
     "SynthesisMode",
     "Synthesize",
@@ -50,6 +62,7 @@ __all__ = [
     "TemplateError",
     "VectorSearch",
     "WebSearch",
+    "add_llm_call",
     "build_template",
     "chunk_documents",
     "load_documents",

@@ -40,6 +40,41 @@ class Component(ABC):
     ``batchable``: its inputs are independent items, so its primitives can be batched
     and split into stages. ``splittable``: its output splits into semantic pieces that
     downstream work can start on. ``engine`` names the engine group that runs it.
+
+    A component of your own declares its roles (:meth:`input_roles`,
+    :meth:`output_roles`, :meth:`output_types`) and adds its primitives in
+    :meth:`expand`; docs/guide/extending.md walks through a full one (HyDE).
+
+    Examples:
+        >>> from primflow import Component, Op, Query, build_template, lower
+        >>> from primflow.api import Role, Source
+        >>> from primflow.graph import ops
+        >>> from primflow.graph.ir import Node, Port, PortType
+        >>> class EmbedQuestion(Component):
+        ...     kind = "embed_question"
+        ...     default_engine = "embedder"
+        ...     def __init__(self, name=None, *, vectors="vectors"):
+        ...         reads = {"questions": "question_list"}
+        ...         super().__init__(name, reads=reads, writes={"vectors": vectors})
+        ...     def input_roles(self):
+        ...         return {"questions": Role((PortType.TEXTS,))}
+        ...     def output_roles(self):
+        ...         return ("vectors",)
+        ...     def output_types(self, input_types):
+        ...         return {"vectors": PortType.VECTORS}
+        ...     def expand(self, ctx):
+        ...         questions = ctx.read("questions")
+        ...         vectors = Port(ops.VECTORS, PortType.VECTORS, questions.num_items)
+        ...         items = questions.port_for(ops.ITEMS)
+        ...         node = Node(ctx.name(), Op.EMBED, (items,), (vectors,), engine=ctx.engine)
+        ...         ctx.add(node)
+        ...         ctx.connect(questions, node.name, ops.ITEMS)
+        ...         written = Source(node.name, ops.VECTORS, PortType.VECTORS, questions.num_items)
+        ...         ctx.write("vectors", written)
+        >>> template = build_template("mine", EmbedQuestion(), outputs={"vectors": "vectors"})
+        >>> [(n.name, str(n.op)) for n in lower(template, Query("What is HNSW?"))]
+        [('input.question_list', 'input'), ('embed_question', 'embed'),
+         ('output.vectors', 'output')]
     """
 
     kind: ClassVar[str] = ""
@@ -82,6 +117,12 @@ class Component(ABC):
     @abstractmethod
     def output_types(self, input_types: Mapping[str, PortType]) -> dict[str, PortType]:
         """Types of the output roles given the types of the channels read."""
+
+    def engine_names(self) -> tuple[str, ...]:
+        """Every engine group this component's primitives run on, so an engine stack
+        can build them all: its ``engine``; a component whose primitives also run on
+        other engines (an LLM call whose text is then embedded) lists those too."""
+        return () if self.engine is None else (self.engine,)
 
     def conditional_outputs(self) -> frozenset[str]:
         """Output roles that exist only on some runs (a CONDITION's branches)."""

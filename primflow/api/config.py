@@ -111,7 +111,22 @@ def check_placeholders(
 
 
 class QueryConfig(BaseModel):
-    """Knobs one query may set. Sizes of text are in characters."""
+    """Knobs one query may set. Sizes of text are in characters.
+
+    Unknown fields are rejected and sizes checked, so a typo fails loudly.
+
+    Examples:
+        >>> from primflow import QueryConfig
+        >>> config = QueryConfig(top_k=5, synthesis_mode="refine")
+        >>> config.with_changes(max_tokens=32).max_tokens, config.synthesis_mode
+        (32, <SynthesisMode.REFINE: 'refine'>)
+        >>> QueryConfig(top_k=0)
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for QueryConfig
+        top_k
+        ...
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -164,7 +179,15 @@ class QueryConfig(BaseModel):
 class Query:
     """One request: the question, the documents to answer from, and its config.
 
-    ``inputs`` holds values for extra template inputs beyond the built-in ``question``.
+    ``inputs`` holds values for extra template inputs beyond the built-in ``question``;
+    documents may be given as plain strings.
+
+    Examples:
+        >>> from primflow import Document, Query, QueryConfig
+        >>> doc = Document("HNSW is a graph index.", "hnsw.md")
+        >>> query = Query("What is HNSW?", [doc, "A second document."], QueryConfig(top_k=2))
+        >>> [d.source for d in query.documents], query.config.top_k
+        (['hnsw.md', 'doc-1'], 2)
     """
 
     question: str

@@ -27,12 +27,36 @@ class DocumentError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Document:
+    """A document to answer from: its text and where it came from (``source``).
+
+    Examples:
+        >>> from primflow import Document, Query
+        >>> doc = Document("Full-time employees get 25 days of paid leave.", "handbook.md")
+        >>> Query("How much leave?", [doc]).documents[0].source
+        'handbook.md'
+    """
+
     text: str
     source: str
 
 
 def load_documents(path: str | Path) -> list[Document]:
-    """Load one file, or every supported file under a folder (sorted, recursively)."""
+    """Load one file, or every supported file under a folder (sorted, recursively).
+
+    Supported: .txt, .md, .pdf (with pypdf), and .jsonl (one ``{"text", "source"}``
+    object per line). A document's source is its path relative to the folder.
+
+    Examples:
+        >>> import pathlib, tempfile
+        >>> from primflow import load_documents
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "leave.md").write_text("Full-time employees get 25 days.")
+        >>> _ = (folder / "notes").mkdir()
+        >>> _ = (folder / "notes" / "vpn.txt").write_text("Use the VPN on public networks.")
+        >>> [(d.source, d.text) for d in load_documents(folder)]
+        [('leave.md', 'Full-time employees get 25 days.'),
+         ('notes/vpn.txt', 'Use the VPN on public networks.')]
+    """
     root = Path(path)
     if not root.exists():
         raise DocumentError(f"document path {str(root)!r} does not exist")

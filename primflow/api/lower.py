@@ -43,7 +43,18 @@ class LoweredQuery:
 
 
 def lower_query(template: Template, query: Query) -> LoweredQuery:
-    """Expand ``template`` for ``query``: the p-graph and its input values."""
+    """Expand ``template`` for ``query``: the p-graph and its input values.
+
+    Examples:
+        >>> from primflow import get_app, lower_query
+        >>> app = get_app("naive_rag")
+        >>> query = app.query("How much leave?", ["Employees get 25 days of paid leave."])
+        >>> lowered = lower_query(app.template(), query)
+        >>> sorted(lowered.inputs)
+        ['chunks', 'question', 'question_list']
+        >>> [c.text for c in lowered.inputs["chunks"]]
+        ['Employees get 25 days of paid leave.']
+    """
     state = ExpansionState(template, query)
     for component in template.components:
         component.expand(LoweringContext(state, component))
@@ -55,7 +66,23 @@ def lower_query(template: Template, query: Query) -> LoweredQuery:
 
 
 def lower(template: Template, query: Query) -> Graph:
-    """The p-graph of ``query`` under ``template`` (see :func:`lower_query`)."""
+    """The p-graph of ``query`` under ``template`` (see :func:`lower_query`).
+
+    Its shape follows the query: the chunk count, top-k and synthesis mode decide which
+    primitives there are.
+
+    Examples:
+        >>> from primflow import Op, get_app, lower
+        >>> app = get_app("naive_rag")
+        >>> docs = ["25 days of paid leave."]
+        >>> query = app.query("How much leave?", docs, synthesis_mode="one_shot")
+        >>> graph = lower(app.template(), query)
+        >>> [n.name for n in graph if n.op not in (Op.INPUT, Op.OUTPUT)]
+        ['embed_docs', 'ingest', 'embed_question', 'search', 'synthesize.prefill',
+         'synthesize.decode']
+        >>> graph.parents("embed_question")  # in template order, until the passes prune it
+        ['input.question_list', 'ingest']
+    """
     return lower_query(template, query).graph
 
 

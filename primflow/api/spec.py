@@ -106,7 +106,31 @@ class _Spec(BaseModel):
 
 
 def load_spec(path: str | Path) -> Template:
-    """Load a ``.yaml``/``.yml``/``.json`` spec file into a validated template."""
+    """Load a ``.yaml``/``.yml``/``.json`` spec file into a validated template.
+
+    The spec is data (no code runs); errors name the field at fault, e.g.
+    ``steps[1].top_k``.
+
+    Examples:
+        >>> import json, pathlib, tempfile
+        >>> from primflow import load_spec
+        >>> spec = {
+        ...     "name": "web_answer",
+        ...     "steps": [
+        ...         {"name": "web", "kind": "web_search", "top_k": 2,
+        ...          "reads": {"queries": "question_list"}, "writes": {"hits": "web_hits"}},
+        ...         {"name": "answer", "kind": "generate", "config_prompt": "search_answer",
+        ...          "reads": {"question": "question", "search_results": "web_hits"},
+        ...          "writes": {"text": "answer"}},
+        ...     ],
+        ...     "outputs": {"answer": "answer"},
+        ... }
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "web_answer.json"
+        >>> _ = path.write_text(json.dumps(spec))
+        >>> template = load_spec(path)
+        >>> [(c.name, c.kind) for c in template.components]
+        [('web', 'web_search'), ('answer', 'generate')]
+    """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")

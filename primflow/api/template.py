@@ -46,7 +46,17 @@ class Channel:
 @dataclass(frozen=True)
 class Template:
     """Components in topological order, the ``>>`` edges between them (by name), and
-    the typed channels. Build one with :func:`build_template`."""
+    the typed channels. Build one with :func:`build_template`.
+
+    Examples:
+        >>> from primflow import Embed, build_template
+        >>> embed = Embed(items="question_list", vectors="vectors")
+        >>> template = build_template("embed_question", embed, outputs={"vectors": "vectors"})
+        >>> [c.name for c in template.components], dict(template.outputs)
+        (['embed'], {'vectors': 'vectors'})
+        >>> template.channels["vectors"].type, template.component("embed").engine
+        (<PortType.VECTORS: 'vectors'>, 'embedder')
+    """
 
     name: str
     components: tuple[Component, ...]
@@ -68,7 +78,22 @@ def build_template(
     outputs: Mapping[str, str],
     inputs: Mapping[str, PortType] | None = None,
 ) -> Template:
-    """Join ``flows`` (components shared between flows are one node) and validate."""
+    """Join ``flows`` (components shared between flows are one node) and validate.
+
+    Each component reads channels that are template inputs (``question``,
+    ``question_list``, and any in ``inputs``) or written upstream of it; ``outputs`` maps
+    result keys to channels. Errors (:class:`~primflow.api.TemplateError`) name the
+    component and the channel at fault.
+
+    Examples:
+        >>> from primflow import Embed, VectorSearch, build_template
+        >>> embed = Embed(items="question_list", vectors="vectors")
+        >>> flow = embed >> VectorSearch(vectors="vectors")
+        >>> build_template("no_index", flow, outputs={"hits": "hits"})
+        Traceback (most recent call last):
+        ...
+        primflow.api.template.TemplateError: component 'search': reads channel 'index' ...
+    """
     if not flows:
         raise TemplateError(f"template {name!r} has no components")
     flow = Flow.of(list(flows))

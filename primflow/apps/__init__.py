@@ -17,6 +17,18 @@ class UnknownAppError(KeyError):
 
 
 def get_app(name: str) -> App:
+    """The built-in application called ``name``.
+
+    Examples:
+        >>> from primflow import get_app
+        >>> app = get_app("naive_rag")
+        >>> [c.name for c in app.template().components]
+        ['chunk', 'embed_docs', 'ingest', 'embed_question', 'search', 'synthesize']
+        >>> get_app("chatbot")
+        Traceback (most recent call last):
+        ...
+        primflow.apps.UnknownAppError: unknown app 'chatbot'; known apps: naive_rag, ...
+    """
     try:
         return APPS[name]
     except KeyError:

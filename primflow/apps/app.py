@@ -1,4 +1,10 @@
-"""An application: a template factory, its default per-query config and a sample query."""
+"""An application: a template factory, its default per-query config and a sample query.
+
+The four built-in apps are :class:`App` values registered by name
+(:func:`primflow.apps.get_app`); a user's own app is an :class:`App` too, passed to
+:class:`~primflow.session.EngineStack` and :class:`~primflow.session.Session` as the
+object itself instead of a name.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from primflow.api.config import Query, QueryConfig
-from primflow.api.documents import Document
+from primflow.api.documents import Document, as_documents
 from primflow.api.template import Template
 
 
 @dataclass(frozen=True)
 class App:
+    """A named workflow: ``build`` makes its template, ``default_config`` is the
+    config each query starts from (a query's changes override it).
+
+    ``name`` keys the session's caches and prefixes query ids, so two different apps
+    run by one session need two names.
+
+    Examples:
+        >>> from primflow import App, Embed, QueryConfig, build_template
+        >>> def build():
+        ...     embed = Embed(items="question_list", vectors="vectors")
+        ...     return build_template("embed_only", embed, outputs={"vectors": "vectors"})
+        >>> app = App("embed_only", build, default_config=QueryConfig(top_k=2))
+        >>> app.template().name
+        'embed_only'
+        >>> app.query("a question?", max_tokens=16).config.max_tokens
+        16
+        >>> app.query("a question?").config.top_k
+        2
+    """
+
     name: str
-    description: str
     build: Callable[[], Template]
-    default_config: QueryConfig
-    sample_question: str
+    description: str = ""
+    default_config: QueryConfig = field(default_factory=QueryConfig)
+    sample_question: str = ""
     # The sample query's documents and config changes (e.g. a smaller chunk size so the
     # graph shows stage decomposition); called lazily since they read files.
     sample_documents: Callable[[], list[Document]] = list
@@ -34,9 +60,11 @@ class App:
     ) -> Query:
         """A query with this app's defaults, overridden by ``config_changes``."""
         config = self.default_config.with_changes(**config_changes)
-        return Query(question, tuple(documents), config)  # type: ignore[arg-type]
+        return Query(question, as_documents(documents), config)
 
     def sample_query(self) -> Query:
+        if not self.sample_question:
+            raise ValueError(f"app {self.name!r} has no sample question")
         return self.query(
             self.sample_question, self.sample_documents(), **self.sample_config_changes
         )

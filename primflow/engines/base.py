@@ -35,6 +35,17 @@ Outputs = dict[str, Any]
 
 
 class EngineKind(StrEnum):
+    """What an engine serves; each kind runs a fixed set of ops (``OPS_BY_KIND``).
+
+    Examples:
+        >>> from primflow import EngineKind
+        >>> from primflow.engines.base import OPS_BY_KIND
+        >>> EngineKind("embedder") is EngineKind.EMBEDDER
+        True
+        >>> sorted(str(op) for op in OPS_BY_KIND[EngineKind.VECTOR_INDEX])
+        ['vector_ingest', 'vector_search']
+    """
+
     LLM = "llm"
     EMBEDDER = "embedder"
     VECTOR_INDEX = "vector_index"
@@ -72,6 +83,19 @@ class EngineRequest:
     client that does not schedule by query (the baselines, a plain API caller) leaves
     ``query_start_s`` None: engines then order its requests by arrival alone.
     ``on_text`` receives decoded text as it streams (LLM_DECODE only).
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineRequest, Op
+        >>> from primflow.testing.fakes import FakeEmbedder
+        >>> request = EngineRequest("q0", "embed", Op.EMBED, inputs={"items": ["hi"]}, params={})
+        >>> request.key
+        'q0/embed'
+        >>> async def main():
+        ...     (future,) = FakeEmbedder("embedder", latency_scale=0.0).submit([request])
+        ...     return await future
+        >>> asyncio.run(main())["vectors"].shape
+        (1, 32)
     """
 
     query_id: str
@@ -96,7 +120,16 @@ class EngineRequest:
 
 
 class EngineError(RuntimeError):
-    """An engine failed a request. The message names the engine and the node."""
+    """An engine failed a request. The message names the engine and the node.
+
+    Examples:
+        >>> from primflow import EngineError
+        >>> error = EngineError("embedder", "embed_docs", "items[2] must be str, got int")
+        >>> str(error)
+        "engine 'embedder' failed node 'embed_docs': items[2] must be str, got int"
+        >>> error.engine, error.node, error.reason
+        ('embedder', 'embed_docs', 'items[2] must be str, got int')
+    """
 
     def __init__(self, engine: str, node: str, reason: str) -> None:
         super().__init__(f"engine {engine!r} failed node {node!r}: {reason}")
@@ -115,7 +148,38 @@ class EngineHealth:
 
 
 class Engine(ABC):
-    """Base class of all engines. Subclasses implement :meth:`submit`."""
+    """Base class of all engines. Subclasses implement :meth:`submit`.
+
+    An engine whose work is synchronous CPU code subclasses :class:`ThreadedEngine`
+    instead, which runs it off the event loop; this base suits engines that are already
+    asynchronous (a remote service, or answers that cost nothing, as here).
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import Engine, EngineKind, EngineRequest, Op
+        >>> from primflow.values import Chunk, Hit
+        >>> class DictSearch(Engine):
+        ...     kind = EngineKind.WEB_SEARCH
+        ...     def __init__(self, pages):
+        ...         super().__init__("web_search")
+        ...         self.pages = pages
+        ...     def submit(self, batch):
+        ...         futures = []
+        ...         for request in batch:
+        ...             found = [q for q in request.inputs["queries"] if q in self.pages]
+        ...             hits = [Hit(Chunk(self.pages[q], q, 0), 1.0) for q in found]
+        ...             futures.append(asyncio.get_running_loop().create_future())
+        ...             futures[-1].set_result({"hits": hits})
+        ...         return futures
+        >>> async def main():
+        ...     engine = DictSearch({"hnsw": "HNSW is a graph index."})
+        ...     inputs, params = {"queries": ["hnsw"]}, {"top_k": 1}
+        ...     request = EngineRequest("q0", "web", Op.WEB_SEARCH, inputs, params)
+        ...     (future,) = engine.submit([request])
+        ...     return await future
+        >>> asyncio.run(main())["hits"][0].chunk.text
+        'HNSW is a graph index.'
+    """
 
     kind: EngineKind
 

@@ -21,6 +21,21 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class LatencyProfile:
+    """An engine's predicted latency: ``base_s`` per call, plus ``per_item_s`` per item,
+    ``per_token_s`` per prompt token and ``per_output_token_s`` per generated token.
+
+    Passes split batches past ``efficient_batch_size`` into stages; schedulers keep
+    batches within ``max_batch_size`` and ``max_batch_tokens``.
+
+    Examples:
+        >>> from primflow import LatencyProfile
+        >>> profile = LatencyProfile(base_s=0.002, per_item_s=0.01, efficient_batch_size=32)
+        >>> round(profile.latency_s(num_items=10), 3), profile.micro_batch_size(100)
+        (0.102, 25)
+        >>> LatencyProfile.default_for("embedder").per_item_s
+        0.012
+    """
+
     base_s: float = 0.001
     per_item_s: float = 0.0
     per_token_s: float = 0.0

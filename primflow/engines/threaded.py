@@ -29,7 +29,7 @@ import asyncio
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
@@ -49,6 +49,32 @@ MAX_NUM_CLOSED_QUERIES = 10_000
 
 
 class ThreadedEngine(Engine):
+    """An engine whose work is synchronous: subclasses implement :meth:`run_batch`,
+    which runs on the engine's own thread (see the module docstring).
+
+    ``run_batch`` returns one outcome per request: its outputs, or an exception that
+    fails that request alone. docs/guide/extending.md builds a real one (an embedder).
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineKind, EngineRequest, Op, ThreadedEngine
+        >>> class LengthEmbedder(ThreadedEngine):
+        ...     kind = EngineKind.EMBEDDER
+        ...     def run_batch(self, batch):
+        ...         lengths = [[[float(len(t))] for t in r.inputs["items"]] for r in batch]
+        ...         return [{"vectors": rows} for rows in lengths]
+        >>> async def main():
+        ...     engine = LengthEmbedder("embedder")
+        ...     request = EngineRequest("q0", "embed", Op.EMBED, {"items": ["ab", "abc"]}, {})
+        ...     try:
+        ...         (future,) = engine.submit([request])
+        ...         return await future
+        ...     finally:
+        ...         await engine.close()
+        >>> asyncio.run(main())
+        {'vectors': [[2.0], [3.0]]}
+    """
+
     def __init__(
         self,
         name: str,
@@ -109,7 +135,7 @@ class ThreadedEngine(Engine):
         self._executor.submit(self._run_on_thread, loop, requests, futures)
         return futures
 
-    def _forget(self, query_id: str):  # type: ignore[no-untyped-def]
+    def _forget(self, query_id: str) -> Callable[[asyncio.Future[Outputs]], None]:
         def callback(future: asyncio.Future[Outputs]) -> None:
             futures = self._futures_by_query.get(query_id)
             if futures is not None:

@@ -27,7 +27,13 @@ from typing import Any
 
 
 class Op(StrEnum):
-    """The primitives a query is lowered into."""
+    """The primitives a query is lowered into.
+
+    Examples:
+        >>> from primflow import Op
+        >>> Op("vector_search") is Op.VECTOR_SEARCH, str(Op.LLM_DECODE)
+        (True, 'llm_decode')
+    """
 
     INPUT = "input"
     OUTPUT = "output"
@@ -229,6 +235,16 @@ class Graph:
 
     Passes take a graph and return a new one; they work on ``graph.copy()`` so the
     input is never changed.
+
+    Examples:
+        >>> from primflow import Embed, Graph, Query, build_template, lower
+        >>> embed = Embed(items="question_list", vectors="vectors")
+        >>> template = build_template("embed_question", embed, outputs={"vectors": "vectors"})
+        >>> graph = lower(template, Query("What is HNSW?"))
+        >>> isinstance(graph, Graph), len(graph), graph.topo_order()
+        (True, 3, ['input.question_list', 'embed', 'output.vectors'])
+        >>> graph.node("embed").engine, graph.parents("embed"), graph.children("embed")
+        ('embedder', ['input.question_list'], ['output.vectors'])
     """
 
     def __init__(self, nodes: Iterable[Node] = (), edges: Iterable[Edge] = ()) -> None:

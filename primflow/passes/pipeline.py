@@ -245,6 +245,18 @@ def optimize(
     template_id: str = "",
     shape_key: Hashable | None = None,
 ) -> tuple[Graph, OptimizeReport]:
-    """Optimize ``graph`` with the default (or given) passes; returns (e-graph, report)."""
+    """Optimize ``graph`` with the default (or given) passes; returns (e-graph, report).
+
+    The default passes prune ORDER edges, split big batches into stages, split prefills
+    and pipeline decodes; ``lint_each`` checks the graph after every pass.
+
+    Examples:
+        >>> from primflow import get_app, lower, optimize
+        >>> app = get_app("naive_rag")
+        >>> graph = lower(app.template(), app.query("How much leave?", ["25 days of leave."]))
+        >>> optimized, report = optimize(graph, lint_each=True)
+        >>> report.changed_by[0], optimized.parents("embed_question")
+        ('prune_dependencies', ['input.question_list'])
+    """
     optimizer = Optimizer(profiles, passes, cache=cache, lint_each=lint_each)
     return optimizer.optimize(graph, template_id=template_id, shape_key=shape_key)

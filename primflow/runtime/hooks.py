@@ -8,7 +8,7 @@ as a tuple, for tests.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from primflow.runtime.query_state import NodeStatus, NodeTiming, QueryResult
 
@@ -46,7 +46,7 @@ class RecordingHook(Hook):
     """Records events as ``(kind, ...)`` tuples in call order."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[Any, ...]] = []
+        self.events: list[tuple[object, ...]] = []
 
     def on_query_start(self, query_id: str, graph: Graph, now_s: float) -> None:
         self.events.append(("query_start", query_id, now_s))
@@ -72,5 +72,5 @@ class RecordingHook(Hook):
     ) -> None:
         self.events.append(("query_done", query_id, type(error).__name__ if error else None))
 
-    def of_kind(self, kind: str) -> list[tuple[Any, ...]]:
+    def of_kind(self, kind: str) -> list[tuple[object, ...]]:
         return [e for e in self.events if e[0] == kind]

@@ -82,6 +82,28 @@ class NodeTiming:
 
 @dataclass(slots=True)
 class QueryResult:
+    """What a finished query produced: its outputs by key, its latency (submit to last
+    output) and, per node, when it became ready, started and ended.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import Embed, EngineKind, Query, Runtime, build_template, lower_query
+        >>> from primflow.testing.fakes import make_fake_engines
+        >>> embed = Embed(items="question_list", vectors="vectors")
+        >>> template = build_template("embed_question", embed, outputs={"vectors": "vectors"})
+        >>> lowered = lower_query(template, Query("What is HNSW?"))
+        >>> def fake_embedder():
+        ...     return make_fake_engines({"embedder": EngineKind.EMBEDDER}, latency_scale=0.0)
+        >>> async def main():
+        ...     async with Runtime(fake_embedder()) as runtime:
+        ...         return await runtime.run(lowered.graph, lowered.inputs, query_id="q1")
+        >>> result = asyncio.run(main())
+        >>> result.query_id, result.outputs["vectors"].shape, sorted(result.timings)
+        ('q1', (1, 32), ['embed', 'input.question_list', 'output.vectors'])
+        >>> result.latency_s >= 0.0
+        True
+    """
+
     query_id: str
     outputs: dict[str, Any]  # OUTPUT node params["key"] -> value
     latency_s: float

@@ -62,6 +62,29 @@ MAX_NUM_REMEMBERED_QUERY_IDS = 100_000
 
 
 class Runtime:
+    """Runs e-graphs on named engines with the two-tier scheduler (see the module doc).
+
+    ``engines`` maps the engine names the graph's nodes use to an engine, or to several
+    instances of one; ``policy`` picks each engine scheduler's batching policy.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineKind, Runtime, get_app, lower_query, optimize
+        >>> from primflow.testing.fakes import make_fake_engines
+        >>> app = get_app("naive_rag")
+        >>> query = app.query("How much leave?", ["Employees get 25 days of paid leave."])
+        >>> lowered = lower_query(app.template(), query)
+        >>> graph, _report = optimize(lowered.graph)
+        >>> kinds = {"llm": EngineKind.LLM, "embedder": EngineKind.EMBEDDER,
+        ...          "vector_index": EngineKind.VECTOR_INDEX}
+        >>> async def main():
+        ...     async with Runtime(make_fake_engines(kinds, latency_scale=0.0)) as runtime:
+        ...         return await runtime.run(graph, lowered.inputs)
+        >>> result = asyncio.run(main())
+        >>> sorted(result.outputs), result.outputs["hits"][0].chunk.text
+        (['answer', 'hits'], 'Employees get 25 days of paid leave.')
+    """
+
     def __init__(
         self,
         engines: Mapping[str, Engine | Sequence[Engine]],

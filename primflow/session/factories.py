@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
+from primflow.session.stack import EngineFactory
 
 
 class EngineUnavailable(RuntimeError):
@@ -43,7 +43,7 @@ class EmbeddedSettings:
     web_corpus: Path | None = None  # None: samples/web
 
 
-def embedded_factory(settings: EmbeddedSettings | None = None) -> Any:
+def embedded_factory(settings: EmbeddedSettings | None = None) -> EngineFactory:
     chosen = settings or EmbeddedSettings()
 
     def build(
@@ -115,7 +115,7 @@ def _samples_web() -> Path:
     return samples_dir() / "web"
 
 
-def fake_factory(latency_scale: float = 1.0) -> Any:
+def fake_factory(latency_scale: float = 1.0) -> EngineFactory:
     """Fakes whose latency is ``latency_scale`` × the profile's prediction."""
     from primflow.testing.fakes import FAKES_BY_KIND
 

@@ -1,6 +1,7 @@
 """The query session: one question in, a streamed answer and its timings out.
 
-``Session`` runs questions of any application on one :class:`EngineStack`, with any
+``Session`` runs questions of any application (a built-in app's name, or an
+:class:`~primflow.apps.App` of the user's own) on one :class:`EngineStack`, with any
 scheme: ``primflow`` (lower -> optimize, cached -> the two-tier runtime) or a baseline
 (``sequential``, ``parallel``: the unoptimized p-graph run module by module on the same
 engines). Invariants:
@@ -24,6 +25,7 @@ from typing import Any
 
 from primflow.api.documents import Document
 from primflow.api.lower import lower_query
+from primflow.api.template import Template
 from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
 from primflow.engines.base import EngineKind
@@ -45,6 +47,26 @@ OnProgress = Callable[[Node, int, int], None]
 
 @dataclass
 class Answer:
+    """One answered question: the text, the passages, the latency, the time spent
+    lowering and optimizing, the graph that ran and per-primitive timings.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineStack, Session
+        >>> from primflow.session import fake_factory
+        >>> async def ask(question, documents):
+        ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
+        ...     async with stack, Session(stack) as session:
+        ...         return await session.ask("naive_rag", question, documents)
+        >>> answer = asyncio.run(ask("How much leave?", ["Employees get 25 days of leave."]))
+        >>> answer.app, answer.text
+        ('naive_rag', 'Answer ...: a deterministic fake reply.')
+        >>> [p.chunk.source for p in answer.passages], answer.latency_s > 0
+        (['doc-0'], True)
+        >>> answer.timing.critical_path[-1], answer.to_json()["optimize_cache_hit"]
+        ('synthesize.decode', False)
+    """
+
     app: str
     scheme: str
     question: str
@@ -150,7 +172,23 @@ class _SessionHook(Hook):
 
 
 class Session:
-    """Answers questions on a started stack (see the module docstring)."""
+    """Answers questions on a started stack (see the module docstring).
+
+    ``ask`` takes a built-in app's name or an :class:`~primflow.apps.App` of your own,
+    lowers the question, optimizes the graph (cached per graph shape) and runs it.
+
+    Examples:
+        >>> import asyncio
+        >>> from primflow import EngineStack, Session
+        >>> from primflow.session import fake_factory
+        >>> async def ask(question, documents):
+        ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
+        ...     async with stack, Session(stack) as session:
+        ...         return await session.ask("naive_rag", question, documents)
+        >>> answer = asyncio.run(ask("How much leave?", ["Employees get 25 days of leave."]))
+        >>> answer.scheme, answer.passages[0].chunk.text
+        ('primflow', 'Employees get 25 days of leave.')
+    """
 
     def __init__(
         self,
@@ -174,7 +212,7 @@ class Session:
             hooks=[self._hook, *hooks],
             profiles=stack.profiles,
         )
-        self._apps: dict[str, tuple[App, Any]] = {}
+        self._apps: dict[str, tuple[App, Template]] = {}
         self._is_started = False
 
     async def start(self) -> None:
@@ -198,9 +236,9 @@ class Session:
 
     async def ask(
         self,
-        app_name: str,
+        app: App | str,
         question: str,
-        documents: Sequence[Document] = (),
+        documents: Sequence[Document | str] = (),
         *,
         scheme: str = "primflow",
         on_text: OnText | None = None,
@@ -217,7 +255,8 @@ class Session:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         if deadline_s is not None and scheme != "primflow":
             raise ValueError(f"the {scheme} scheme takes no deadline")
-        app, template = self._app(app_name)
+        app, template = self._app(app)
+        app_name = app.name
         query_id = query_id or self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, app.query(question, documents, **(config_changes or {})))
@@ -294,11 +333,17 @@ class Session:
             if engine.kind is EngineKind.LLM:
                 engine.abort(query_id)
 
-    def _app(self, name: str) -> tuple[App, Any]:
-        if name not in self._apps:
-            app = get_app(name)
-            self._apps[name] = (app, app.template())
-        return self._apps[name]
+    def _app(self, app: App | str) -> tuple[App, Template]:
+        """The app and its template, built once per session. Graphs are cached by app
+        name, so a name stands for one app: a second, different app under a name
+        already asked is refused rather than served from the first one's cache."""
+        resolved = get_app(app) if isinstance(app, str) else app
+        if resolved.name not in self._apps:
+            self._apps[resolved.name] = (resolved, resolved.template())
+        known, template = self._apps[resolved.name]
+        if resolved != known:
+            raise ValueError(f"this session already runs a different app named {known.name!r}")
+        return known, template
 
 
 class _Progress:

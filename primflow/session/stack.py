@@ -21,10 +21,14 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from primflow.engines.base import Engine, EngineHealth, EngineKind, EngineRequest, Outputs
 from primflow.engines.placement import CoreBudget, Placement
 from primflow.engines.profile import LatencyProfile, load_profiles
+
+if TYPE_CHECKING:
+    from primflow.apps import App
 
 # Every engine name a built-in component may ask for, and its kind.
 ENGINE_KINDS: dict[str, EngineKind] = {
@@ -46,23 +50,24 @@ class StackError(RuntimeError):
     """The stack cannot be built (unknown engine name, engine missing, bad profile file)."""
 
 
-def engines_for_apps(app_names: Iterable[str]) -> dict[str, EngineKind]:
-    """The engine names (and kinds) the given applications' templates use."""
+def engines_for_apps(apps: Iterable[App | str]) -> dict[str, EngineKind]:
+    """The engine names (and kinds) the given applications' templates use; an app is
+    a built-in app's name or a user's own :class:`~primflow.apps.App`."""
     from primflow.apps import get_app
 
     needed: dict[str, EngineKind] = {}
-    for app_name in app_names:
-        for component in get_app(app_name).template().components:
-            engine = component.engine
-            if engine is None:
-                continue
-            if engine not in ENGINE_KINDS:
-                known = ", ".join(ENGINE_KINDS)
-                raise StackError(
-                    f"app {app_name!r}: component {component.name!r} uses engine {engine!r}, "
-                    f"which the embedded stack does not build (it builds: {known})"
-                )
-            needed[engine] = ENGINE_KINDS[engine]
+    for app in apps:
+        resolved = get_app(app) if isinstance(app, str) else app
+        for component in resolved.template().components:
+            for engine in component.engine_names():
+                if engine not in ENGINE_KINDS:
+                    known = ", ".join(ENGINE_KINDS)
+                    raise StackError(
+                        f"app {resolved.name!r}: component {component.name!r} uses engine "
+                        f"{engine!r}, which the engine stack does not build (it builds: "
+                        f"{known})"
+                    )
+                needed[engine] = ENGINE_KINDS[engine]
     return dict(sorted(needed.items(), key=lambda kv: CORE_PRIORITY.index(kv[0])))
 
 
@@ -94,7 +99,21 @@ def read_profiles(path: Path | None) -> dict[str, LatencyProfile]:
 
 
 class EngineStack:
-    """Named engines for a set of applications, with one placement and their profiles."""
+    """Named engines for a set of applications, with one placement and their profiles.
+
+    ``factory(name, kind, budget, profile)`` builds each engine: ``embedded_factory()``
+    the real embedded engines, ``fake_factory()`` the model-free fakes, or a function of
+    your own that returns your engine for some names (docs/guide/extending.md).
+
+    Examples:
+        >>> from primflow import EngineStack, get_app
+        >>> from primflow.session import fake_factory
+        >>> stack = EngineStack.for_apps(["naive_rag"], fake_factory())
+        >>> sorted(stack.engines), stack.profiles["embedder"].per_item_s
+        (['embedder', 'llm', 'vector_index'], 0.012)
+        >>> sorted(EngineStack.for_apps(["search_augmented"], fake_factory()).engines)
+        ['judge', 'llm', 'web_search']
+    """
 
     def __init__(
         self,
@@ -125,11 +144,21 @@ class EngineStack:
     @classmethod
     def for_apps(
         cls,
-        app_names: Iterable[str],
+        apps: Iterable[App | str],
         factory: EngineFactory,
-        **kwargs: object,
+        *,
+        placement: Placement | str = Placement.SHARED,
+        profiles: Mapping[str, LatencyProfile] | None = None,
+        num_cores: int | None = None,
     ) -> EngineStack:
-        return cls(engines_for_apps(app_names), factory, **kwargs)  # type: ignore[arg-type]
+        """The engines the ``apps`` use (names of built-in apps, or :class:`App` s)."""
+        return cls(
+            engines_for_apps(apps),
+            factory,
+            placement=placement,
+            profiles=profiles,
+            num_cores=num_cores,
+        )
 
     @property
     def profiles(self) -> dict[str, LatencyProfile]:

@@ -9,7 +9,8 @@ with ``asyncio.sleep``, so a virtual-time loop runs them in simulated time.
 Test knobs, all per node name: ``fail_on(node)`` fails that node's requests with an
 ``EngineError``; ``block(node)`` returns an ``asyncio.Event`` that holds the node's
 requests in flight until it is set (``entered(node)`` is set once one is held, like
-Ray's SignalActor); ``set_response(node, text)`` fixes an LLM decode's text.
+Ray's SignalActor); ``set_response(node, text)`` fixes an LLM decode's text. (The fake
+LLM's ``set_items(request, items)`` fixes the items of one LLM call's structured decode.)
 Records: ``batches`` (every submitted batch, in order), ``aborted`` and ``released``
 (query ids, in call order).
 

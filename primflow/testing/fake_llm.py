@@ -59,6 +59,20 @@ class FakeLLM(FakeEngine):
         self.max_num_calls = max_num_calls
         self._calls: dict[str, _Call] = {}
         self._calls_by_query: dict[str, list[str]] = {}
+        self._items: dict[str, list[str]] = {}
+
+    def set_items(self, request: str, items: list[str]) -> None:
+        """Fix the items the structured decode of LLM call ``request`` (the graph's
+        ``request`` param) writes: its decode, or item ``i`` of each partial decode."""
+        self._items[request] = list(items)
+
+    def _items_for(self, request: EngineRequest, prompt: str, num_items: int) -> list[str]:
+        fixed = self._items.get(str(request.params.get("request")))
+        if fixed is None:
+            return _fake_items(prompt, num_items)
+        if len(fixed) < num_items:
+            raise ValueError(f"set_items gave {len(fixed)} items, the decode needs {num_items}")
+        return fixed[:num_items]
 
     def health(self) -> EngineHealth:
         return EngineHealth(
@@ -109,14 +123,14 @@ class FakeLLM(FakeEngine):
             return {ops.STATE: FakeLLMState(call_id, call.prompt)}
         if request.op is Op.LLM_PARTIAL_DECODE:
             index = int(request.params.get("index", 0))
-            item = _fake_items(call.prompt, index + 1)[index]
+            item = self._items_for(request, call.prompt, index + 1)[index]
             return {ops.ITEMS: [item], ops.STATE: FakeLLMState(call_id, call.prompt)}
         return self._decode(request, call.prompt)
 
     def _decode(self, request: EngineRequest, prompt: str) -> Outputs:
         num_items = int(request.params.get("num_items", 0) or 0)
         parser = request.params.get("parser")
-        items = _fake_items(prompt, num_items) if parser else []
+        items = self._items_for(request, prompt, num_items) if parser else []
         text = self._responses.get(request.node)
         if text is None:
             text = _format_items(items, parser) if parser else _fake_text(prompt)

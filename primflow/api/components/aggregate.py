@@ -15,7 +15,22 @@ Mode = ops.AggregateMode
 
 
 class Aggregate(Component):
-    """``top_k`` (mode top_k) defaults to the query's ``config.rerank_top_k``."""
+    """Joins the channels ``parts`` into ``result``: ``concat`` lists, merge hits to the
+    best ``top_k``, wait for ``all``, take the ``first`` present, or ``zip_texts``.
+
+    ``top_k`` (mode top_k) defaults to the query's ``config.rerank_top_k``. It runs inline
+    in the runtime, on no engine.
+
+    Examples:
+        >>> from primflow import Aggregate, Query, build_template, lower
+        >>> from primflow.graph.ir import PortType
+        >>> both = Aggregate(parts=["a", "b"], result="both", mode="concat")
+        >>> lists = {"a": PortType.TEXTS, "b": PortType.TEXTS}
+        >>> template = build_template("join", both, outputs={"both": "both"}, inputs=lists)
+        >>> graph = lower(template, Query("?", inputs={"a": ["x"], "b": ["y", "z"]}))
+        >>> graph.node("aggregate").output("result").num_items
+        3
+    """
 
     kind = "aggregate"
 

@@ -15,6 +15,19 @@ from primflow.graph.ir import PortType
 
 
 class ChunkDocuments(Component):
+    """Cuts the query's documents into chunks when the query is lowered (with its
+    ``config.chunk_size`` and ``chunk_overlap``) and writes them to ``chunks``.
+
+    Examples:
+        >>> from primflow import ChunkDocuments, Query, QueryConfig, build_template, lower_query
+        >>> chunk = ChunkDocuments(chunks="chunks")
+        >>> template = build_template("chunk_only", chunk, outputs={"chunks": "chunks"})
+        >>> config = QueryConfig(chunk_size=10, chunk_overlap=0)
+        >>> query = Query("?", ["one two three four five six"], config)
+        >>> [c.text for c in lower_query(template, query).inputs["chunks"]]
+        ['one two', 'three four', 'five six']
+    """
+
     kind = "chunk"
 
     def __init__(self, name: str | None = None, *, chunks: str = "chunks") -> None:

@@ -16,6 +16,23 @@ from primflow.graph.ir import Node, Op, PortType
 
 
 class Condition(Component):
+    """Routes ``value`` to ``if_true`` when the ``decision`` text matches ``predicate``,
+    else to ``if_false``; components reading an untaken branch do not run.
+
+    Examples:
+        >>> from primflow import Condition, Judge, Query, WebSearch, build_template, lower
+        >>> flow = (
+        ...     Judge(decision="decision")
+        ...     >> Condition(decision="decision", value="question_list", if_true="search_queries")
+        ...     >> WebSearch(queries="search_queries", hits="web_hits")
+        ... )
+        >>> template = build_template("maybe_search", flow, outputs={"hits": "web_hits"})
+        >>> template.channels["web_hits"].is_conditional
+        True
+        >>> lower(template, Query("Who won?")).node("condition").params
+        {'predicate': 'yes'}
+    """
+
     kind = "condition"
 
     def __init__(

@@ -11,6 +11,19 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Embed(Component):
+    """Embeds a list of texts or chunks (``items``) into ``vectors``, one row per item.
+
+    Runs on the ``embedder`` engine unless ``engine=`` names another; batchable (its items
+    are independent, so stage decomposition may split it).
+
+    Examples:
+        >>> from primflow import Embed, Query, build_template, lower
+        >>> embed = Embed(items="question_list", vectors="vectors")
+        >>> template = build_template("embed_question", embed, outputs={"vectors": "vectors"})
+        >>> [(n.name, n.engine) for n in lower(template, Query("What is HNSW?"))]
+        [('input.question_list', None), ('embed', 'embedder'), ('output.vectors', None)]
+    """
+
     kind = "embed"
     default_engine = "embedder"
     batchable = True

@@ -27,7 +27,21 @@ def queries_schema(num_items: int) -> dict[str, Any]:
 
 
 class ExpandQuery(Component):
-    """``num_expansions`` defaults to the query's ``config.num_expansions``."""
+    """The LLM rewrites ``question`` into ``num_expansions`` search queries (a JSON list).
+
+    ``num_expansions`` defaults to the query's ``config.num_expansions``. The decode is
+    splittable: decode pipelining hands each query downstream as soon as it is written.
+
+    Examples:
+        >>> from primflow import ExpandQuery, Query, QueryConfig, build_template, lower
+        >>> expand = ExpandQuery(question="question", queries="queries")
+        >>> template = build_template("expand_only", expand, outputs={"queries": "queries"})
+        >>> graph = lower(template, Query("What is HNSW?", config=QueryConfig(num_expansions=2)))
+        >>> [n.name for n in graph]
+        ['input.question', 'expand.prefill', 'expand.decode', 'output.queries']
+        >>> graph.node("expand.decode").params["num_items"]
+        2
+    """
 
     kind = "expand"
     default_engine = "llm"

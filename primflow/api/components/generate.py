@@ -27,6 +27,29 @@ _CONFIG_VALUES = frozenset({"num_expansions"})  # filled from the config, not a 
 
 
 class Generate(Component):
+    """One LLM call: a prompt whose ``{placeholders}`` read channels, answered as ``text``.
+
+    Give the prompt literally (``prompt=``) or name one of the query's config prompts
+    (``config_prompt=``, e.g. "search_answer"); bind every placeholder with ``reads=``.
+
+    Examples:
+        >>> from primflow import Generate, Query, build_template, lower
+        >>> haiku = Generate(
+        ...     "haiku",
+        ...     prompt="Write a haiku about {topic}.",
+        ...     reads={"topic": "question"},
+        ...     text="poem",
+        ...     max_tokens=32,
+        ... )
+        >>> template = build_template("haiku", haiku, outputs={"answer": "poem"})
+        >>> graph = lower(template, Query("databases"))
+        >>> [(n.name, str(n.op)) for n in graph]
+        [('input.question', 'input'), ('haiku.prefill', 'llm_prefill'),
+         ('haiku.decode', 'llm_decode'), ('output.answer', 'output')]
+        >>> graph.node("haiku.decode").params["max_tokens"]
+        32
+    """
+
     kind = "generate"
     default_engine = "llm"
 
@@ -118,7 +141,19 @@ class Generate(Component):
 
 
 class Judge(Generate):
-    """A short yes/no decision by a (usually smaller) LLM, e.g. whether to search."""
+    """A short yes/no decision by a (usually smaller) LLM, e.g. whether to search.
+
+    Runs on the ``judge`` engine by default; its reply is capped at
+    ``config.judge_max_tokens`` and ends at the first newline.
+
+    Examples:
+        >>> from primflow import Judge, Query, build_template, lower
+        >>> judge = Judge(question="question", decision="decision")
+        >>> template = build_template("judge_only", judge, outputs={"decision": "decision"})
+        >>> decode = lower(template, Query("Who won the 1921 Nobel Prize?")).node("judge.decode")
+        >>> decode.engine, decode.params["max_tokens"]
+        ('judge', 4)
+    """
 
     kind = "judge"
     default_engine = "judge"

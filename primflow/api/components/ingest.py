@@ -11,6 +11,21 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Ingest(Component):
+    """Adds ``chunks`` and their ``vectors`` to a per-query collection of the vector index
+    (``collection``, default: the component's name) and writes the ``index`` a search reads.
+
+    Examples:
+        >>> from primflow import ChunkDocuments, Embed, Ingest, build_template
+        >>> flow = (
+        ...     ChunkDocuments(chunks="chunks")
+        ...     >> Embed(items="chunks", vectors="vectors")
+        ...     >> Ingest(chunks="chunks", vectors="vectors", index="index")
+        ... )
+        >>> template = build_template("index_docs", flow, outputs={"index": "index"})
+        >>> template.channels["index"].writer, template.component("ingest").engine
+        ('ingest', 'vector_index')
+    """
+
     kind = "ingest"
     default_engine = "vector_index"
     batchable = True

@@ -15,7 +15,21 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Rerank(Component):
-    """``top_k`` defaults to the query's ``config.rerank_top_k``."""
+    """Rescores ``hits`` against ``query`` with a cross-encoder and keeps the best ``top_k``.
+
+    ``top_k`` defaults to the query's ``config.rerank_top_k``.
+
+    Examples:
+        >>> from primflow import Query, Rerank, build_template, lower
+        >>> from primflow.graph.ir import PortType
+        >>> rerank = Rerank(query="question", hits="hits", reranked="best", top_k=2)
+        >>> template = build_template(
+        ...     "rerank_only", rerank, outputs={"best": "best"}, inputs={"hits": PortType.HITS}
+        ... )
+        >>> graph = lower(template, Query("Which one?", inputs={"hits": []}))
+        >>> graph.node("rerank").engine, graph.node("rerank").params
+        ('reranker', {'top_k': 2})
+    """
 
     kind = "rerank"
     default_engine = "reranker"

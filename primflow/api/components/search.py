@@ -16,7 +16,25 @@ def check_top_k(top_k: int | None) -> None:
 
 
 class VectorSearch(Component):
-    """``top_k`` defaults to the query's ``config.top_k``."""
+    """The ``top_k`` nearest chunks of ``index`` for each query vector, as ``hits``.
+
+    ``top_k`` defaults to the query's ``config.top_k``.
+
+    Examples:
+        >>> from primflow import ChunkDocuments, Embed, Ingest, Query, VectorSearch
+        >>> from primflow import build_template, lower
+        >>> flow = (
+        ...     ChunkDocuments(chunks="chunks")
+        ...     >> Embed("embed_docs", items="chunks", vectors="doc_vectors")
+        ...     >> Ingest(chunks="chunks", vectors="doc_vectors", index="index")
+        ...     >> Embed("embed_question", items="question_list", vectors="question_vectors")
+        ...     >> VectorSearch(vectors="question_vectors", index="index", hits="hits", top_k=2)
+        ... )
+        >>> template = build_template("retrieve", flow, outputs={"hits": "hits"})
+        >>> graph = lower(template, Query("Which one?", ["A first passage.", "A second one."]))
+        >>> graph.node("search").params, graph.parents("search")
+        ({'top_k': 2}, ['embed_question', 'ingest'])
+    """
 
     kind = "search"
     default_engine = "vector_index"

@@ -21,6 +21,20 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class Situate(Component):
+    """Contextual retrieval: one LLM call per chunk writes a sentence situating the chunk
+    in its document (from ``config.num_neighbours`` chunks around it), as ``situated``.
+
+    Examples:
+        >>> from primflow import ChunkDocuments, Op, Query, QueryConfig, Situate
+        >>> from primflow import build_template, lower
+        >>> flow = ChunkDocuments(chunks="chunks") >> Situate(chunks="chunks", situated="situated")
+        >>> template = build_template("situate_only", flow, outputs={"situated": "situated"})
+        >>> config = QueryConfig(chunk_size=10, chunk_overlap=0)
+        >>> graph = lower(template, Query("?", ["one two three four"], config))
+        >>> [n.name for n in graph.nodes_with_op(Op.LLM_DECODE)]
+        ['situate.0.decode', 'situate.1.decode']
+    """
+
     kind = "situate"
     default_engine = "llm"
 

@@ -30,7 +30,24 @@ from primflow.graph.ir import PortType
 
 
 class Synthesize(Component):
-    """``mode`` defaults to the query's ``config.synthesis_mode``."""
+    """Answers ``question`` from the passages in ``context``: in one call (``one_shot``),
+    a chain of calls (``refine``) or a tree of calls (``tree``).
+
+    ``mode`` defaults to the query's ``config.synthesis_mode``.
+
+    Examples:
+        >>> from primflow import Op, Query, QueryConfig, Synthesize, build_template, lower
+        >>> from primflow.graph.ir import PortType
+        >>> synthesize = Synthesize(question="question", context="passages", answer="answer")
+        >>> outputs, inputs = {"answer": "answer"}, {"passages": PortType.TEXTS}
+        >>> template = build_template("answer", synthesize, outputs=outputs, inputs=inputs)
+        >>> def num_llm_calls(mode):
+        ...     config = QueryConfig(synthesis_mode=mode)
+        ...     query = Query("Why?", config=config, inputs={"passages": ["a", "b", "c", "d"]})
+        ...     return len(lower(template, query).nodes_with_op(Op.LLM_DECODE))
+        >>> num_llm_calls("one_shot"), num_llm_calls("refine"), num_llm_calls("tree")
+        (1, 4, 7)
+    """
 
     kind = "synthesize"
     default_engine = "llm"

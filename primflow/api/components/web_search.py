@@ -12,7 +12,18 @@ from primflow.graph.ir import Node, Op, Port, PortType
 
 
 class WebSearch(Component):
-    """``top_k`` defaults to the query's ``config.web_top_k``."""
+    """Searches the web for each of ``queries`` and writes the ``top_k`` best ``hits``.
+
+    ``top_k`` defaults to the query's ``config.web_top_k``.
+
+    Examples:
+        >>> from primflow import Query, WebSearch, build_template, lower
+        >>> search = WebSearch(queries="question_list", hits="web_hits", top_k=4)
+        >>> template = build_template("web", search, outputs={"hits": "web_hits"})
+        >>> graph = lower(template, Query("Who won the 1921 Nobel Prize in Physics?"))
+        >>> graph.node("web_search").output("hits").num_items
+        4
+    """
 
     kind = "web_search"
     default_engine = "web_search"
