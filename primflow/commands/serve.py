@@ -22,7 +22,6 @@ from primflow.apps import APPS
 from primflow.commands.engine_options import OptionError, add_engine_options, check_engine_options
 
 EXIT_BAD_INPUT = 2
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 # Flag destinations that are not ServeSettings fields of the same name.
 RENAMED = {"cores": "num_cores"}
 NOT_SETTINGS = frozenset({"config", "max_tokens", "command", "api_key"})
@@ -39,7 +38,8 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="a YAML or JSON file of these options")
     parser.add_argument(
         "--apps",
-        help=f"comma-separated apps to serve (built-in: {', '.join(APPS)}); default naive_rag",
+        help=f"comma-separated apps to serve: built-in names ({', '.join(APPS)}) and/or "
+        "YAML/JSON spec files; default naive_rag",
     )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
@@ -105,19 +105,20 @@ def merged_options(args: argparse.Namespace) -> dict[str, Any]:
     return {**read_config(args.config, set(vars(args))), **given}
 
 
-def app_names(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in str(text).split(",") if part.strip())
-    for name in names:
-        if name.endswith(SPEC_SUFFIXES):
-            raise OptionError(
-                f"--apps {name!r}: serving a YAML/JSON spec file needs Session support for "
-                "user templates, which this version lacks; serve built-in apps: " + ", ".join(APPS)
-            )
-        if name not in APPS:
-            raise OptionError(f"--apps: unknown app {name!r}; known apps: {', '.join(APPS)}")
-    if not names:
+def app_entries(text: str) -> tuple[str, ...]:
+    """The ``--apps`` entries, each checked (a spec file is loaded and validated)."""
+    from primflow.api.spec import SpecError
+    from primflow.apps import UnknownAppError
+    from primflow.serve.apps import resolve_apps
+
+    entries = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    if not entries:
         raise OptionError("--apps: name at least one app")
-    return names
+    try:
+        resolve_apps(entries)
+    except (UnknownAppError, SpecError, ValueError) as exc:
+        raise OptionError(f"--apps: {exc}") from None
+    return entries
 
 
 def settings_from(args: argparse.Namespace) -> Any:
@@ -137,7 +138,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         if name in names and dest not in NOT_SETTINGS:
             values[name] = value
     if "apps" in values:
-        values["apps"] = app_names(values["apps"])
+        values["apps"] = app_entries(values["apps"])
     api_key = options.get("api_key") or os.environ.get(API_KEY_ENV)
     try:
         return ServeSettings(**values, config_changes=changes, api_key=api_key or None)

@@ -41,7 +41,7 @@ class DrainingServer(uvicorn.Server):
         engines = ", ".join(self.service.stack.engines) if self.service.stack else ""
         print(
             f"primflow serve: ready at http://{settings.host}:{port}\n"
-            f"  apps: {', '.join(settings.apps)}\n"
+            f"  apps: {', '.join(self.service.apps)}\n"
             f"  engines ({settings.engines}, {settings.placement} placement): {engines}\n"
             f"  max queued queries: {settings.max_queued_queries}; "
             f"API key: {'required' if settings.api_key else 'none'}; "

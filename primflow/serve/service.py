@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from primflow.api.documents import Document
-from primflow.apps import UnknownAppError, get_app
+from primflow.apps import UnknownAppError
 from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout
 from primflow.serve.admission import Admission, Ticket
+from primflow.serve.apps import resolve_apps
 from primflow.serve.events import NodeListener, ServerHook
 from primflow.serve.metrics import ServerMetrics
 from primflow.serve.settings import ServeSettings
@@ -50,7 +51,7 @@ class Service:
         self.metrics = ServerMetrics()
         self.hook = ServerHook(self.metrics)
         self.admission = Admission(settings.max_queued_queries)
-        self.apps = {name: get_app(name) for name in settings.apps}
+        self.apps = resolve_apps(settings.apps)
         self._needs_documents = {
             name: any(c.kind == "chunk" for c in app.template().components)
             for name, app in self.apps.items()
@@ -70,7 +71,7 @@ class Service:
         else:
             factory = embedded_factory()
         stack = EngineStack.for_apps(
-            list(self.apps),
+            list(self.apps.values()),
             factory,
             placement=settings.placement,
             profiles=read_profiles(settings.profiles),
@@ -130,7 +131,7 @@ class Service:
         if on_node is not None:
             self.hook.listen(query_id, on_node)
         coroutine = self.session.ask(
-            app,
+            self.apps[app],
             question,
             documents,
             on_text=self._counting(app, on_text),

@@ -93,3 +93,18 @@ def test_bad_options_fail_before_any_engine_starts(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith("primflow serve: ")
+
+
+def test_spec_files_are_served_beside_built_in_apps(tmp_path: Path) -> None:
+    spec = json.loads((REPO / "samples" / "specs" / "search_augmented.json").read_text())
+    spec["name"] = "my_web_answer"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(spec))
+    with ServerProcess("--engines", "fake", "--apps", f"naive_rag,{path}") as server:
+        apps = httpx.get(f"{server.url}/v1/apps").json()["apps"]
+        assert [a["name"] for a in apps] == ["naive_rag", "my_web_answer"]
+        answer = httpx.post(
+            f"{server.url}/v1/apps/my_web_answer/query", json={"question": "what is teola?"}
+        )
+        assert answer.status_code == 200 and answer.json()["app"] == "my_web_answer"
+    assert "my_web_answer" in server.output
