@@ -19,6 +19,7 @@ COMMANDS = {
     "index": "index documents once into a persistent collection (for run --collection)",
     "collections": "list, show or delete persistent collections",
     "bench": "benchmark primflow against module-level baselines",
+    "serve": "serve applications over HTTP (JSON, SSE, OpenAI-compatible chat)",
 }
 
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from primflow.api.documents import DocumentError
 from primflow.apps import APPS
 from primflow.collections import CollectionError
+from primflow.commands.engine_options import add_engine_options, add_engines_option
 from primflow.commands.run_inputs import InputError, check_engines_file, read_inputs
 from primflow.commands.store_args import add_store_arguments
 
 SCHEME_CHOICES = ("primflow", "sequential", "parallel")
-PLACEMENT_CHOICES = ("shared", "dedicated")
 EXIT_BAD_INPUT = 2
 EXIT_ENGINES_UNAVAILABLE = 3
 EXIT_QUERY_FAILED = 4
@@ -51,12 +50,6 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         help="primflow, or a module-level baseline (default: primflow)",
     )
     parser.add_argument(
-        "--placement",
-        choices=PLACEMENT_CHOICES,
-        default="shared",
-        help="cores: shared by the busy engines, or one per engine",
-    )
-    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON line per question (no streaming, no bars)",
@@ -67,28 +60,9 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         help="also run each question with the sequential scheme (its primitives alone) "
         "and report the uncontended critical-path lower bound",
     )
-    parser.add_argument(
-        "--cores",
-        type=int,
-        help="cores the engines may use (default: all); 1 keeps every engine at one thread, "
-        "which avoids multi-second stalls when other processes load the machine",
-    )
-    parser.add_argument("--max-tokens", type=int, help="answer length limit (tokens)")
-    parser.add_argument(
-        "--profiles", type=Path, help="engine latency profiles saved by `primflow profile`"
-    )
+    add_engine_options(parser)
     add_store_arguments(parser)
     add_engines_option(parser)
-
-
-def add_engines_option(parser: Any) -> None:
-    """``--engines FILE``: the engine stack file (remote servers, embedded engines)."""
-    parser.add_argument(
-        "--engines",
-        type=Path,
-        help="a YAML engine stack: which engines run on OpenAI-compatible servers "
-        "(docs/guide/remote-engines.md); engines it does not list run embedded",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from primflow.api.indexed import without_indexing
 from primflow.api.template import TemplateError
 from primflow.apps import UnknownAppError, get_app
 from primflow.collections import Backend, Collection
+from primflow.commands.engine_options import OptionError, check_engine_options
 from primflow.commands.store_args import store_of
 
 
@@ -53,15 +54,10 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
     questions = [args.question] if args.question is not None else read_questions(args.questions)
     if any(not q.strip() for q in questions):
         raise InputError("a question is empty")
-    changes: dict[str, Any] = {}
-    if args.max_tokens is not None:
-        if args.max_tokens < 1:
-            raise InputError(f"--max-tokens must be >= 1, got {args.max_tokens}")
-        changes["max_tokens"] = args.max_tokens
-    if args.cores is not None and args.cores < 1:
-        raise InputError(f"--cores must be >= 1, got {args.cores}")
-    if args.profiles is not None and not args.profiles.is_file():
-        raise InputError(f"profiles file {str(args.profiles)!r} does not exist")
+    try:
+        changes = check_engine_options(args)
+    except OptionError as exc:
+        raise InputError(str(exc)) from None
     return RunInputs(app.name, questions, documents, changes, collection)
 
 

@@ -203,7 +203,9 @@ class Session:
         *,
         ablation: Ablation | str = "full",
         max_wait_ms: float = 2.0,
+        hooks: Sequence[Hook] = (),
     ) -> None:
+        """``hooks`` also watch the runtime (e.g. a server's metrics and per-query events)."""
         self.stack = stack
         self.ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
         self.optimizer = Optimizer(
@@ -214,7 +216,7 @@ class Session:
             stack.borrowed(),
             policy=self.ablation.policy,
             max_wait_ms=max_wait_ms,
-            hooks=[self._hook],
+            hooks=[self._hook, *hooks],
             profiles=stack.profiles,
         )
         self._apps: dict[str, tuple[App, Template]] = {}
@@ -251,12 +253,21 @@ class Session:
         on_progress: OnProgress | None = None,
         config_changes: Mapping[str, Any] | None = None,
         collection: Collection | None = None,
+        query_id: str | None = None,
+        deadline_s: float | None = None,
     ) -> Answer:
-        """Answer ``question`` with app ``app_name`` over ``documents``, or over a
-        persistent ``collection`` (then the query skips indexing: its graph searches
-        the collection and embeds only the question)."""
+        """Answer ``question`` with ``app`` over ``documents``, or over a persistent
+        ``collection`` (then the query skips indexing: its graph searches the
+        collection and embeds only the question).
+
+        ``query_id``: the caller's id (unique on the stack: ``stack.new_query_id``),
+        so it can match hook events to this query before the answer exists.
+        ``deadline_s``: seconds from the start of the run; past it the query ends in
+        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline)."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
+        if deadline_s is not None and scheme != "primflow":
+            raise ValueError(f"the {scheme} scheme takes no deadline")
         app, template = self._app(app)
         app_name = app.name
         query = app.query(question, documents, **(config_changes or {}))
@@ -264,7 +275,7 @@ class Session:
         if collection is not None:
             template, query = self._collection_query(app, query, collection)
             template_key = template.name
-        query_id = self.stack.new_query_id(app_name)
+        query_id = query_id or self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, query)
         lower_s = time.perf_counter() - started_s
@@ -279,7 +290,14 @@ class Session:
         num_tokens: dict[str, int] = {}
         if scheme == "primflow":
             result = await self._run_primflow(
-                graph, lowered.inputs, query_id, stream_nodes, on_text, progress, num_tokens
+                graph,
+                lowered.inputs,
+                query_id,
+                stream_nodes,
+                on_text,
+                progress,
+                num_tokens,
+                deadline_s,
             )
             honored = graph
         else:
@@ -310,6 +328,7 @@ class Session:
         on_text: OnText | None,
         progress: _Progress,
         num_tokens: dict[str, int],
+        deadline_s: float | None = None,
     ) -> QueryResult:
         for node in stream_nodes:
             assert on_text is not None
@@ -317,7 +336,7 @@ class Session:
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
         self._hook.num_tokens[query_id] = num_tokens
         try:
-            return await self.runtime.run(graph, inputs, query_id=query_id)
+            return await self.runtime.run(graph, inputs, query_id=query_id, deadline_s=deadline_s)
         finally:
             for node in stream_nodes:
                 self._hook.streams.pop((query_id, node), None)
