@@ -48,7 +48,7 @@ APPS = ("naive_rag", "advanced_rag", "search_augmented", "contextual_retrieval")
 DOCUMENT_APPS = frozenset({"naive_rag", "advanced_rag", "contextual_retrieval"})
 CHANGES = {"chunk_size": 350, "chunk_overlap": 30}  # the in-process benchmark's "balanced"
 TARGET_MS = 2.0
-OUT_PATH = REPO / "docs" / "results" / "serving.json"
+OUT_PATH = REPO / "docs" / "bench" / "serving.json"
 
 
 def arrivals(rate_qps: float, num_queries: int, seed: int) -> list[float]:
@@ -197,7 +197,7 @@ def main() -> int:
         "command": "python bench/bench_serve.py " + " ".join(sys.argv[1:]),
         "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": {"python": platform.python_version(), "cpu": platform.processor()},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (_shown(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "per_app": summary,
         "raw_overheads_s": raw,
     }
@@ -214,6 +214,13 @@ def main() -> int:
         f"target < {TARGET_MS:g} ms): " + "; ".join(parts)
     )
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path as the results show it: relative to the repository when inside it, so
+    the saved JSON names no folder of one machine."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path.name
 
 
 if __name__ == "__main__":
