@@ -20,6 +20,7 @@ split keeps step planning apart from admission). Invariants:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
@@ -38,7 +39,7 @@ from primflow.engines.llm.step_plan import Admission, SchedulerStats, StepPlan
 MIN_LAST_CHUNK = 8
 
 
-class KvAdmission:
+class KvAdmission(ABC):
     """The KV half of the step scheduler; the state below is set by its ``__init__``."""
 
     kv_capacity: int
@@ -52,9 +53,9 @@ class KvAdmission:
     stats: SchedulerStats
     _held_starts: set[Sequence]
 
+    @abstractmethod
     def _ordered(self) -> list[Sequence]:
         """The live sequences in the step order (the scheduler's batching policy)."""
-        raise NotImplementedError
 
     def _target(self, seq: Sequence) -> int:
         """The length ``seq`` may grow to: its prompt plus its generation."""

@@ -17,11 +17,10 @@ from typing import Any
 from primflow.engines.base import Engine, EngineError, EngineKind, EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.remote.http import ClientSettings, RemoteClient, RemoteError
-from primflow.graph.ir import Op
-from primflow.graph.ops import HITS, QUERY
+from primflow.engines.rerank.rerankers import rerank_job
+from primflow.graph.ops import HITS
 from primflow.values import Hit
 
-DEFAULT_TOP_K = 5
 RERANK_SHAPES = {"cohere": "/v1/rerank", "tei": "/rerank"}
 
 
@@ -114,17 +113,5 @@ class RemoteReranker(Engine):
         return scores
 
     def _job(self, request: EngineRequest) -> tuple[str, list[Hit], int]:
-        if request.op is not Op.RERANK:
-            raise EngineError(self.name, request.node, f"cannot run op {request.op}")
-        question = request.inputs.get(QUERY)
-        if not isinstance(question, str):
-            raise EngineError(self.name, request.node, f"query must be text, got {question!r}")
-        hits = request.inputs.get(HITS)
-        if not isinstance(hits, Sequence) or not all(isinstance(h, Hit) for h in hits):
-            raise EngineError(self.name, request.node, "hits must be a list of Hit")
-        top_k = request.params.get("top_k", DEFAULT_TOP_K)
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise EngineError(
-                self.name, request.node, f"top_k must be a positive int, got {top_k!r}"
-            )
-        return question, list(hits), top_k
+        job = rerank_job(self.name, request)
+        return job.question, list(job.hits), job.top_k

@@ -16,13 +16,16 @@ from primflow.engines.base import EngineError, EngineKind, EngineRequest
 from primflow.engines.embedder.encoder import MiniLMEncoder, shared_encoder
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
-from primflow.engines.rerank.rerankers import CosineReranker, HybridReranker, Reranker, RerankJob
+from primflow.engines.rerank.rerankers import (
+    CosineReranker,
+    HybridReranker,
+    Reranker,
+    RerankJob,
+    rerank_job,
+)
 from primflow.engines.threaded import Outcome, ThreadedEngine
-from primflow.graph.ir import Op
-from primflow.graph.ops import HITS, QUERY
-from primflow.values import Hit
+from primflow.graph.ops import HITS
 
-DEFAULT_TOP_K = 5
 METHODS = ("cosine", "hybrid")
 
 
@@ -66,17 +69,4 @@ class RerankEngine(ThreadedEngine):
         return outcomes
 
     def _job(self, request: EngineRequest) -> RerankJob:
-        if request.op is not Op.RERANK:
-            raise EngineError(self.name, request.node, f"cannot run op {request.op}")
-        question = request.inputs.get(QUERY)
-        if not isinstance(question, str):
-            raise EngineError(self.name, request.node, f"query must be text, got {question!r}")
-        hits = request.inputs.get(HITS)
-        if not isinstance(hits, Sequence) or not all(isinstance(h, Hit) for h in hits):
-            raise EngineError(self.name, request.node, "hits must be a list of Hit")
-        top_k = request.params.get("top_k", DEFAULT_TOP_K)
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise EngineError(
-                self.name, request.node, f"top_k must be a positive int, got {top_k!r}"
-            )
-        return RerankJob(question, list(hits), top_k)
+        return rerank_job(self.name, request)

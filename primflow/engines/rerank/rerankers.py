@@ -22,7 +22,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from primflow.engines.base import EngineError, EngineRequest
+from primflow.graph.ir import Op
+from primflow.graph.ops import HITS, QUERY
 from primflow.values import Hit
+
+DEFAULT_TOP_K = 5
 
 Encode = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
@@ -34,6 +39,23 @@ class RerankJob:
     question: str
     hits: Sequence[Hit]
     top_k: int
+
+
+def rerank_job(engine: str, request: EngineRequest) -> RerankJob:
+    """A RERANK request's question, hits and ``top_k``, checked the same way for every
+    reranking engine; an :class:`EngineError` names the engine and the node."""
+    if request.op is not Op.RERANK:
+        raise EngineError(engine, request.node, f"cannot run op {request.op}")
+    question = request.inputs.get(QUERY)
+    if not isinstance(question, str):
+        raise EngineError(engine, request.node, f"query must be text, got {question!r}")
+    hits = request.inputs.get(HITS)
+    if not isinstance(hits, Sequence) or not all(isinstance(h, Hit) for h in hits):
+        raise EngineError(engine, request.node, "hits must be a list of Hit")
+    top_k = request.params.get("top_k", DEFAULT_TOP_K)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise EngineError(engine, request.node, f"top_k must be a positive int, got {top_k!r}")
+    return RerankJob(question, list(hits), top_k)
 
 
 class Reranker(Protocol):
