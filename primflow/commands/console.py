@@ -13,12 +13,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from primflow.engines.base import Engine, EngineError, EngineKind
-from primflow.engines.placement import CoreBudget
+from primflow.engines.base import EngineError
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
 from primflow.session.engine_config import stack_factory
-from primflow.session.factories import EngineUnavailable, embedded_factory
+from primflow.session.factories import EngineUnavailable, embedded_factory, pgvector_factory
 from primflow.session.session import Answer, Session
 from primflow.session.stack import EngineStack, StackError, read_profiles
 
@@ -58,20 +57,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
 
 def _factory(args: argparse.Namespace) -> Any:
     """The embedded engines; with ``--pgvector``, the vector index is that server."""
-    embedded = embedded_factory()
-    dsn = getattr(args, "pgvector", None)
-    if not dsn:
-        return embedded
-
-    def build(name: str, kind: EngineKind, budget: CoreBudget, profile: Any) -> Engine:
-        if kind is EngineKind.VECTOR_INDEX:
-            from primflow.engines.vector.pgvector_engine import PgVectorEngine
-
-            return PgVectorEngine(name, dsn=dsn, profile=profile, budget=budget)
-        engine: Engine = embedded(name, kind, budget, profile)
-        return engine
-
-    return build
+    return pgvector_factory(getattr(args, "pgvector", None), embedded_factory())
 
 
 async def _answer_one(

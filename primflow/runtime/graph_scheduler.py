@@ -67,8 +67,10 @@ class QueryRun:
         deadline_at_s: float | None = None,
         engine_query_id: str | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
     ) -> None:
         self.query_id = query_id
+        self.priority = priority  # the client's, for every request of this query
         # The id engines see (requests, LLM call ids); differs when an id is reused.
         self.engine_query_id = engine_query_id or query_id
         self.graph = graph
@@ -228,6 +230,7 @@ class QueryRun:
             depth=plan.depth,
             priority=self._ranks[node.name],
             query_start_s=self.start_s,
+            query_priority=self.priority,
             deadline_s=self.deadline_at_s,
             on_text=self._on_text.get(node.name),
         )

@@ -178,12 +178,19 @@ class Runtime:
         query_id: str | None = None,
         deadline_s: float | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
     ) -> QueryResult:
         """Run one query; ``deadline_s`` is seconds from now. Cancelling the caller
         cancels the query. ``on_text`` maps decode nodes to callbacks that receive
-        their text as it streams."""
+        their text as it streams. ``priority``: a higher one is served first on every
+        engine (0 by default)."""
         return await self.submit(
-            graph, inputs, query_id=query_id, deadline_s=deadline_s, on_text=on_text
+            graph,
+            inputs,
+            query_id=query_id,
+            deadline_s=deadline_s,
+            on_text=on_text,
+            priority=priority,
         )
 
     async def run_many(
@@ -204,6 +211,7 @@ class Runtime:
         query_id: str | None = None,
         deadline_s: float | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
     ) -> asyncio.Future[QueryResult]:
         """Start a query now; the future resolves with its result. Cancelling the future
         cancels the query. A query id may be reused once its query has ended."""
@@ -231,6 +239,7 @@ class Runtime:
             deadline_at_s=deadline_at_s,
             engine_query_id=self._new_engine_id(query_id),
             on_text=on_text,
+            priority=priority,
         )
         self._runs[query_id] = run
         self._runs_by_engine_id[run.engine_query_id] = run

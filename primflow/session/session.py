@@ -255,6 +255,7 @@ class Session:
         collection: Collection | None = None,
         query_id: str | None = None,
         deadline_s: float | None = None,
+        priority: int = 0,
     ) -> Answer:
         """Answer ``question`` with ``app`` over ``documents``, or over a persistent
         ``collection`` (then the query skips indexing: its graph searches the
@@ -263,11 +264,15 @@ class Session:
         ``query_id``: the caller's id (unique on the stack: ``stack.new_query_id``),
         so it can match hook events to this query before the answer exists.
         ``deadline_s``: seconds from the start of the run; past it the query ends in
-        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline)."""
+        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline).
+        ``priority``: every engine serves a query of higher priority before queries of
+        lower priority (0 by default; primflow scheme only)."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         if deadline_s is not None and scheme != "primflow":
             raise ValueError(f"the {scheme} scheme takes no deadline")
+        if priority != 0 and scheme != "primflow":
+            raise ValueError(f"the {scheme} scheme takes no priority")
         app, template = self._app(app)
         app_name = app.name
         query = app.query(question, documents, **(config_changes or {}))
@@ -298,6 +303,7 @@ class Session:
                 progress,
                 num_tokens,
                 deadline_s,
+                priority,
             )
             honored = graph
         else:
@@ -329,6 +335,7 @@ class Session:
         progress: _Progress,
         num_tokens: dict[str, int],
         deadline_s: float | None = None,
+        priority: int = 0,
     ) -> QueryResult:
         for node in stream_nodes:
             assert on_text is not None
@@ -336,7 +343,9 @@ class Session:
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
         self._hook.num_tokens[query_id] = num_tokens
         try:
-            return await self.runtime.run(graph, inputs, query_id=query_id, deadline_s=deadline_s)
+            return await self.runtime.run(
+                graph, inputs, query_id=query_id, deadline_s=deadline_s, priority=priority
+            )
         finally:
             for node in stream_nodes:
                 self._hook.streams.pop((query_id, node), None)

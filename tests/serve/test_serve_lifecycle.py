@@ -66,7 +66,9 @@ def test_api_key_from_the_environment_guards_v1_not_health() -> None:
 def test_config_file_sets_options_and_flags_win(tmp_path: Path) -> None:
     config = tmp_path / "serve.json"
     config.write_text(json.dumps({"apps": ["search_augmented"], "max-queued-queries": 7}))
-    server = ServerProcess("--engines", "fake", "--config", str(config), "--apps", "naive_rag")
+    server = ServerProcess(
+        "--engine-backend", "fake", "--config", str(config), "--apps", "naive_rag"
+    )
     with server:
         names = [a["name"] for a in httpx.get(f"{server.url}/v1/apps").json()["apps"]]
         assert names == ["naive_rag"]  # the flag won
@@ -84,7 +86,7 @@ def test_bad_options_fail_before_any_engine_starts(tmp_path: Path) -> None:
     ]
     for args in cases:
         done = subprocess.run(
-            [sys.executable, "-m", "primflow.cli", "serve", "--engines", "fake", *args],
+            [sys.executable, "-m", "primflow.cli", "serve", "--engine-backend", "fake", *args],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -100,7 +102,7 @@ def test_spec_files_are_served_beside_built_in_apps(tmp_path: Path) -> None:
     spec["name"] = "my_web_answer"
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(spec))
-    with ServerProcess("--engines", "fake", "--apps", f"naive_rag,{path}") as server:
+    with ServerProcess("--engine-backend", "fake", "--apps", f"naive_rag,{path}") as server:
         apps = httpx.get(f"{server.url}/v1/apps").json()["apps"]
         assert [a["name"] for a in apps] == ["naive_rag", "my_web_answer"]
         answer = httpx.post(
