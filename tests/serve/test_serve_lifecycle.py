@@ -147,7 +147,10 @@ name: keyword_answers
 steps:
   - {name: chunk, kind: chunk, writes: {chunks: chunks}}
   - {name: embed_docs, kind: embed, reads: {items: chunks}, writes: {vectors: doc_vectors}}
-  - {name: ingest, kind: ingest, reads: {chunks: chunks, vectors: doc_vectors}, writes: {index: index}}
+  - name: ingest
+    kind: ingest
+    reads: {chunks: chunks, vectors: doc_vectors}
+    writes: {index: index}
   - {name: embed_question, kind: embed, reads: {items: question_list}, writes: {vectors: qv}}
   - {name: search, kind: search, reads: {vectors: qv, index: index}, writes: {hits: hits}}
   - name: keyword_filter
@@ -156,7 +159,10 @@ steps:
     settings: {min_shared_words: 1}
     reads: {question: question, hits: hits}
     writes: {result: kept}
-  - {name: synthesize, kind: synthesize, reads: {question: question, context: kept}, writes: {answer: answer}}
+  - name: synthesize
+    kind: synthesize
+    reads: {question: question, context: kept}
+    writes: {answer: answer}
 outputs: {answer: answer, hits: kept}
 """
 
