@@ -10,6 +10,7 @@ drain waits for an upload in progress.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any, Literal
@@ -136,7 +137,8 @@ async def _documents(request: Request, service: Service, name: str) -> list[Docu
     check_name(name)  # before reading a byte of the body
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        return parse_uploads(await _files(request))
+        files = await _files(request)
+        return await asyncio.to_thread(parse_uploads, files)  # PDFs parse for a while
     if content_type == "application/json":
         return _inline(await request.body(), service, name)
     raise api_error(

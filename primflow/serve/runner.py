@@ -28,6 +28,7 @@ from primflow.session.factories import EngineUnavailable
 from primflow.session.stack import StackError
 
 EXIT_ENGINES_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
 STARTUP_ERRORS = (EngineError, EngineUnavailable, StackError, ImportError, OSError)
 
 
@@ -96,7 +97,11 @@ def serve(settings: ServeSettings) -> int:
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, app.state.service)
-    code = asyncio.run(_started_then_served(server, app.state.service))
+    try:
+        code = asyncio.run(_started_then_served(server, app.state.service))
+    except KeyboardInterrupt:  # Ctrl-C while the engines were still starting
+        print("primflow serve: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     sys.stdout.flush()
     return code
 

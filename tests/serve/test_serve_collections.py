@@ -5,6 +5,7 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability import wait_for
 from serve_process import ServerProcess
 
 MAX_UPLOAD_BYTES = 64 * 1024
@@ -192,3 +194,20 @@ def test_hostile_collection_names_get_a_clear_4xx(server: ServerProcess, name: s
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["message"]
     assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+async def test_a_collection_being_read_cannot_be_deleted(server: ServerProcess) -> None:
+    assert upload(server, "busy", {"a.md": "Busy text about leave."}).status_code == 201
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        await client.post("/_testing/engines/llm/hold")
+        try:
+            question = {"question": QUESTION, "collection": "busy"}
+            running = asyncio.ensure_future(client.post("/v1/apps/naive_rag/query", json=question))
+            await wait_for(client, lambda s: s["server"]["num_active_queries"] == 1)
+            refused = await client.delete("/v1/collections/busy")
+            assert refused.status_code == 409, refused.text
+            assert "read by 1 running queries" in refused.json()["error"]["message"]
+        finally:
+            await client.post("/_testing/engines/llm/release")
+        assert (await running).status_code == 200
+        assert (await client.delete("/v1/collections/busy")).status_code == 200
