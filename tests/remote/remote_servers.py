@@ -77,6 +77,12 @@ def start_llama_server(log_path: Path) -> LlamaServer:
         "4096",
         "--n_threads",
         "1",
+        # Without these, a streamed answer is cut short whenever another request waits,
+        # and only the previous request's prompt can be reused (docs/guide/remote-engines.md).
+        "--interrupt_requests",
+        "false",
+        "--cache",
+        "true",
         "--verbose",
         "true",  # the prefix-match and disconnect lines the tests read
     ]
