@@ -41,7 +41,7 @@ from primflow.api.expansion import (
 from primflow.api.template import BUILTIN_INPUTS, Template
 from primflow.graph import ops
 from primflow.graph.ir import Edge, Graph, Node, Op, Port, Provenance, Stage
-from primflow.runtime.growth import GraphDelta
+from primflow.runtime.growth import GraphDelta, extend_graph
 
 BOUNDARY_KEY = "@boundary"
 ANCHOR_KEY = "@anchor"
@@ -119,6 +119,7 @@ class LoopGrowth:
     template_id: str = ""
     optimize: RoundOptimizer | None = None
     on_round: list[Callable[[Graph], None]] = field(default_factory=list)
+    graph: Graph | None = None  # the query's graph so far (set by attach, grown by grow)
     _anchors: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (kind, name)
 
     # -- the Growth protocol ------------------------------------------------------------
@@ -141,6 +142,10 @@ class LoopGrowth:
         record = RoundRecord(label, choice, len(delta.nodes), lower_s, optimize_s, is_hit)
         self.records.append(record)
         delta.label = label
+        if self.graph is not None:
+            self.graph = extend_graph(self.graph, delta)
+            for callback in self.on_round:
+                callback(self.graph)
         return delta
 
     # -- before the run -----------------------------------------------------------------
@@ -158,9 +163,10 @@ class LoopGrowth:
         self.optimize = optimize
         self.template_id = template_id
         resolved = self._resolve(graph)
-        if keep_anchors:
-            return graph
-        return _without(graph, resolved)
+        if not keep_anchors:
+            graph = _without(graph, resolved)
+        self.graph = graph
+        return graph
 
     @property
     def is_finished(self) -> bool:

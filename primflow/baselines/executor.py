@@ -57,6 +57,7 @@ class ModuleExecutor:
     def __init__(self, engines: Mapping[str, Engine], *, is_parallel: bool) -> None:
         self.engines = dict(engines)
         self.is_parallel = is_parallel
+        self._engines_seen: dict[str, set[str]] = {}  # query -> engines of its parts so far
 
     async def run(
         self,
@@ -67,7 +68,10 @@ class ModuleExecutor:
         stream_nodes: frozenset[str] = frozenset(),
         on_text: Callable[[str], None] | None = None,
         on_node_done: OnNodeDone | None = None,
+        is_last_part: bool = True,
     ) -> QueryResult:
+        """Run ``graph``; ``is_last_part=False`` keeps the query's engine state (a loop's
+        next round runs under the same id), which the last part releases."""
         run = _Run(graph, inputs, query_id, stream_nodes, on_text, on_node_done)
         started_s = time.perf_counter()
         try:
@@ -77,11 +81,13 @@ class ModuleExecutor:
                 for name in graph.topo_order():
                     await self._run_node(run, graph.node(name))
         except BaseException:
-            for engine in sorted(run.engines_seen):
+            for engine in sorted(run.engines_seen | self._engines_seen.pop(query_id, set())):
                 self.engines[engine].abort(query_id)
             raise
-        for engine in sorted(run.engines_seen):
-            self.engines[engine].release(query_id)
+        self._engines_seen.setdefault(query_id, set()).update(run.engines_seen)
+        if is_last_part:
+            for engine in sorted(self._engines_seen.pop(query_id)):
+                self.engines[engine].release(query_id)
         latency_s = time.perf_counter() - started_s
         return QueryResult(query_id, run.outputs, latency_s, run.timings)
 
