@@ -5,9 +5,11 @@ from __future__ import annotations
 from primflow.apps import (
     advanced_rag,
     contextual_retrieval,
+    corrective_rag,
     multi_hop_rag,
     naive_rag,
     search_augmented,
+    tool_agent,
 )
 from primflow.apps.app import App
 
@@ -19,6 +21,8 @@ APPS: dict[str, App] = {
         search_augmented.APP,
         contextual_retrieval.APP,
         multi_hop_rag.APP,
+        corrective_rag.APP,
+        tool_agent.APP,
     )
 }
 

@@ -49,6 +49,7 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     engines_seen: set[str] = field(default_factory=set)
+    decisions: dict[str, str] = field(default_factory=dict)  # constrained choices made
 
 
 class ModuleExecutor:
@@ -89,7 +90,7 @@ class ModuleExecutor:
             for engine in sorted(self._engines_seen.pop(query_id)):
                 self.engines[engine].release(query_id)
         latency_s = time.perf_counter() - started_s
-        return QueryResult(query_id, run.outputs, latency_s, run.timings)
+        return QueryResult(query_id, run.outputs, latency_s, run.timings, run.decisions)
 
     def dependency_graph(self, graph: Graph) -> Graph:
         """``graph`` with the edges this executor really waits on, for the critical path:
@@ -150,6 +151,8 @@ class ModuleExecutor:
             outputs = await self._call_engine(run, node, values, timing)
         for port in node.outputs:
             run.values[(node.name, port.name)] = outputs.get(port.name)
+        if node.params.get("choices") and isinstance(outputs.get(ops.TEXT), str):
+            run.decisions[node.name] = outputs[ops.TEXT].strip()
         timing.end_s = time.perf_counter()
         if run.on_node_done is not None:
             run.on_node_done(node, timing)

@@ -60,6 +60,7 @@ async def run_rounds(
         for key, port_key in taps.items():
             values[port_key] = ran.outputs.pop(key)
         outputs.update(ran.outputs)
+        result.decisions.update(ran.decisions)
         result.timings.update(
             {n: t for n, t in ran.timings.items() if not n.startswith(("@", TAP_KEY))}
         )
@@ -67,7 +68,6 @@ async def run_rounds(
         if decision is None:
             break
         choice = values[(decision.node, decision.port)]
-        result.decisions[decision.node] = str(choice).strip()
         grown = growth.grow(decision.node, {ops.TEXT: choice})
         assert grown is not None
         delta = grown

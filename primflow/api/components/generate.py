@@ -47,6 +47,8 @@ class Generate(Component):
         max_tokens: answer length; ``None`` reads ``config.max_tokens``.
         stop: stop strings.
         engine: engine name (default ``llm``).
+        grammar: a GBNF grammar the text must follow (a structured reply, so the
+            query's ``ignore_eos`` does not apply), e.g. an arithmetic expression.
 
     Examples:
         >>> from primflow import Generate, Query, build_template, lower
@@ -81,8 +83,10 @@ class Generate(Component):
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         engine: str | None = None,
+        grammar: str | None = None,
     ) -> None:
         self.prompt = prompt
+        self.grammar = grammar
         self.config_prompt = config_prompt
         self._placeholders = self._find_placeholders()
         self.optional = frozenset(optional)
@@ -143,7 +147,8 @@ class Generate(Component):
         return DecodeSpec(
             max_tokens=self.max_tokens or ctx.config.max_tokens,
             stop=self.stop,
-            ignore_eos=ctx.config.ignore_eos,
+            ignore_eos=ctx.config.ignore_eos and self.grammar is None,
+            grammar=self.grammar,
         )
 
     def expand(self, ctx: LoweringContext) -> None:

@@ -41,6 +41,7 @@ class DecodeSpec:
     ignore_eos: bool = False  # run to max_tokens (or a stop string): see the module doc
     # A constrained choice: the decode writes exactly one of these (a grammar on llama.cpp).
     choices: Sequence[str] | None = None
+    grammar: str | None = None  # a GBNF grammar of its own (e.g. arithmetic expressions)
 
 
 def add_llm_call(
@@ -56,7 +57,9 @@ def add_llm_call(
     unbound = [n for n in names if n not in bindings]
     if unbound:
         raise ctx.error(f"prompt placeholder {{{unbound[0]}}} of {base!r} has no value")
-    is_structured = decode.parser is not None or decode.json_schema is not None
+    is_structured = (
+        decode.parser is not None or decode.json_schema is not None or decode.grammar is not None
+    )
     if decode.ignore_eos and (is_structured or decode.choices):
         raise ctx.error(
             f"LLM call {base!r}: ignore_eos applies to free-text decodes only, "
@@ -102,6 +105,8 @@ def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
         params["ignore_eos"] = True
     if spec.choices:
         params["choices"] = list(spec.choices)
+    if spec.grammar:
+        params["grammar"] = spec.grammar
     return Node(
         f"{base}.decode",
         Op.LLM_DECODE,

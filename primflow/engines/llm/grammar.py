@@ -90,12 +90,16 @@ def choice_grammar(choices: Sequence[str]) -> str:
 def decode_grammar(params: Mapping[str, Any], max_tokens: int) -> str | None:
     """The grammar a decode node's params ask for, or None.
 
-    ``choices`` (a constrained decision) wins, then ``json_schema``; otherwise a ``json_list``/``json_object`` parser with
+    ``choices`` (a constrained decision) wins, then a raw GBNF ``grammar``, then
+    ``json_schema``; otherwise a ``json_list``/``json_object`` parser with
     ``num_items`` is constrained unless ``constrain`` is false.
     """
     choices = params.get("choices")
     if choices:
         return choice_grammar(choices)
+    grammar = params.get("grammar")
+    if grammar:
+        return str(grammar)
     schema = params.get("json_schema")
     if schema:
         return schema_grammar(schema)
