@@ -40,7 +40,7 @@ from primflow.api.expansion import (
 )
 from primflow.api.template import BUILTIN_INPUTS, Template
 from primflow.graph import ops
-from primflow.graph.ir import Edge, Graph, Node, Op, Port, Provenance, Stage
+from primflow.graph.ir import Graph, Node, Op, Port, Provenance, Stage
 from primflow.runtime.growth import GraphDelta, extend_graph
 
 BOUNDARY_KEY = "@boundary"
@@ -171,6 +171,16 @@ class LoopGrowth:
     @property
     def is_finished(self) -> bool:
         return self.decision is None
+
+    def unroll(self, decisions: Sequence[str]) -> Graph:
+        """Grow the attached graph with ``decisions`` in order, then the first stop
+        choice, without running it (goldens, ``primflow graph``, the tests)."""
+        choices = iter(decisions)
+        while self.decision is not None:
+            self.grow(self.decision.node, {ops.TEXT: next(choices, self.loop.stop_on[0])})
+        if self.graph is None:
+            raise RuntimeError("attach the first graph before unrolling the loop")
+        return self.graph
 
     def _resolve(self, graph: Graph) -> set[str]:
         """Point the state, the decision and the outer channels at their e-graph producers."""
@@ -345,9 +355,7 @@ class _RoundBuilder:
             return f"{loop.name} ended after {growth.num_rounds} steps ({choice})"
         if choice not in loop.steps:
             allowed = ", ".join(sorted({*loop.steps, *loop.stop_on}))
-            raise LoweringError(
-                f"loop {loop.name!r}: decision {choice!r} is not one of: {allowed}"
-            )
+            raise LoweringError(f"loop {loop.name!r}: decision {choice!r} is not one of: {allowed}")
         growth.num_rounds += 1
         step_round = growth.num_rounds
         prefix = f"{loop.name}.r{step_round}."

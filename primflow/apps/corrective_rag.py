@@ -24,12 +24,12 @@ from primflow.apps.app import App
 from primflow.apps.samples import sample_documents
 
 GRADE_PROMPT = (
-    "Passages:\n{hits}\n\nQuestion: {question}\n"
+    "Question: {question}\nPassages:\n{hits}\n\n"
     "Do the passages contain the answer to the question? Reply yes or no.\nReply:"
 )
 ANSWER_PROMPT = (
     "Answer the question using only the evidence. Be brief.\n"
-    "Evidence:\n{evidence}\n\nQuestion: {question}\nAnswer:"
+    "Question: {question}\nEvidence:\n{evidence}\n\nAnswer:"
 )
 
 
@@ -48,12 +48,12 @@ def build() -> Template:
         )
         >> [
             Condition("keep", decision="grade", value="hits", if_true="doc_evidence"),
-            Condition(
-                "fall_back", decision="grade", value="question_list", if_false="web_queries"
-            ),
+            Condition("fall_back", decision="grade", value="question_list", if_false="web_queries"),
         ]
         >> WebSearch(queries="web_queries", hits="web_hits")
-        >> Aggregate("evidence", parts=["doc_evidence", "web_hits"], result="evidence", mode="first")
+        >> Aggregate(
+            "evidence", parts=["doc_evidence", "web_hits"], result="evidence", mode="first"
+        )
         >> Generate(
             "answer",
             prompt=ANSWER_PROMPT,

@@ -30,18 +30,18 @@ MAX_HOPS = 3  # retrievals in all: the first, then at most two more
 MAX_EVIDENCE = 6  # passages kept across hops (merged, best first)
 
 ENOUGH_PROMPT = (
-    "Passages:\n{evidence}\n\nQuestion: {question}\n"
+    "Question: {question}\nPassages:\n{evidence}\n\n"
     "Do the passages contain every fact needed to answer the question? Reply yes or no.\n"
     "Reply:"
 )
 REFORMULATE_PROMPT = (
-    "Passages:\n{evidence}\n\nQuestion: {question}\n"
+    "Question: {question}\nPassages:\n{evidence}\n\n"
     "The passages do not answer the question yet. Write one short search query for the "
     "missing fact, naming what the passages tell you.\nQuery:"
 )
 ANSWER_PROMPT = (
     "Answer the question using only the passages. Be brief.\n"
-    "Passages:\n{evidence}\n\nQuestion: {question}\nAnswer:"
+    "Question: {question}\nPassages:\n{evidence}\n\nAnswer:"
 )
 
 
@@ -110,9 +110,7 @@ def build(max_hops: int = MAX_HOPS) -> Template:
             text="answer",
         )
     )
-    return build_template(
-        "multi_hop_rag", flow, outputs={"answer": "answer", "hits": "evidence"}
-    )
+    return build_template("multi_hop_rag", flow, outputs={"answer": "answer", "hits": "evidence"})
 
 
 def sample_documents() -> list[Document]:
@@ -126,5 +124,6 @@ APP = App(
     default_config=QueryConfig(top_k=2),
     sample_question="Which city does the lead engineer of Project Kestrel work in?",
     sample_documents=sample_documents,
+    sample_decisions=("no", "yes"),
     questions_file="multihop_questions.jsonl",
 )

@@ -48,7 +48,7 @@ EXPRESSION_PROMPT = (
 )
 ANSWER_PROMPT = (
     "Answer the question using the evidence and the notes. Be brief.\n"
-    "Evidence:\n{evidence}\nNotes:\n{notes}\n\nQuestion: {question}\nAnswer:"
+    "Question: {question}\nEvidence:\n{evidence}\nNotes:\n{notes}\n\nAnswer:"
 )
 STATE = {"evidence": PortType.HITS, "notes": PortType.TEXTS, "index": PortType.INDEX}
 
@@ -100,9 +100,7 @@ def web_search() -> Template:
         >> WebSearch(queries="queries", hits="new_hits")
         >> _merge()
     )
-    return build_template(
-        "web_search", flow, outputs={"evidence": "evidence_next"}, inputs=STATE
-    )
+    return build_template("web_search", flow, outputs={"evidence": "evidence_next"}, inputs=STATE)
 
 
 def calculator() -> Template:
@@ -152,5 +150,6 @@ APP = App(
     default_config=QueryConfig(top_k=2, web_top_k=2),
     sample_question="How many days of paid leave do two full-time employees get in total?",
     sample_documents=sample_documents,
+    sample_decisions=("retrieve", "calculate", "answer"),
     questions_file="agent_questions.jsonl",
 )

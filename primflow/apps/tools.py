@@ -23,8 +23,8 @@ MAX_MAGNITUDE = 1e15
 # The decode of the calculator follows this grammar: numbers, + - * / % and brackets.
 ARITHMETIC_GRAMMAR = (
     "root ::= expr\n"
-    'expr ::= term (ws [-+] ws term){0,8}\n'
-    'term ::= factor (ws [*/%] ws factor){0,8}\n'
+    "expr ::= term (ws [-+] ws term){0,8}\n"
+    "term ::= factor (ws [*/%] ws factor){0,8}\n"
     'factor ::= "-"? (number | "(" ws expr ws ")")\n'
     'number ::= [0-9]{1,12} ("." [0-9]{1,6})?\n'
     'ws ::= " "?\n'
@@ -73,7 +73,9 @@ def evaluate_arithmetic(expression: str) -> float:
 
 
 def _value(node: ast.expr) -> float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        if isinstance(node.value, bool):
+            raise ArithmeticError_(f"not arithmetic: a truth value at column {node.col_offset}")
         return _bounded(float(node.value), node)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _value(node.left), _value(node.right)

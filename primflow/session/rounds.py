@@ -47,7 +47,7 @@ async def run_rounds(
     outputs: dict[str, Any] = {}
     result = QueryResult(query_id, outputs, 0.0)
     delta = GraphDelta(part.nodes, part.edges, dict(inputs))
-    for index in range(growth.loop.max_rounds + 2):  # the first graph, steps, the end
+    for _ in range(growth.loop.max_rounds + 2):  # the first graph, each step, the end
         graph, graph_inputs = _runnable(delta, values)
         taps = _add_taps(graph, growth)
         ran = await executor.run(

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from primflow.api.config import Query
@@ -40,7 +40,7 @@ from primflow.collections import Collection
 from primflow.engines.base import EngineKind
 from primflow.engines.scheduler import Batch
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
-from primflow.passes import GraphCache, OptimizeReport, Optimizer
+from primflow.passes import GraphCache, Optimizer, OptimizeReport
 from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
 from primflow.session.rounds import run_rounds
 from primflow.session.solo_bound import PREFILL_PHASES, SoloBound, solo_bound

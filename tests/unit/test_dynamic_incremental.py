@@ -22,7 +22,18 @@ from primflow.graph.lint import input_dependencies, lint
 from primflow.passes import GraphCache, Optimizer
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-WORDS = "kestrel heron marten lisbon rotterdam tromso forecast billing search desk".split()
+WORDS = [
+    "kestrel",
+    "heron",
+    "marten",
+    "lisbon",
+    "rotterdam",
+    "tromso",
+    "forecast",
+    "billing",
+    "search",
+    "desk",
+]
 
 
 @st.composite

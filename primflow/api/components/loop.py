@@ -123,9 +123,7 @@ class Loop(Component):
         for choice, step in self.steps.items():
             stray = sorted(set(step.outputs) - set(self.state_names))
             if stray:
-                raise ValueError(
-                    f"step {choice!r} writes {stray[0]!r}, which is not a state name"
-                )
+                raise ValueError(f"step {choice!r} writes {stray[0]!r}, which is not a state name")
 
     def expand(self, ctx: LoweringContext) -> None:
         start_loop(self, ctx)
