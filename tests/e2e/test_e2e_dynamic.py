@@ -64,7 +64,7 @@ async def test_a_second_hop_runs_on_the_real_engines_in_every_scheme() -> None:
             session.forget_prefixes(answer.query_id)
             [hop] = [r for r in embedder.requests_of(answer.query_id) if ".step." in r.node]
             assert hop.inputs["items"] and hop.inputs["items"][0].strip(), scheme
-            assert [r.label for r in answer.rounds][0] == "hops round 1: no"
+            assert answer.rounds[0].label == "hops round 1: no"
             assert len(answer.passages) > 2, scheme  # both hops' passages, merged
             passages[scheme] = sorted((h.chunk.source, h.chunk.chunk_id) for h in answer.passages)
     assert passages["primflow"] == passages["sequential"]

@@ -27,7 +27,9 @@ def step(index: int) -> str:
     return f"agent.r{index}.choose.decode"
 
 
-async def ask(decisions: Mapping[str, str], expression: str | None = None) -> tuple[Answer, Session]:
+async def ask(
+    decisions: Mapping[str, str], expression: str | None = None
+) -> tuple[Answer, Session]:
     factory = scripted_judge_factory(decisions, fake_factory(latency_scale=0.0))
     stack = EngineStack.for_apps([APP], factory)
     async with stack, Session(stack) as session:
