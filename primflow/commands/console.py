@@ -166,6 +166,16 @@ def format_breakdown(answer: Answer) -> str:
     if answer.passages:
         sources = ", ".join(f"{h.chunk.source}#{h.chunk.chunk_id}" for h in answer.passages)
         lines.append(f"passages: {sources}")
+    if answer.decisions:
+        chosen = ", ".join(f"{node} -> {choice}" for node, choice in answer.decisions.items())
+        lines.append(f"decisions: {chosen}")
+    for record in answer.rounds:
+        cached = ", cached" if record.is_cache_hit else ""
+        lines.append(
+            f"round: {record.label}: +{record.num_nodes} primitives, lowered in "
+            f"{record.lower_s * 1e3:.1f} ms, optimized incrementally in "
+            f"{record.optimize_s * 1e3:.1f} ms{cached}"
+        )
     lines.append(
         f"  {'primitive':<34} {'engine':<12} {'start s':>8} {'queue s':>8} "
         f"{'service s':>9} {'batch':>5}"
