@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from primflow.api.components import (
     Aggregate,
-    ChunkDocuments,
     Condition,
-    Embed,
     Generate,
-    Ingest,
     Judge,
-    VectorSearch,
     WebSearch,
 )
 from primflow.api.config import QueryConfig
 from primflow.api.template import Template, build_template
 from primflow.apps.app import App
+from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents
 
 GRADE_PROMPT = (
@@ -35,11 +32,7 @@ ANSWER_PROMPT = (
 
 def build() -> Template:
     flow = (
-        ChunkDocuments(chunks="chunks")
-        >> Embed("embed_docs", items="chunks", vectors="doc_vectors")
-        >> Ingest(chunks="chunks", vectors="doc_vectors", index="index")
-        >> Embed("embed_question", items="question_list", vectors="question_vectors")
-        >> VectorSearch(vectors="question_vectors", index="index", hits="hits")
+        document_search()
         >> Judge(
             "grade",
             prompt=GRADE_PROMPT,

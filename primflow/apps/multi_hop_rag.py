@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from primflow.api.components import (
     Aggregate,
-    ChunkDocuments,
     Embed,
     Generate,
-    Ingest,
     Judge,
     Loop,
     VectorSearch,
@@ -23,6 +21,7 @@ from primflow.api.config import QueryConfig
 from primflow.api.documents import Document
 from primflow.api.template import Template, build_template
 from primflow.apps.app import App
+from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents_in
 from primflow.graph.ir import PortType
 
@@ -97,11 +96,7 @@ def build(max_hops: int = MAX_HOPS) -> Template:
         max_rounds=max_hops - 1,
     )
     flow = (
-        ChunkDocuments(chunks="chunks")
-        >> Embed("embed_docs", items="chunks", vectors="doc_vectors")
-        >> Ingest(chunks="chunks", vectors="doc_vectors", index="index")
-        >> Embed("embed_question", items="question_list", vectors="question_vectors")
-        >> VectorSearch(vectors="question_vectors", index="index", hits="hits")
+        document_search()
         >> hops
         >> Generate(
             "answer",

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from primflow.api.components import (
     Aggregate,
-    ChunkDocuments,
     Embed,
     Generate,
-    Ingest,
     Judge,
     Loop,
     VectorSearch,
@@ -24,6 +22,7 @@ from primflow.api.components import (
 from primflow.api.config import QueryConfig
 from primflow.api.template import Template, build_template
 from primflow.apps.app import App
+from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents
 from primflow.apps.tools import ARITHMETIC_GRAMMAR, calculate
 from primflow.graph.ir import PortType
@@ -127,11 +126,7 @@ def build(max_steps: int = MAX_STEPS) -> Template:
         max_rounds=max_steps,
     )
     flow = (
-        ChunkDocuments(chunks="chunks")
-        >> Embed("embed_docs", items="chunks", vectors="doc_vectors")
-        >> Ingest(chunks="chunks", vectors="doc_vectors", index="index")
-        >> Embed("embed_question", items="question_list", vectors="question_vectors")
-        >> VectorSearch(vectors="question_vectors", index="index", hits="hits")
+        document_search()
         >> agent
         >> Generate(
             "answer",
