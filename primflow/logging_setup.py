@@ -91,6 +91,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, so a handler set
+    up once keeps working when ``sys.stderr`` is replaced (as test runners do)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def levels_for(verbosity: int) -> tuple[int, int]:
     """(primflow's level, other loggers' level) for a ``-v`` count (``-q``: -1)."""
     if verbosity < 0:
@@ -107,7 +123,7 @@ def setup_logging(
     if log_format not in LOG_FORMATS:
         raise ValueError(f"unknown log format {log_format!r} (known: {', '.join(LOG_FORMATS)})")
     primflow_level, other_level = levels_for(verbosity)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from primflow import AnswerEvent, NodeDoneEvent, Session, TokenEvent
+from guide_blocks import blocks, run
+
+from primflow import Answer, AnswerEvent, NodeDoneEvent, Session, TokenEvent
 from primflow.session import EngineStack, StreamEvent, embedded_factory
 
 pytestmark = pytest.mark.engines
@@ -80,3 +82,15 @@ def test_run_answers_from_a_plain_script(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["text"] and result["streamed"].strip() == result["text"]
     assert result["sources"][0] == "doc0.txt"
+
+
+def test_the_guides_collection_snippet_runs_on_the_real_engines() -> None:
+    page = "docs/guide/python-api.md"
+    page_blocks = blocks(page)
+    snippets = [b for b in page_blocks if b.title is None]
+    (real,) = [b for b in page_blocks if b.title == "real engines"]
+    namespace = run([*snippets, real], page)
+    answer = namespace["from_collection"]
+    assert isinstance(answer, Answer) and answer.text
+    assert "vector_ingest" not in {n.op.value for n in answer.graph}
+    assert answer.passages[0].chunk.source == "doc-0"
