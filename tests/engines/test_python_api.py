@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from guide_blocks import blocks, run
 
 from primflow import Answer, AnswerEvent, NodeDoneEvent, Session, TokenEvent
