@@ -9,7 +9,9 @@ every name's docstring has an example, run by tests/unit/test_doctests.py):
   YAML/JSON spec), :class:`App`, :class:`Query` / :class:`QueryConfig`,
   :class:`Document` / :func:`load_documents`;
 - running it: :class:`Session` on an :class:`EngineStack` (lower, optimize and run in
-  one call, answers as :class:`Answer`), or the steps by hand: :func:`lower`,
+  one call, answers as :class:`Answer`; ``Session.stream`` yields :class:`TokenEvent`,
+  :class:`NodeDoneEvent` and a last :class:`AnswerEvent`), :func:`run` (one question,
+  synchronously, for scripts), or the steps by hand: :func:`lower`,
   :func:`optimize`, :class:`Runtime` (results as :class:`QueryResult`, failures as
   :class:`QueryError` and its subclasses);
 - the engine contract, for engines of your own: :class:`Engine` (or
@@ -61,13 +63,22 @@ from primflow.runtime import (
     QueryTimeout,
     Runtime,
 )
-from primflow.session import Answer, EngineStack, Session
+from primflow.session import (
+    Answer,
+    AnswerEvent,
+    EngineStack,
+    NodeDoneEvent,
+    Session,
+    TokenEvent,
+    run,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Aggregate",
     "Answer",
+    "AnswerEvent",
     "App",
     "ChunkDocuments",
     "Component",
@@ -86,6 +97,7 @@ __all__ = [
     "Judge",
     "LatencyProfile",
     "Loop",
+    "NodeDoneEvent",
     "Op",
     "Query",
     "QueryCancelled",
@@ -101,6 +113,7 @@ __all__ = [
     "Synthesize",
     "Template",
     "ThreadedEngine",
+    "TokenEvent",
     "VectorSearch",
     "WebSearch",
     "__version__",
@@ -112,4 +125,5 @@ __all__ = [
     "lower",
     "lower_query",
     "optimize",
+    "run",
 ]

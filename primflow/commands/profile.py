@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ from primflow.graph.ir import Op
 from primflow.values import Chunk, Hit
 
 __all__ = ["Sample", "add_parser", "fit_profile", "knee", "profile_engines", "run"]
+
+_log = logging.getLogger(__name__)
 
 ENGINES = ("embedder", "vector_index", "reranker", "web_search", "llm")
 
@@ -72,15 +76,18 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.engines.split(",") if n.strip()]
     unknown = sorted(set(names) - set(ENGINES))
     if unknown:
-        print(f"primflow profile: unknown engine(s) {unknown}; choose from {list(ENGINES)}")
+        print(
+            f"primflow profile: unknown engine(s) {unknown}; choose from {list(ENGINES)}",
+            file=sys.stderr,
+        )
         return 2
     if args.repeats < 1:
-        print(f"primflow profile: --repeats must be >= 1, got {args.repeats}")
+        print(f"primflow profile: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
     out = args.out or Path("profiles") / f"{socket.gethostname()}.json"
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
-        print(f"warning: load average {load:.1f}; other work will inflate the latencies")
+        _log.warning("load average %.1f; other work will inflate the latencies", load)
     profiles = asyncio.run(profile_engines(names, args.repeats, args.seed, args.llm_fast))
     save_profiles(profiles, out)
     for name, profile in profiles.items():

@@ -16,11 +16,11 @@ starts before the one before it has finished. Invariants:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from primflow.api.dynamic import LoopGrowth
-from primflow.baselines.executor import ModuleExecutor
+from primflow.baselines.executor import ModuleExecutor, OnNodeDone
 from primflow.graph import ops
 from primflow.graph.ir import Edge, Graph, Node, Op, Port, Provenance
 from primflow.runtime.growth import GraphDelta
@@ -38,7 +38,7 @@ async def run_rounds(
     pgraph: Graph,
     inputs: Mapping[str, Any],
     query_id: str,
-    on_node_done: Callable[[str], None],
+    on_node_done: OnNodeDone,
 ) -> tuple[QueryResult, Graph]:
     """Run ``pgraph`` and the rounds its loop appends; (result, honored dependencies)."""
     started_s = time.perf_counter()
@@ -54,7 +54,7 @@ async def run_rounds(
             graph,
             graph_inputs,
             query_id=query_id,
-            on_node_done=lambda node, _timing: on_node_done(node.name),
+            on_node_done=on_node_done,
             is_last_part=growth.decision is None,
         )
         for key, port_key in taps.items():

@@ -8,8 +8,12 @@ engines). Invariants:
 
 - Several questions, of one app or several, may run at once on the same engines
   (co-location): each gets its own query id, and the engines keep their state apart.
-- The answer streams through ``on_text`` from the final decode (the LLM decode that
-  feeds the ``answer`` output), whatever the scheme.
+- One mechanism reports a running question: :meth:`Session.stream` yields its events
+  (``session/events.py``); :meth:`Session.ask` consumes that stream and calls its
+  ``on_text`` / ``on_progress`` callbacks from it. The text streamed is the final
+  decode's (the LLM decode that feeds the ``answer`` output), whatever the scheme.
+- Leaving a stream early, or cancelling ``ask``, cancels the query in the runtime (or
+  the baseline executor), which aborts its work on the engines.
 - Optimized graphs are cached per (app, pass set, graph shape), so a repeated question
   shape pays lowering and a cache lookup only.
 - A question asked against a persistent collection (``ask(..., collection=...)``) runs
@@ -21,16 +25,17 @@ engines). Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import Document
-from primflow.api.dynamic import LoopGrowth, RoundRecord
+from primflow.api.dynamic import LoopGrowth
 from primflow.api.indexed import IndexedTemplate, without_indexing
 from primflow.api.lower import lower_query
 from primflow.api.template import Template
@@ -38,152 +43,30 @@ from primflow.apps import App, get_app
 from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
 from primflow.collections import Collection
 from primflow.engines.base import EngineKind
-from primflow.engines.scheduler import Batch
-from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
+from primflow.graph.ir import Graph
+from primflow.logging_setup import log_context
 from primflow.passes import GraphCache, Optimizer, OptimizeReport
-from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
+from primflow.runtime import Hook, QueryResult, Runtime
+from primflow.session.answer import Answer, build_answer
+from primflow.session.events import (
+    AnswerEvent,
+    EventSink,
+    NodeDoneEvent,
+    OnProgress,
+    OnText,
+    StreamEvent,
+    TokenEvent,
+    stream_events,
+)
+from primflow.session.query_hook import SessionHook, answer_decode_nodes
 from primflow.session.rounds import run_rounds
-from primflow.session.solo_bound import PREFILL_PHASES, SoloBound, solo_bound
 from primflow.session.stack import EngineStack
-from primflow.session.timing import TimingReport, timing_report
-from primflow.values import Hit
 
 SCHEMES = ("primflow", *BASELINES)
 
-OnText = Callable[[str], None]
-# Called as each engine primitive ends: (node, number done, number in the graph).
-OnProgress = Callable[[Node, int, int], None]
+_log = logging.getLogger(__name__)
 
-
-@dataclass
-class Answer:
-    """One answered question: the text, the passages, the latency, the time spent
-    lowering and optimizing, the graph that ran and per-primitive timings.
-
-    Examples:
-        >>> import asyncio
-        >>> from primflow import EngineStack, Session
-        >>> from primflow.session import fake_factory
-        >>> async def ask(question, documents):
-        ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
-        ...     async with stack, Session(stack) as session:
-        ...         return await session.ask("naive_rag", question, documents)
-        >>> answer = asyncio.run(ask("How much leave?", ["Employees get 25 days of leave."]))
-        >>> answer.app, answer.text
-        ('naive_rag', 'Answer ...: a deterministic fake reply.')
-        >>> [p.chunk.source for p in answer.passages], answer.latency_s > 0
-        (['doc-0'], True)
-        >>> answer.timing.critical_path[-1], answer.to_json()["optimize_cache_hit"]
-        ('synthesize.decode', False)
-    """
-
-    app: str
-    scheme: str
-    question: str
-    query_id: str
-    text: str
-    passages: list[Hit]
-    latency_s: float  # submit to last output, as the runtime measured it
-    lower_s: float
-    optimize_s: float
-    is_cache_hit: bool
-    graph: Graph
-    timing: TimingReport
-    outputs: dict[str, Any] = field(default_factory=dict)
-    # The dependencies the scheme waited on (the e-graph for primflow; the module order
-    # on top of the p-graph for a baseline), over the nodes of ``graph``.
-    honored: Graph | None = None
-    num_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per prefill phase
-    solo: SoloBound | None = None  # set by set_reference
-    # Constrained decisions (decode node -> choice) and the rounds a loop appended.
-    decisions: dict[str, str] = field(default_factory=dict)
-    rounds: list[RoundRecord] = field(default_factory=list)
-
-    @property
-    def bound_s(self) -> float | None:
-        """Critical-path lower bound from uncontended latencies; None without a reference."""
-        return self.solo.bound_s if self.solo is not None else None
-
-    @property
-    def bound_ratio(self) -> float | None:
-        bound_s = self.bound_s
-        return self.latency_s / bound_s if bound_s else None
-
-    def set_reference(self, reference: Answer) -> None:
-        """Compute :attr:`solo` from ``reference``: the same question (same app and
-        settings) run with the ``sequential`` scheme, whose primitives ran alone."""
-        if reference.scheme != "sequential":
-            raise ValueError(f"the reference must be a sequential run, not {reference.scheme!r}")
-        if (reference.app, reference.question) != (self.app, self.question):
-            raise ValueError(
-                f"the reference answers {reference.app}: {reference.question!r}, "
-                f"not {self.app}: {self.question!r}"
-            )
-        self.solo = solo_bound(
-            self.graph,
-            self.honored or self.graph,
-            reference.graph,
-            {p.node: p.service_s for p in reference.timing.primitives},
-            {p.node: p.service_s for p in self.timing.primitives},
-            self.num_tokens,
-        )
-
-    def per_primitive_s(self) -> dict[str, float]:
-        return {p.node: round(p.service_s, 6) for p in self.timing.primitives}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "app": self.app,
-            "scheme": self.scheme,
-            "question": self.question,
-            "answer": self.text,
-            "latency_s": round(self.latency_s, 6),
-            "bound_s": _rounded(self.bound_s, 6),
-            "bound_ratio": _rounded(self.bound_ratio, 4),
-            "measured_path_s": round(self.timing.bound_s, 6),
-            "lower_s": round(self.lower_s, 6),
-            "optimize_s": round(self.optimize_s, 6),
-            "optimize_cache_hit": self.is_cache_hit,
-            "passages": [
-                {"source": h.chunk.source, "chunk_id": h.chunk.chunk_id, "score": h.score}
-                for h in self.passages
-            ],
-            "critical_path": self.timing.critical_path,
-            "bound_path": self.solo.path if self.solo is not None else None,
-            "primitives": self.timing.to_dicts(),
-            "decisions": dict(self.decisions),
-            "rounds": [r.to_dict() for r in self.rounds],
-        }
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-class _SessionHook(Hook):
-    """Routes runtime events to the session's per-query callbacks."""
-
-    def __init__(self) -> None:
-        self.streams: dict[tuple[str, str], OnText] = {}
-        self.node_done: dict[str, Callable[[str, NodeTiming], None]] = {}
-        self.num_tokens: dict[str, dict[str, int]] = {}  # query -> prefill phase -> tokens
-
-    def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
-        # The worker calls this before submitting, so the engine sees the callback.
-        for request in batch.requests:
-            stream = self.streams.get((request.query_id, request.node))
-            if stream is not None:
-                request.on_text = stream
-            tokens = self.num_tokens.get(request.query_id)
-            if tokens is not None and request.op in PREFILL_PHASES:
-                tokens[request.node] = request.num_tokens
-
-    def on_node_done(
-        self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming
-    ) -> None:
-        callback = self.node_done.get(query_id)
-        if callback is not None and status is NodeStatus.DONE:
-            callback(node, timing)
+__all__ = ["SCHEMES", "Answer", "OnProgress", "OnText", "Session", "answer_decode_nodes"]
 
 
 class Session:
@@ -219,7 +102,7 @@ class Session:
         self.optimizer = Optimizer(
             passes=passes_named(self.ablation.passes, stack.profiles), cache=GraphCache()
         )
-        self._hook = _SessionHook()
+        self._hook = SessionHook()
         self.runtime = Runtime(
             stack.borrowed(),
             policy=self.ablation.policy,
@@ -269,26 +152,164 @@ class Session:
         ``collection`` (then the query skips indexing: its graph searches the
         collection and embeds only the question).
 
+        ``on_text`` receives the answer's text as it is decoded, ``on_progress`` each
+        engine primitive as it ends (both from :meth:`stream`'s events).
         ``query_id``: the caller's id (unique on the stack: ``stack.new_query_id``),
         so it can match hook events to this query before the answer exists.
         ``deadline_s``: seconds from the start of the run; past it the query ends in
         ``QueryTimeout`` (primflow scheme only: the baselines have no deadline).
         ``priority``: every engine serves a query of higher priority before queries of
         lower priority (0 by default; primflow scheme only)."""
+        events = self._events(
+            app,
+            question,
+            documents,
+            scheme=scheme,
+            config_changes=config_changes,
+            collection=collection,
+            query_id=query_id,
+            deadline_s=deadline_s,
+            priority=priority,
+            is_text_streamed=on_text is not None,
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, TokenEvent) and on_text is not None:
+                    on_text(event.text)
+                elif isinstance(event, NodeDoneEvent) and on_progress is not None:
+                    on_progress(event.node, event.num_done, event.num_total)
+                elif isinstance(event, AnswerEvent):
+                    return event.answer
+        raise AssertionError("an event stream ends with its answer or raises")
+
+    def stream(
+        self,
+        app: App | str,
+        question: str,
+        documents: Sequence[Document | str] = (),
+        *,
+        scheme: str = "primflow",
+        config_changes: Mapping[str, Any] | None = None,
+        collection: Collection | None = None,
+        query_id: str | None = None,
+        deadline_s: float | None = None,
+        priority: int = 0,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Answer like :meth:`ask`, as a stream of events: a
+        :class:`~primflow.TokenEvent` per piece of the answer's text, a
+        :class:`~primflow.NodeDoneEvent` per engine primitive that ends, and last an
+        :class:`~primflow.AnswerEvent` with the :class:`Answer` (a failed query raises
+        its error instead). Bad arguments raise here, before anything runs.
+
+        Leaving the ``async for`` early (``break``, an exception) or calling the
+        stream's ``aclose()`` cancels the query and frees its engine work; wrap the
+        stream in ``contextlib.aclosing`` to have that happen at once at the end of
+        the ``async with`` block, rather than when the stream is garbage-collected.
+
+        Examples:
+            >>> import asyncio
+            >>> from primflow import AnswerEvent, EngineStack, Session, TokenEvent
+            >>> from primflow.session import fake_factory
+            >>> async def main():
+            ...     stack = EngineStack.for_apps(["naive_rag"], fake_factory(latency_scale=0.0))
+            ...     async with stack, Session(stack) as session:
+            ...         docs = ["Employees get 25 days of leave."]
+            ...         async for event in session.stream("naive_rag", "How much leave?", docs):
+            ...             if isinstance(event, TokenEvent):
+            ...                 print(event.text, end="")
+            ...             elif isinstance(event, AnswerEvent):
+            ...                 print(f"\\n{len(event.answer.passages)} passage(s)")
+            >>> asyncio.run(main())
+            Answer ...: a deterministic fake reply.
+            1 passage(s)
+        """
+        return self._events(
+            app,
+            question,
+            documents,
+            scheme=scheme,
+            config_changes=config_changes,
+            collection=collection,
+            query_id=query_id,
+            deadline_s=deadline_s,
+            priority=priority,
+            is_text_streamed=True,
+        )
+
+    def _events(
+        self,
+        app: App | str,
+        question: str,
+        documents: Sequence[Document | str],
+        *,
+        scheme: str,
+        config_changes: Mapping[str, Any] | None,
+        collection: Collection | None,
+        query_id: str | None,
+        deadline_s: float | None,
+        priority: int,
+        is_text_streamed: bool,
+    ) -> AsyncGenerator[StreamEvent, None]:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         if deadline_s is not None and scheme != "primflow":
             raise ValueError(f"the {scheme} scheme takes no deadline")
         if priority != 0 and scheme != "primflow":
             raise ValueError(f"the {scheme} scheme takes no priority")
-        app, template = self._app(app)
-        app_name = app.name
+        resolved, template = self._app(app)
+        chosen_id = query_id or self.stack.new_query_id(resolved.name)
+
+        async def run(sink: EventSink) -> Answer:
+            with log_context(query_id=chosen_id):
+                answer = await self._answer(
+                    resolved,
+                    template,
+                    question,
+                    documents,
+                    sink,
+                    scheme=scheme,
+                    config_changes=config_changes,
+                    collection=collection,
+                    query_id=chosen_id,
+                    deadline_s=deadline_s,
+                    priority=priority,
+                    is_text_streamed=is_text_streamed,
+                )
+                _log.info(
+                    "%s (%s) answered in %.3f s; lowered in %.1f ms, optimized in %.1f ms%s",
+                    resolved.name,
+                    scheme,
+                    answer.latency_s,
+                    answer.lower_s * 1e3,
+                    answer.optimize_s * 1e3,
+                    " (cached graph)" if answer.is_cache_hit else "",
+                )
+                return answer
+
+        return stream_events(run)
+
+    async def _answer(
+        self,
+        app: App,
+        template: Template,
+        question: str,
+        documents: Sequence[Document | str],
+        sink: EventSink,
+        *,
+        scheme: str,
+        config_changes: Mapping[str, Any] | None,
+        collection: Collection | None,
+        query_id: str,
+        deadline_s: float | None,
+        priority: int,
+        is_text_streamed: bool,
+    ) -> Answer:
+        """Lower, optimize (primflow) and run one question, reporting to ``sink``."""
         query = app.query(question, documents, **(config_changes or {}))
-        template_key = app_name
+        template_key = app.name
         if collection is not None:
             template, query = self._collection_query(app, query, collection)
             template_key = template.name
-        query_id = query_id or self.stack.new_query_id(app_name)
         started_s = time.perf_counter()
         lowered = lower_query(template, query)
         lower_s = time.perf_counter() - started_s
@@ -301,16 +322,21 @@ class Session:
                 graph = growth.attach(graph, self._optimize_round, key)
         else:
             graph, optimize_s, is_cache_hit = lowered.graph, 0.0, False
-        progress = _Progress(graph, on_progress)
-        stream_nodes = answer_decode_nodes(graph) if on_text is not None else frozenset()
+        sink.begin(query_id, graph)
+        streamed = answer_decode_nodes(graph) if is_text_streamed else frozenset()
+        on_text = {node: sink.text_of(node) for node in sorted(streamed)}
         num_tokens: dict[str, int] = {}
         if growth is not None:
-            on_round = partial(self._on_round, query_id, progress, on_text)
-            growth.on_round.append(on_round)
+            growth.on_round.append(partial(self._on_round, query_id, sink, is_text_streamed))
         if growth is not None and scheme != "primflow":
             executor = baseline_executor(scheme, self.stack.engines)
             result, honored = await run_rounds(
-                executor, growth, lowered.graph, lowered.inputs, query_id, progress.done
+                executor,
+                growth,
+                lowered.graph,
+                lowered.inputs,
+                query_id,
+                lambda node, timing: sink.node_done(node.name, timing),
             )
             graph = honored if result.graph is None else result.graph
         elif scheme == "primflow":
@@ -318,9 +344,8 @@ class Session:
                 graph,
                 lowered.inputs,
                 query_id,
-                stream_nodes,
+                sink,
                 on_text,
-                progress,
                 num_tokens,
                 deadline_s,
                 priority,
@@ -335,12 +360,11 @@ class Session:
                 graph,
                 lowered.inputs,
                 query_id=query_id,
-                stream_nodes=stream_nodes,
                 on_text=on_text,
-                on_node_done=lambda node, _t: progress.done(node.name),
+                on_node_done=lambda node, timing: sink.node_done(node.name, timing),
             )
-        answer = _answer(
-            app_name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
+        answer = build_answer(
+            app.name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
         )
         answer.num_tokens = num_tokens
         if growth is not None:
@@ -354,47 +378,39 @@ class Session:
         graph: Graph,
         inputs: Mapping[str, Any],
         query_id: str,
-        stream_nodes: frozenset[str],
-        on_text: OnText | None,
-        progress: _Progress,
+        sink: EventSink,
+        on_text: Mapping[str, OnText],
         num_tokens: dict[str, int],
-        deadline_s: float | None = None,
-        priority: int = 0,
-        growth: LoopGrowth | None = None,
+        deadline_s: float | None,
+        priority: int,
+        growth: LoopGrowth | None,
     ) -> QueryResult:
-        for node in stream_nodes:
-            assert on_text is not None
-            self._hook.streams[(query_id, node)] = on_text
-        self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
-        self._hook.num_tokens[query_id] = num_tokens
+        self._hook.watch(query_id, sink.node_done, num_tokens)
         try:
             return await self.runtime.run(
                 graph,
                 inputs,
                 query_id=query_id,
                 deadline_s=deadline_s,
+                on_text=on_text,
                 priority=priority,
                 growth=growth,
             )
         finally:
-            for stream_query, node in list(self._hook.streams):
-                if stream_query == query_id:
-                    self._hook.streams.pop((query_id, node), None)
-            self._hook.node_done.pop(query_id, None)
-            self._hook.num_tokens.pop(query_id, None)
+            self._hook.forget(query_id)
 
     def _optimize_round(self, graph: Graph, template_id: str) -> tuple[Graph, OptimizeReport]:
         """Optimize one appended round on its own (api/dynamic.py), cached by shape."""
         return self.optimizer.optimize(graph, template_id=template_id)
 
     def _on_round(
-        self, query_id: str, progress: _Progress, on_text: OnText | None, graph: Graph
+        self, query_id: str, sink: EventSink, is_text_streamed: bool, graph: Graph
     ) -> None:
         """A loop appended a round: count its primitives, stream its answer decode."""
-        progress.set_graph(graph)
-        if on_text is not None:
+        sink.set_graph(graph)
+        if is_text_streamed:
             for node in answer_decode_nodes(graph):
-                self._hook.streams[(query_id, node)] = on_text
+                self._hook.stream(query_id, node, sink.text_of(node))
 
     def forget_prefixes(self, query_id: str) -> None:
         """Drop the cached prompt prefixes a finished query left in the LLM engines (an
@@ -431,82 +447,3 @@ class Session:
         if resolved != known:
             raise ValueError(f"this session already runs a different app named {known.name!r}")
         return known, template
-
-
-class _Progress:
-    def __init__(self, graph: Graph, callback: OnProgress | None) -> None:
-        self.callback = callback
-        self.num_done = 0
-        self.set_graph(graph)
-
-    def set_graph(self, graph: Graph) -> None:
-        """The graph grew (a loop's round): count the primitives it now has."""
-        self.graph = graph
-        self.total = sum(1 for n in graph if n.op not in INLINE_OPS)
-
-    def done(self, name: str) -> None:
-        if name not in self.graph:  # a baseline's helper node, outside the graph
-            return
-        node = self.graph.node(name)
-        if self.callback is None or node.op in INLINE_OPS:
-            return
-        self.num_done += 1
-        self.callback(node, self.num_done, self.total)
-
-
-def answer_decode_nodes(graph: Graph, output_key: str = "answer") -> frozenset[str]:
-    """The LLM decodes whose text becomes the ``output_key`` output (walking back
-    through inline ops such as a CONDITION join)."""
-    found: set[str] = set()
-    frontier = [n.name for n in graph.nodes_with_op(Op.OUTPUT) if n.params.get("key") == output_key]
-    seen: set[str] = set()
-    while frontier:
-        name = frontier.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for edge in graph.in_edges(name):
-            if edge.kind is not EdgeKind.DATA:
-                continue
-            parent = graph.node(edge.src)
-            if parent.op in (Op.LLM_DECODE, Op.LLM_PARTIAL_DECODE):
-                found.add(parent.name)
-            elif parent.op in INLINE_OPS and parent.op is not Op.INPUT:
-                frontier.append(parent.name)
-            elif parent.op not in LLM_OPS:
-                continue
-    return frozenset(found)
-
-
-def _answer(
-    app: str,
-    scheme: str,
-    question: str,
-    result: QueryResult,
-    graph: Graph,
-    honored: Graph,
-    lower_s: float,
-    optimize_s: float,
-    is_cache_hit: bool,
-) -> Answer:
-    starts = [t.ready_s for t in result.timings.values()]
-    query_start_s = min(starts) if starts else 0.0
-    text = result.outputs.get("answer")
-    hits = result.outputs.get("hits") or []
-    return Answer(
-        app=app,
-        scheme=scheme,
-        question=question,
-        query_id=result.query_id,
-        text=str(text).strip() if text is not None else "",
-        passages=[h for h in hits if isinstance(h, Hit)],
-        latency_s=result.latency_s,
-        lower_s=lower_s,
-        optimize_s=optimize_s,
-        is_cache_hit=is_cache_hit,
-        graph=graph,
-        timing=timing_report(honored, result.timings, query_start_s),
-        outputs=dict(result.outputs),
-        honored=honored,
-        decisions=dict(result.decisions),
-    )

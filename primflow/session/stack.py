@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +47,8 @@ ENGINE_KINDS: dict[str, EngineKind] = {
 
 # Busy engines split the cores in this order when they do not divide evenly.
 CORE_PRIORITY = ("llm", "judge", "embedder", "reranker", "vector_index", "web_search")
+
+_log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str, EngineKind, CoreBudget, LatencyProfile | None], Engine]
 
@@ -189,8 +193,15 @@ class EngineStack:
         """Load every model (concurrently: each engine loads on its own thread)."""
         if self._is_started:
             return
+        started_s = time.perf_counter()
         await asyncio.gather(*(engine.start() for engine in self.engines.values()))
         self._is_started = True
+        _log.info(
+            "started %d engine(s) (%s) in %.1f s",
+            len(self.engines),
+            ", ".join(self.engines),
+            time.perf_counter() - started_s,
+        )
 
     async def close(self) -> None:
         for engine in self.engines.values():

