@@ -13,6 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from primflow.commands.engine_options import embedded_settings
 from primflow.engines.base import Engine, EngineError, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
@@ -36,7 +37,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
-            stack_factory(getattr(args, "engines", None), _factory(args)),
+            stack_factory(getattr(args, "engines", None), _factory(args), embedded_settings(args)),
             placement=args.placement,
             profiles=profiles,
             num_cores=args.cores,
@@ -57,8 +58,9 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
 
 
 def _factory(args: argparse.Namespace) -> Any:
-    """The embedded engines; with ``--pgvector``, the vector index is that server."""
-    embedded = embedded_factory()
+    """The embedded engines (``--llm-model`` / ``--embed-model`` choose their models);
+    with ``--pgvector``, the vector index is that server."""
+    embedded = embedded_factory(embedded_settings(args))
     dsn = getattr(args, "pgvector", None)
     if not dsn:
         return embedded
