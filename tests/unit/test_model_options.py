@@ -39,13 +39,13 @@ def test_llm_model_checks(tmp_path: Path, fake_gguf: Path) -> None:
 def test_embed_model_checks(tmp_path: Path) -> None:
     folder = tmp_path / "embedder"
     folder.mkdir()
-    with pytest.raises(ModelPathError, match="has no model.onnx"):
+    with pytest.raises(ModelPathError, match=r"has no model\.onnx"):
         check_embed_model(folder)
     (folder / "model.onnx").write_text("hello")
     with pytest.raises(ModelPathError, match=r"model\.onnx' is not an ONNX model file"):
         check_embed_model(folder)
     (folder / "model.onnx").write_bytes(b"\x08\x07")
-    with pytest.raises(ModelPathError, match="has no tokenizer.json"):
+    with pytest.raises(ModelPathError, match=r"has no tokenizer\.json"):
         check_embed_model(folder)
     (folder / "tokenizer.json").write_text("{}")
     assert check_embed_model(folder).onnx == folder / "model.onnx"
