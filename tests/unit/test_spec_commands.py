@@ -131,3 +131,19 @@ def test_app_argument_errors(flow: UserFlow, capsys: pytest.CaptureFixture[str])
     assert f"--import {str(nope)!r}: no such file" in capsys.readouterr().err
     assert main(["graph", "--import", "no_such_module_here", "naive_rag"]) == 2
     assert "no module named 'no_such_module_here'" in capsys.readouterr().err
+
+
+def test_the_guides_keyword_spec_is_the_python_keyword_app(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from primflow.api.lower import lower
+    from primflow.apps import spec_app
+    from primflow.apps.samples import samples_dir
+    from primflow.testing.examples.keyword_rag import KEYWORD_RAG
+
+    spec = samples_dir() / "specs" / "keyword_rag.yaml"
+    query = KEYWORD_RAG.query(QUESTION, ["Employees get 25 days of paid annual leave. " * 30])
+    assert lower(spec_app(spec).template(), query) == lower(KEYWORD_RAG.template(), query)
+    argv = ["graph", "--spec", str(spec), "--import", "primflow.testing.examples.keyword_rag"]
+    assert main(argv) == 0  # the command the spec's comment and docs/guide/yaml.md show
+    assert "keyword_filter = function[python]" in capsys.readouterr().out
