@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from primflow.api.documents import Document, as_documents
 from primflow.graph.ops import placeholders
+
+MAX_NUM_STOP = 4  # stop strings per query, as in the OpenAI API
+MAX_SEED = 2**32 - 2  # llama.cpp seeds are 32-bit; 2**32 - 1 means "random" there
 
 
 class SynthesisMode(StrEnum):
@@ -149,7 +152,22 @@ class QueryConfig(BaseModel):
         situate_max_tokens: token limit of each situating call.
         ignore_eos: free-text answers run to ``max_tokens`` (end-of-sequence ignored),
             so benchmarks compare schemes on answers of equal length.
+        temperature: sampling temperature of the answer, 0 to 2 as in the OpenAI API;
+            0 (the default) is greedy decoding.
+        top_p: nucleus sampling: sample from the smallest set of tokens whose
+            probability reaches ``top_p`` (0 < top_p <= 1; 1 keeps every token).
+        sample_top_k: sample from the ``sample_top_k`` most likely tokens (0: no
+            limit; ``top_k`` is the search's).
+        seed: seed of the sampler; the same seed, prompt and settings give the same
+            answer. ``None``: a fresh random seed per call.
+        stop: up to 4 stop strings (as in the OpenAI API): the answer ends before the
+            first one it would contain, which is not part of it.
         prompts: the prompt templates (``Prompts``).
+
+    The sampling fields (``temperature``, ``top_p``, ``sample_top_k``, ``seed``, ``stop``)
+    apply to the free-text answer calls (``Generate``, ``Synthesize``); the structured
+    calls (query expansion, the judge, situating) stay greedy, since their replies are
+    parsed.
 
     Examples:
         >>> from primflow import QueryConfig
@@ -196,7 +214,21 @@ class QueryConfig(BaseModel):
             )
         ),
     ] = False
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    sample_top_k: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
+    stop: Annotated[tuple[str, ...], Field(max_length=MAX_NUM_STOP)] = ()
     prompts: Prompts = Field(default_factory=Prompts)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # one stop string, as the OpenAI API allows
+            value = (value,)
+        if isinstance(value, list | tuple) and any(s == "" for s in value):
+            raise ValueError("a stop string must not be empty")
+        return value
 
     @model_validator(mode="after")
     def _check_overlap(self) -> QueryConfig:

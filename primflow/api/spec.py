@@ -38,7 +38,21 @@ from primflow.graph.ops import AggregateMode
 
 
 class SpecError(ValueError):
-    """A spec is invalid; the message names the field (``steps[i].field``) at fault."""
+    """A spec is invalid; the message names the field (``steps[i].field``) at fault.
+
+    ``unregistered_function`` is the ``module:qualname`` of a ``kind: function`` step
+    whose function is not registered (its module was not imported), else None.
+    """
+
+    def __init__(self, message: str, unregistered_function: str | None = None) -> None:
+        super().__init__(message)
+        self.unregistered_function = unregistered_function
+
+
+class _UnregisteredFunction(ValueError):
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class _Step(BaseModel):
@@ -225,6 +239,8 @@ def _build(spec: _Spec, where: str) -> Template:
         index_of[step.name] = i
         try:
             components.append(_component(step))
+        except _UnregisteredFunction as exc:
+            raise SpecError(f"{where}: steps[{i}] ({step.name}): {exc}", exc.name) from None
         except (TypeError, ValueError) as exc:
             raise SpecError(f"{where}: steps[{i}] ({step.name}): {exc}") from None
     edges = _edges(spec, index_of, components, where)
@@ -272,7 +288,7 @@ def _component(step: Any) -> Component:
         try:
             spec = registered_function(step.function)
         except KeyError as exc:
-            raise ValueError(f"function: {exc.args[0]}") from None
+            raise _UnregisteredFunction(f"function: {exc.args[0]}", step.function) from None
         return spec(
             step.name, reads=step.reads, writes=step.writes, engine=step.engine, **step.settings
         )

@@ -1,4 +1,6 @@
-"""The paper's applications as templates, by name: :func:`get_app`."""
+"""The paper's applications as templates, by name (:func:`get_app`), and users' own
+apps: an :class:`App` object, or a spec file (:func:`spec_app`). Every entry point
+takes either; :func:`resolve_app` turns a name into the registered app."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from primflow.apps import (
     tool_agent,
 )
 from primflow.apps.app import App
+from primflow.apps.spec_app import is_spec_path, spec_app
 
 APPS: dict[str, App] = {
     app.name: app
@@ -52,4 +55,17 @@ def get_app(name: str) -> App:
         raise UnknownAppError(f"unknown app {name!r}; known apps: {known}") from None
 
 
-__all__ = ["APPS", "App", "UnknownAppError", "get_app"]
+def resolve_app(app: App | str) -> App:
+    """``app`` itself, or the built-in app of that name."""
+    return get_app(app) if isinstance(app, str) else app
+
+
+__all__ = [
+    "APPS",
+    "App",
+    "UnknownAppError",
+    "get_app",
+    "is_spec_path",
+    "resolve_app",
+    "spec_app",
+]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from primflow.api.documents import Document, load_documents
+from primflow.apps import App, resolve_app
 from primflow.apps.samples import sample_questions, samples_dir
 from primflow.baselines import ABLATIONS
 from primflow.runtime import Runtime
@@ -53,7 +54,7 @@ ABLATION_PREFIX = "primflow/"  # an ablation's scheme name: primflow/<ablation>
 
 @dataclass
 class BenchConfig:
-    apps: Sequence[str]
+    apps: Sequence[App | str]  # built-in apps' names or apps of your own (a spec's)
     schemes: Sequence[str] = ("primflow", "sequential", "parallel")
     workloads: Sequence[str] = ("balanced", "cold")
     placements: Sequence[str] = ("shared", "dedicated")
@@ -67,6 +68,7 @@ class BenchConfig:
     ablations: Sequence[str] = ()  # names from ABLATIONS, run as schemes primflow/<name>
     is_ablations_under_load: bool = False  # also run them in the Poisson runs
     ignore_eos: bool = True  # fixed-length answers: exactly max_tokens each
+    questions: Sequence[str] | None = None  # None: each app's sample question set
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.ablations if a not in ABLATIONS]
@@ -134,12 +136,17 @@ class Case:
         }
 
 
-def questions_for(num_questions: int, app: str = "naive_rag") -> list[str]:
-    """``num_questions`` questions from ``app``'s question set, cycling if it is short."""
-    from primflow.apps import get_app
-
-    records = sample_questions(get_app(app).questions_file)
-    return [records[i % len(records)]["question"] for i in range(num_questions)]
+def questions_for(
+    num_questions: int, app: App | str = "naive_rag", questions: Sequence[str] | None = None
+) -> list[str]:
+    """``num_questions`` questions from ``questions`` (None: ``app``'s sample question
+    set), cycling if there are fewer."""
+    if questions is None:
+        records = sample_questions(resolve_app(app).questions_file)
+        questions = [record["question"] for record in records]
+    if not questions:
+        raise ValueError("the benchmark needs at least one question")
+    return [questions[i % len(questions)] for i in range(num_questions)]
 
 
 async def run_benchmark(
@@ -149,11 +156,12 @@ async def run_benchmark(
 ) -> list[Case]:
     documents = load_documents(config.docs or samples_dir() / "docs")
     schemes = [*config.schemes, *config.ablation_schemes()]
+    apps = [resolve_app(app) for app in config.apps]
     cases: list[Case] = []
     for workload in config.workloads:
         for placement in config.placements:
             stack = EngineStack(
-                engines_for_apps(config.apps),
+                engines_for_apps(apps),
                 factory,
                 placement=placement,
                 num_cores=config.num_cores,
@@ -166,10 +174,10 @@ async def run_benchmark(
                     ablation_scheme(a): await opened.enter_async_context(_session(stack, a))
                     for a in config.ablations
                 }
-                for app in config.apps:
+                for app in apps:
                     changes = config.query_changes(workload)
                     run = _AppRun(main, ablations, app, documents, changes, log)
-                    questions = questions_for(config.num_questions, app)
+                    questions = questions_for(config.num_questions, app, config.questions)
                     found = await run.single(workload, placement, schemes, questions)
                     if config.rates_qps:
                         loaded = [
@@ -177,7 +185,9 @@ async def run_benchmark(
                             for c in found
                             if config.is_ablations_under_load or ablation_of(c.scheme) is None
                         ]
-                        load_questions = questions_for(config.num_load_queries, app)
+                        load_questions = questions_for(
+                            config.num_load_queries, app, config.questions
+                        )
                         await run.load(loaded, load_questions, config)
                     cases.extend(found)
     return cases
@@ -193,7 +203,7 @@ class _AppRun:
         self,
         main: Session,
         ablations: dict[str, Session],
-        app: str,
+        app: App,
         documents: list[Document],
         changes: dict[str, Any],
         log: Callable[[str], None],
@@ -224,7 +234,7 @@ class _AppRun:
     async def single(
         self, workload: str, placement: str, schemes: Sequence[str], questions: list[str]
     ) -> list[Case]:
-        cases = {s: Case(workload, placement, self.app, s) for s in schemes}
+        cases = {s: Case(workload, placement, self.app.name, s) for s in schemes}
         width = max(map(len, schemes))
         for scheme in schemes:  # warm-up: model pages, prefix cache of the instructions
             await self.ask(questions[-1], scheme)
@@ -238,7 +248,7 @@ class _AppRun:
                 answer.set_reference(reference)
                 cases[scheme].single.append(await self._record(answer, scheme))
                 self.log(
-                    f"[{workload}/{placement}] {self.app} {scheme:<{width}} q{i}: "
+                    f"[{workload}/{placement}] {self.app.name} {scheme:<{width}} q{i}: "
                     f"{answer.latency_s:.2f}s (bound {answer.bound_s or float('nan'):.2f}s)"
                 )
         return list(cases.values())
@@ -285,7 +295,9 @@ class _AppRun:
             arrivals = [float(t) for t in np.cumsum(gaps) - gaps[0]]
             for case in [*cases[number % len(cases) :], *cases[: number % len(cases)]]:
                 stats = await self._open_loop(case.scheme, questions, arrivals)
-                self.log(f"  load {self.app} {case.scheme:<10} {rate:g} q/s: {stats.summary()}")
+                self.log(
+                    f"  load {self.app.name} {case.scheme:<10} {rate:g} q/s: {stats.summary()}"
+                )
                 case.load.append({"rate_qps": rate, **stats.to_dict()})
             if sequential is not None and is_loaded(sequential):
                 self.log(f"  sequential p95 > 3x its single query at {rate:g} q/s: done")
@@ -321,15 +333,15 @@ def is_loaded(sequential: Case) -> bool:
 
 
 async def scheduling_overhead_s(
-    app: str, answer: Answer, documents: list[Document], changes: dict[str, Any]
+    app: App | str, answer: Answer, documents: list[Document], changes: dict[str, Any]
 ) -> float:
     """Median latency of ``answer.graph`` on zero-latency fake engines (5 runs)."""
     from primflow.api.lower import lower_query
-    from primflow.apps import get_app
     from primflow.session.factories import fake_factory
 
-    query = get_app(app).query(answer.question, documents, **changes)
-    inputs = lower_query(get_app(app).template(), query).inputs
+    app = resolve_app(app)
+    query = app.query(answer.question, documents, **changes)
+    inputs = lower_query(app.template(), query).inputs
     stack = EngineStack(engines_for_apps([app]), fake_factory(latency_scale=0.0))
     latencies = []
     async with Runtime(stack.borrowed(), profiles=stack.profiles) as runtime:

@@ -146,7 +146,8 @@ def write_report(
         "config": {  # docs as given on the command line (None: samples/docs)
             k: (list(v) if isinstance(v, tuple | list) else str(v) if isinstance(v, Path) else v)
             for k, v in vars(config).items()
-        },
+        }
+        | {"apps": [app if isinstance(app, str) else app.name for app in config.apps]},
         "targets": rows,
         "ablations": ablations,
         "cases": [case.to_json() for case in cases],

@@ -9,7 +9,7 @@ the API's document loaders and the engines, and is used by the session and comma
 """
 
 from primflow.collections.collection import AddReport, Collection
-from primflow.collections.embedding import MINILM_MODEL, embedding_model_id
+from primflow.collections.embedding import embedding_model_id
 from primflow.collections.meta import (
     FORMAT_VERSION,
     Backend,
@@ -20,6 +20,7 @@ from primflow.collections.meta import (
     check_name,
 )
 from primflow.collections.store import ROOT_ENV, CollectionStore, default_root
+from primflow.engines.embedder.encoder import MINILM_MODEL
 
 __all__ = [
     "FORMAT_VERSION",

@@ -21,8 +21,6 @@ from primflow.graph.ops import ITEMS, VECTORS
 from primflow.values import Chunk
 
 MAX_NUM_ROWS_PER_REQUEST = 256
-# The embedded stack's embedder (engines/embedder/encoder.py).
-MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX)"
 
 _job_numbers = itertools.count()
 
@@ -41,7 +39,7 @@ def embedding_model_id(embedder: Engine) -> str:
     from primflow.engines.embedder import EmbedderEngine
 
     if isinstance(engine, EmbedderEngine):
-        return MINILM_MODEL
+        return engine.model_id
     return f"{type(engine).__module__}.{type(engine).__qualname__}"
 
 

@@ -15,6 +15,10 @@ table (mean latency, speedup vs full and vs the baselines). Single queries only,
 Answers are fixed-length by default (every query generates exactly --max-tokens answer
 tokens, end-of-sequence ignored), so latencies do not hinge on where the model stops;
 ``--natural-length`` lets answers end at end-of-sequence.
+
+Your own workflow: ``--spec FLOW.yaml`` (repeatable; ``--import STEPS.py`` for its
+function steps) benchmarks it like a built-in app, with ``--docs`` and ``--questions``
+for its documents and questions; with ``--spec`` and no ``--apps`` only the specs run.
 """
 
 from __future__ import annotations
@@ -25,8 +29,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from primflow.apps import APPS
+from primflow.apps import APPS, App
 from primflow.baselines import ABLATIONS
+from primflow.commands.app_args import (
+    AppChoiceError,
+    add_import_argument,
+    import_modules,
+    load_spec_app,
+)
+from primflow.commands.engine_options import (
+    OptionError,
+    add_model_options,
+    check_model_options,
+    embedded_settings,
+)
 
 SCHEMES = ("primflow", "sequential", "parallel")
 WORKLOAD_NAMES = ("balanced", "cold")
@@ -70,8 +86,22 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--apps",
         type=lambda t: _names(t, list(APPS), "app"),
-        default=["naive_rag"],
-        help="comma-separated apps (default naive_rag)",
+        default=None,
+        help="comma-separated apps (default naive_rag, or none when --spec is given)",
+    )
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        action="append",
+        default=[],
+        help="a YAML/JSON workflow spec of your own to benchmark (repeatable)",
+    )
+    add_import_argument(parser)
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        help="a file of questions (one per line, or JSON lines with 'question') instead of "
+        "each app's sample question set",
     )
     parser.add_argument(
         "--schemes", type=lambda t: _names(t, SCHEMES, "scheme"), default=list(SCHEMES)
@@ -141,6 +171,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         help="a YAML engine stack (remote servers; unlisted engines run embedded); "
         "docs/guide/remote-engines.md",
     )
+    add_model_options(parser)
     parser.add_argument(
         "--fake",
         action="store_true",
@@ -161,18 +192,26 @@ def run(args: argparse.Namespace) -> int:
     if args.docs is not None and not args.docs.exists():
         print(f"primflow bench: --docs {str(args.docs)!r} does not exist", file=sys.stderr)
         return 2
+    from primflow.commands.run_inputs import InputError, read_questions
+
+    try:
+        apps = bench_apps(args)
+        questions = read_questions(str(args.questions)) if args.questions else None
+        check_model_options(args)
+    except (AppChoiceError, InputError, OptionError) as exc:
+        print(f"primflow bench: {exc}", file=sys.stderr)
+        return 2
     from primflow.bench.benchmark import BenchConfig, run_benchmark
     from primflow.bench.report import write_report
     from primflow.engines.base import EngineError
     from primflow.session.factories import (
-        EmbeddedSettings,
         EngineUnavailable,
         embedded_factory,
         fake_factory,
     )
 
     config = BenchConfig(
-        apps=args.apps,
+        apps=apps,
         schemes=args.schemes,
         workloads=args.workloads,
         placements=args.placements,
@@ -186,13 +225,14 @@ def run(args: argparse.Namespace) -> int:
         ablations=args.ablations,
         is_ablations_under_load=args.ablations_under_load,
         ignore_eos=not args.natural_length,
+        questions=questions,
     )
-    settings = EmbeddedSettings(is_llm_fast=args.llm_fast)
+    settings = embedded_settings(args, is_llm_fast=args.llm_fast)
     from primflow.session.engine_config import EngineConfigError, stack_factory
 
     try:
         embedded = fake_factory(0.05) if args.fake else embedded_factory(settings)
-        factory = stack_factory(args.engines, embedded)
+        factory = stack_factory(args.engines, embedded, settings)
     except EngineConfigError as exc:
         print(f"primflow bench: {exc}", file=sys.stderr)
         return 2
@@ -204,6 +244,23 @@ def run(args: argparse.Namespace) -> int:
     data = write_report(cases, config, args.out, args.name)
     print(result_line(data["targets"], data["ablations"]))
     return 0
+
+
+def bench_apps(args: argparse.Namespace) -> list[App | str]:
+    """``--apps`` (default naive_rag unless specs are given), then each ``--spec``."""
+    import_modules(args.imports)
+    specs: list[App | str] = [load_spec_app(path) for path in args.spec]
+    names: list[App | str] = list(args.apps if args.apps is not None else [])
+    if args.apps is None and not specs:
+        names = ["naive_rag"]
+    apps = [*names, *specs]
+    seen: set[str] = set()
+    for app in apps:
+        name = app if isinstance(app, str) else app.name
+        if name in seen:
+            raise AppChoiceError(f"two apps are named {name!r}; rename the spec")
+        seen.add(name)
+    return apps
 
 
 def _log(message: str) -> None:

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from primflow.commands.engine_options import embedded_settings
 from primflow.engines.base import EngineError
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
@@ -35,7 +36,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
-            stack_factory(getattr(args, "engines", None), _factory(args)),
+            stack_factory(getattr(args, "engines", None), _factory(args), embedded_settings(args)),
             placement=args.placement,
             profiles=profiles,
             num_cores=args.cores,
@@ -56,8 +57,11 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
 
 
 def _factory(args: argparse.Namespace) -> Any:
-    """The embedded engines; with ``--pgvector``, the vector index is that server."""
-    return pgvector_factory(getattr(args, "pgvector", None), embedded_factory())
+    """The embedded engines (``--llm-model`` / ``--embed-model`` choose their models);
+    with ``--pgvector``, the vector index is that server."""
+    return pgvector_factory(
+        getattr(args, "pgvector", None), embedded_factory(embedded_settings(args))
+    )
 
 
 async def _answer_one(

@@ -1,5 +1,6 @@
-"""`primflow graph APP`: print an application's p-graph (or, with --optimized, its
-e-graph) for the app's sample query, or for --question/--docs given here."""
+"""`primflow graph APP` (or `--spec FILE`): print an application's p-graph (or, with
+--optimized, its e-graph) for the app's sample query, or for --question/--docs given
+here. A spec's sample query is a generic question over the sample documents."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any
 from primflow.api.config import Query
 from primflow.api.documents import DocumentError, load_documents
 from primflow.api.lower import LoweringError, lower_query
-from primflow.apps import APPS, UnknownAppError, get_app
+from primflow.api.spec import SpecError
+from primflow.apps import App
+from primflow.commands.app_args import AppChoiceError, add_app_arguments, chosen_app
 from primflow.engines.profile import load_profiles
 from primflow.graph.ir import Graph
 from primflow.graph.printers import to_dot, to_json, to_mermaid, to_text
@@ -23,7 +26,7 @@ FORMATS = ("text", "json", "dot", "mermaid")
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("app", help=f"application: {', '.join(APPS)}")
+    add_app_arguments(parser)
     parser.add_argument(
         "--optimized", action="store_true", help="show the e-graph after the optimization passes"
     )
@@ -38,7 +41,10 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def build_graph(args: argparse.Namespace) -> Graph:
-    app = get_app(args.app)
+    return graph_for(chosen_app(args), args)
+
+
+def graph_for(app: App, args: argparse.Namespace) -> Graph:
     query = app.sample_query()
     if args.question or args.docs:
         documents = load_documents(args.docs) if args.docs else query.documents
@@ -69,9 +75,10 @@ def render(graph: Graph, fmt: str, name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        graph = build_graph(args)
-    except (UnknownAppError, DocumentError, LoweringError, ValueError, OSError) as exc:
+        app = chosen_app(args)
+        graph = graph_for(app, args)
+    except (AppChoiceError, SpecError, DocumentError, LoweringError, ValueError, OSError) as exc:
         print(f"primflow graph: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(render(graph, args.format, args.app))
+    sys.stdout.write(render(graph, args.format, app.name))
     return 0

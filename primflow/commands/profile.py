@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from primflow.commands.engine_options import OptionError, add_model_options, check_model_options
 from primflow.commands.profile_samples import (
     Sample,
     describe,
@@ -66,6 +69,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         action="store_true",
         help="profile the LLM's fast option (Q4_0 conversion with flash attention)",
     )
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,11 +88,17 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print(f"primflow profile: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
+    try:
+        check_model_options(args)
+    except OptionError as exc:
+        print(f"primflow profile: {exc}", file=sys.stderr)
+        return 2
     out = args.out or Path("profiles") / f"{socket.gethostname()}.json"
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):
         _log.warning("load average %.1f; other work will inflate the latencies", load)
-    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed, args.llm_fast))
+    models = Models(args.llm_model, args.embed_model)
+    profiles = asyncio.run(profile_engines(names, args.repeats, args.seed, args.llm_fast, models))
     save_profiles(profiles, out)
     for name, profile in profiles.items():
         print(f"{name:13s} {describe(profile)}")
@@ -96,13 +106,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Models:
+    """The model files to profile (None: the shipped ones)."""
+
+    llm: Path | None = None
+    embed: Path | None = None
+
+
 async def profile_engines(
-    names: Sequence[str], repeats: int, seed: int, is_llm_fast: bool = False
+    names: Sequence[str],
+    repeats: int,
+    seed: int,
+    is_llm_fast: bool = False,
+    models: Models | None = None,
 ) -> dict[str, LatencyProfile]:
+    chosen = models or Models()
     measures: dict[str, Callable[[int, np.random.Generator], Awaitable[list[Sample]]]] = {
-        "embedder": measure_embedder,
+        "embedder": functools.partial(measure_embedder, model_dir=chosen.embed),
         "vector_index": measure_vector,
-        "reranker": measure_reranker,
+        "reranker": functools.partial(measure_reranker, model_dir=chosen.embed),
         "web_search": measure_web_search,
     }
     rng = np.random.default_rng(seed)
@@ -111,7 +134,7 @@ async def profile_engines(
         if name == "llm":
             from primflow.commands.profile_llm import profile_llm
 
-            profiles[name] = await profile_llm(repeats, rng, is_llm_fast)
+            profiles[name] = await profile_llm(repeats, rng, is_llm_fast, chosen.llm)
             continue
         samples = await measures[name](repeats, rng)
         profiles[name] = fit_profile(samples, LatencyProfile.default_for(name))
@@ -121,10 +144,12 @@ async def profile_engines(
 # --- measuring ---
 
 
-async def measure_embedder(repeats: int, rng: np.random.Generator) -> list[Sample]:
+async def measure_embedder(
+    repeats: int, rng: np.random.Generator, model_dir: Path | None = None
+) -> list[Sample]:
     from primflow.engines.embedder import EmbedderEngine
 
-    engine = EmbedderEngine()
+    engine = EmbedderEngine(model_dir=model_dir)
     await engine.start()
     samples = []
     for num_words in (8, 48):
@@ -162,10 +187,12 @@ async def measure_vector(repeats: int, rng: np.random.Generator) -> list[Sample]
     return samples
 
 
-async def measure_reranker(repeats: int, rng: np.random.Generator) -> list[Sample]:
+async def measure_reranker(
+    repeats: int, rng: np.random.Generator, model_dir: Path | None = None
+) -> list[Sample]:
     from primflow.engines.rerank import RerankEngine
 
-    engine = RerankEngine()
+    engine = RerankEngine(model_dir=model_dir)
     samples = []
     for batch_size in (1, 2, 4, 8):
 

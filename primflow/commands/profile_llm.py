@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,18 @@ from primflow.graph.ir import Op
 
 
 async def profile_llm(
-    repeats: int, rng: np.random.Generator, is_llm_fast: bool = False
+    repeats: int,
+    rng: np.random.Generator,
+    is_llm_fast: bool = False,
+    model_path: Path | None = None,
 ) -> LatencyProfile:
-    """The LLM's call-level fit plus its step-cost model (``fit_step_cost``)."""
+    """The LLM's call-level fit plus its step-cost model (``fit_step_cost``);
+    ``model_path`` None profiles the shipped SmolLM2."""
     from primflow.engines.llm import LlamaEngine
 
     fast: dict[str, Any] = {"quantization": "q4_0", "flash_attn": True} if is_llm_fast else {}
-    engine = LlamaEngine("llm", n_ctx=4096, n_seq_max=16, **fast)
+    path = str(model_path) if model_path is not None else None
+    engine = LlamaEngine("llm", path, n_ctx=4096, n_seq_max=16, **fast)
     await engine.start()
     steps = await measure_llm_steps(engine, repeats, rng)  # first: an empty KV cache
     samples = await measure_llm_calls(engine, repeats, rng)

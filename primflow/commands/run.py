@@ -1,5 +1,7 @@
 """`primflow run APP --docs PATH --question TEXT`: answer questions over your documents
 (or `--collection NAME`: over a collection `primflow index` made, skipping indexing).
+`primflow run --spec FLOW.yaml [--import STEPS.py] ...` runs a workflow of your own the
+same way (passes, scheduling, streaming, timing table).
 
 Loads and checks every input before any model loads (a bad path, an empty folder, an
 unreadable PDF or an unknown app fail fast with a message naming what is wrong and exit
@@ -17,9 +19,13 @@ import sys
 from typing import Any
 
 from primflow.api.documents import DocumentError
-from primflow.apps import APPS
 from primflow.collections import CollectionError
-from primflow.commands.engine_options import add_engine_options, add_engines_option
+from primflow.commands.app_args import add_app_arguments
+from primflow.commands.engine_options import (
+    add_engine_options,
+    add_engines_option,
+    add_sampling_options,
+)
 from primflow.commands.run_inputs import InputError, check_engines_file, read_inputs
 from primflow.commands.store_args import add_store_arguments
 
@@ -31,7 +37,7 @@ EXIT_QUERY_FAILED = 4
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("app", help=f"application: {', '.join(APPS)}")
+    add_app_arguments(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--docs", help="a file or folder of .txt, .md, .pdf, .jsonl documents")
     source.add_argument(
@@ -61,6 +67,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         "and report the uncontended critical-path lower bound",
     )
     add_engine_options(parser)
+    add_sampling_options(parser)
     add_store_arguments(parser)
     add_engines_option(parser)
 

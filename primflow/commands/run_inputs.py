@@ -15,8 +15,9 @@ from typing import Any
 from primflow.api.documents import Document, load_documents
 from primflow.api.indexed import without_indexing
 from primflow.api.template import TemplateError
-from primflow.apps import UnknownAppError, get_app
+from primflow.apps import App
 from primflow.collections import Backend, Collection
+from primflow.commands.app_args import AppChoiceError, chosen_app
 from primflow.commands.engine_options import OptionError, check_engine_options
 from primflow.commands.store_args import store_of
 
@@ -27,7 +28,7 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class RunInputs:
-    app: str
+    app: App
     questions: list[str]
     documents: list[Document]
     config_changes: dict[str, Any]
@@ -37,14 +38,14 @@ class RunInputs:
 def read_inputs(args: argparse.Namespace) -> RunInputs:
     """Everything the run needs from disk, checked; raises InputError / DocumentError."""
     try:
-        app = get_app(args.app)
-    except UnknownAppError as exc:
+        app = chosen_app(args)
+    except AppChoiceError as exc:
         raise InputError(str(exc)) from None
     needs_documents = any(c.kind == "chunk" for c in app.template().components)
     documents: list[Document] = []
     collection = None
     if getattr(args, "collection", None):
-        collection = read_collection(args, app.name)
+        collection = read_collection(args, app)
     elif args.docs:
         documents = load_documents(args.docs)
     elif needs_documents:
@@ -58,16 +59,16 @@ def read_inputs(args: argparse.Namespace) -> RunInputs:
         changes = check_engine_options(args)
     except OptionError as exc:
         raise InputError(str(exc)) from None
-    return RunInputs(app.name, questions, documents, changes, collection)
+    return RunInputs(app, questions, documents, changes, collection)
 
 
-def read_collection(args: argparse.Namespace, app_name: str) -> Collection:
+def read_collection(args: argparse.Namespace, app: App) -> Collection:
     """The ``--collection`` to query, checked: it exists, holds chunks, and the app can
     read a collection (raises CollectionError / InputError)."""
     try:
-        without_indexing(get_app(app_name).template())
+        without_indexing(app.template())
     except TemplateError as exc:
-        raise InputError(f"app {app_name!r} cannot answer from a collection: {exc}") from None
+        raise InputError(f"app {app.name!r} cannot answer from a collection: {exc}") from None
     collection = store_of(args).open(args.collection)
     if collection.meta.num_chunks == 0:
         raise InputError(f"collection {collection.name!r} is empty: run `primflow index` first")

@@ -32,6 +32,7 @@ EXIT_BAD_INPUT = 2
 RENAMED = {"cores": "num_cores", "engines": "engines_file"}
 PATH_OPTIONS = frozenset({"profiles", "engines", "collections_dir"})
 NOT_SETTINGS = frozenset({"config", "max_tokens", "command", "api_key"})
+MODEL_OPTIONS = ("llm_model", "embed_model")  # engine_options.add_model_options
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -145,10 +146,18 @@ def settings_from(args: argparse.Namespace) -> Any:
         max_tokens=options.get("max_tokens"),
         cores=options.get("cores"),
         profiles=options.get("profiles"),
+        llm_model=options.get("llm_model"),
+        embed_model=options.get("embed_model"),
     )
     changes = check_engine_options(checked)
     _check_engines_file(options.get("engines"))
     names = {f.name for f in fields(ServeSettings)}
+    for dest in MODEL_OPTIONS:
+        # Until the server's settings carry the model files, refuse them rather than
+        # serve the shipped models in silence.
+        if options.get(dest) is not None and dest not in names:
+            flag = "--" + dest.replace("_", "-")
+            raise OptionError(f"{flag}: primflow serve does not take a model file yet")
     values: dict[str, Any] = {}
     for dest, value in options.items():
         name = RENAMED.get(dest, dest)

@@ -1,5 +1,9 @@
 """`primflow simulate APP`: run an app (or a scheduling scenario) on simulated engines.
 
+`--spec FILE` (with `--import` for its function steps) simulates a workflow of your own;
+its sample query is a generic question over the sample documents unless `--question`
+and `--docs` say otherwise.
+
 The real runtime runs on latency-model fake engines on a virtual clock, so a minute
 of Poisson traffic takes a fraction of a second and a seeded run is exactly
 reproducible. Prints mean / p50 / p95 / p99 latency per scheme and batching policy.
@@ -14,7 +18,10 @@ import math
 import sys
 from typing import Any
 
-from primflow.apps import APPS
+from primflow.api.documents import DocumentError, load_documents
+from primflow.api.spec import SpecError
+from primflow.apps import APPS, App, is_spec_path
+from primflow.commands.app_args import AppChoiceError, add_app_arguments, chosen_app
 from primflow.engines.policies import POLICIES
 from primflow.sim.profiles import PROFILE_PRESETS, preset
 from primflow.sim.scenarios import SCENARIOS
@@ -24,8 +31,9 @@ from primflow.sim.workload import QUERY_SOURCES, SCHEMES, Workload, app_workload
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=__doc__)
-    targets = ", ".join([*APPS, *SCENARIOS])
-    parser.add_argument("app", help=f"application or scenario to simulate ({targets})")
+    add_app_arguments(parser, extra_names=[f"{s} (scenario)" for s in SCENARIOS])
+    parser.add_argument("--question", help="the sample query's question (default: the app's)")
+    parser.add_argument("--docs", help="the sample query's documents (default: the app's)")
     parser.add_argument("--rate", type=float, default=1.0, help="requests per second (Poisson)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
     parser.add_argument(
@@ -58,12 +66,13 @@ def run(args: argparse.Namespace) -> int:
         policies = list(POLICIES) if args.compare else _choices(args.policy, POLICIES, "policy")
         schemes = _choices(args.scheme, SCHEMES, "scheme")
         config = _config(args)
+        app = None if _is_scenario(args) else _with_sample(chosen_app(args), args)
         results = [
-            simulate(_workload(args, scheme), _with_policy(config, policy))
+            simulate(_workload(args, app, scheme), _with_policy(config, policy))
             for scheme in schemes
             for policy in policies
         ]
-    except (ValueError, FileNotFoundError) as err:
+    except (AppChoiceError, SpecError, DocumentError, ValueError, FileNotFoundError) as err:
         print(f"primflow simulate: error: {err}", file=sys.stderr)
         return 2
     if args.json:
@@ -122,19 +131,44 @@ def _with_policy(config: SimConfig, policy: str) -> SimConfig:
     return dataclasses.replace(config, policy=policy)
 
 
-def _workload(args: argparse.Namespace, scheme: str) -> Workload:
-    if args.app in SCENARIOS:
-        return SCENARIOS[args.app]()
-    if args.app not in APPS:
+def _is_scenario(args: argparse.Namespace) -> bool:
+    if args.spec is not None or args.app is None or is_spec_path(args.app):
+        return False
+    if args.app not in APPS and args.app not in SCENARIOS:
         known = ", ".join([*APPS, *SCENARIOS])
-        raise ValueError(f"unknown app or scenario {args.app!r} (known: {known})")
-    return app_workload(args.app, scheme, preset(args.hardware), queries=args.queries)
+        raise ValueError(
+            f"unknown app or scenario {args.app!r} (known: {known}); or pass --spec FILE"
+        )
+    return args.app in SCENARIOS
+
+
+def _workload(args: argparse.Namespace, app: App | None, scheme: str) -> Workload:
+    if app is None:
+        return SCENARIOS[args.app]()
+    return app_workload(app, scheme, preset(args.hardware), queries=args.queries)
+
+
+def _with_sample(app: App, args: argparse.Namespace) -> App:
+    """``app`` with ``--question`` / ``--docs`` as its sample query."""
+    if args.question is not None and not args.question.strip():
+        raise ValueError("--question is empty")
+    changes: dict[str, Any] = {}
+    if args.question:
+        changes["sample_question"] = args.question
+    if args.docs:
+        documents = load_documents(args.docs)
+        changes["sample_documents"] = lambda: documents
+    return dataclasses.replace(app, **changes) if changes else app
+
+
+def _title(args: argparse.Namespace) -> str:
+    return str(args.app) if args.spec is None else str(args.spec)
 
 
 def _table(args: argparse.Namespace, results: list[SimResult]) -> str:
     first = results[0]
     lines = [
-        f"{args.app} on simulated {args.hardware} engines: {args.rate:g} q/s Poisson for "
+        f"{_title(args)} on simulated {args.hardware} engines: {args.rate:g} q/s Poisson for "
         f"{args.duration:g} s (seed {args.seed}), {first.stats.num_queries} queries",
         f"{'scheme':<11}{'policy':<15}{'mean_s':>8}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}{'ok':>9}",
     ]

@@ -8,7 +8,8 @@ engines:
     model: Qwen/Qwen2.5-7B-Instruct
     dialect: vllm              # vllm | sglang | llama_cpp | llama_cpp_python | ollama | openai
   embedder:
-    backend: embedded          # today's in-process engine
+    backend: embedded          # the in-process engine
+    model: models/bge-small    # optional: an ONNX model folder (LLM: a .gguf file)
 ```
 
 Invariants: the file is validated as a whole before any engine is built, and every
@@ -18,11 +19,14 @@ runs embedded. Vector index and web search have no OpenAI-compatible API, so the
 embedded only. An API key comes from the file or, better, from the environment variable
 named by ``api_key_env``, read when the stack is built. The remote engines' measured
 latency profiles are read from beside the file (``<stem>.profiles.json``, written by
-`primflow profile --engines FILE`).
+`primflow profile --engines FILE`). An embedded LLM, embedder or reranker may name its
+``model:`` (a GGUF file for an LLM, an ONNX model folder for the others; a relative
+path is relative to the file), checked when the file is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
+from primflow.session.factories import EmbeddedSettings, embedded_factory
 from primflow.session.stack import ENGINE_KINDS, EngineFactory, StackError, read_profiles
 
 REMOTE_KINDS = frozenset({EngineKind.LLM, EngineKind.EMBEDDER, EngineKind.RERANKER})
@@ -47,9 +52,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Embedded kinds that load a model a user may choose.
+MODEL_KINDS = frozenset({EngineKind.LLM, EngineKind.EMBEDDER, EngineKind.RERANKER})
+
+
 class EmbeddedBackend(_Strict):
     backend: Literal["embedded"]
     kind: EngineKind | None = None
+    model: Path | None = None  # GGUF file (LLM) or ONNX model folder; None: shipped one
 
 
 class OpenAIBackend(_Strict):
@@ -118,9 +128,40 @@ class EngineConfig(_Strict):
                     f"engines.{name}.backend: a {kind} engine has no OpenAI-compatible API; "
                     "use backend: embedded"
                 )
+            if isinstance(entry, EmbeddedBackend) and entry.model is not None:
+                _check_model(name, kind, entry.model)
+
+    def with_models_under(self, folder: Path) -> EngineConfig:
+        """A copy whose relative ``model:`` paths are relative to ``folder``."""
+        engines = {
+            name: entry.model_copy(update={"model": folder / entry.model})
+            if isinstance(entry, EmbeddedBackend)
+            and entry.model is not None
+            and not entry.model.is_absolute()
+            else entry
+            for name, entry in self.engines.items()
+        }
+        return self.model_copy(update={"engines": engines})
 
 
-def parse_engine_config(data: Any, source: str = "<engines>") -> EngineConfig:
+def _check_model(name: str, kind: EngineKind, model: Path) -> None:
+    from primflow.engines.model_paths import ModelPathError, check_embed_model, check_llm_model
+
+    if kind not in MODEL_KINDS:
+        raise EngineConfigError(f"engines.{name}.model: a {kind} engine loads no model")
+    try:
+        if kind is EngineKind.LLM:
+            check_llm_model(model)
+        else:
+            check_embed_model(model)
+    except ModelPathError as exc:
+        raise EngineConfigError(f"engines.{name}.model: {exc}") from None
+
+
+def parse_engine_config(
+    data: Any, source: str = "<engines>", base_dir: Path | None = None
+) -> EngineConfig:
+    """Validate an engine stack mapping; ``base_dir`` anchors relative ``model:`` paths."""
     try:
         config = EngineConfig.model_validate(data)
     except ValidationError as err:
@@ -128,6 +169,8 @@ def parse_engine_config(data: Any, source: str = "<engines>") -> EngineConfig:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise EngineConfigError(f"{source}: {problems}") from None
+    if base_dir is not None:
+        config = config.with_models_under(base_dir)
     try:
         config.check()
     except EngineConfigError as err:
@@ -143,7 +186,7 @@ def load_engine_config(path: Path) -> EngineConfig:
         raise EngineConfigError(f"cannot read engine file {str(path)!r}: {err}") from None
     except yaml.YAMLError as err:
         raise EngineConfigError(f"{str(path)!r} is not valid YAML: {err}") from None
-    return parse_engine_config(data, str(path))
+    return parse_engine_config(data, str(path), base_dir=path.parent)
 
 
 def config_factory(
@@ -151,8 +194,11 @@ def config_factory(
     embedded: EngineFactory,
     measured: Mapping[str, LatencyProfile] | None = None,
     engines_file: Path | None = None,
+    settings: EmbeddedSettings | None = None,
 ) -> EngineFactory:
-    """Builds the file's remote engines; ``embedded`` builds the rest.
+    """Builds the file's remote engines and its embedded engines with a ``model:`` of
+    their own (on ``settings``, the embedded engines' other knobs); ``embedded`` builds
+    the rest.
 
     A remote engine's profile is its entry in ``measured`` (what `primflow profile
     --engines FILE` saved), else the one the stack passes (``--profiles``), else its
@@ -164,11 +210,21 @@ def config_factory(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
     ) -> Engine:
         entry = config.engines.get(name)
-        if not isinstance(entry, OpenAIBackend):
-            return embedded(name, kind, budget, profile)
-        return build_remote(name, kind, entry, found.get(name) or profile, engines_file)
+        if isinstance(entry, OpenAIBackend):
+            return build_remote(name, kind, entry, found.get(name) or profile, engines_file)
+        if isinstance(entry, EmbeddedBackend) and entry.model is not None:
+            chosen = with_model(settings or EmbeddedSettings(), kind, entry.model)
+            return embedded_factory(chosen)(name, kind, budget, profile)
+        return embedded(name, kind, budget, profile)
 
     return build
+
+
+def with_model(settings: EmbeddedSettings, kind: EngineKind, model: Path) -> EmbeddedSettings:
+    """``settings`` with ``model`` as the model of a ``kind`` engine."""
+    if kind is EngineKind.LLM:
+        return dataclasses.replace(settings, llm_model_path=str(model), judge_model_path=None)
+    return dataclasses.replace(settings, embed_model_dir=model)
 
 
 def build_remote(
@@ -221,13 +277,17 @@ def build_remote(
     raise EngineConfigError(f"engines.{name}.backend: no remote engine of kind {kind}")
 
 
-def stack_factory(engines_file: Path | None, embedded: EngineFactory) -> EngineFactory:
+def stack_factory(
+    engines_file: Path | None, embedded: EngineFactory, settings: EmbeddedSettings | None = None
+) -> EngineFactory:
     """The factory for `--engines FILE` (None: every engine embedded), with the remote
-    engines' profiles saved beside the file. For run, bench and serve alike."""
+    engines' profiles saved beside the file. For run, bench, profile and serve alike;
+    ``settings`` are the embedded engines' knobs, for the file's engines with a
+    ``model:`` of their own."""
     if engines_file is None:
         return embedded
     from primflow.engines.remote.profile import profiles_path_for
 
     config = load_engine_config(engines_file)
     measured = read_profiles(profiles_path_for(engines_file))
-    return config_factory(config, embedded, measured, engines_file)
+    return config_factory(config, embedded, measured, engines_file, settings)

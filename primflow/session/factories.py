@@ -18,6 +18,7 @@ from pathlib import Path
 
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.function import FunctionEngine
+from primflow.engines.model_paths import ModelPathError
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.session.stack import EngineFactory
@@ -31,8 +32,11 @@ class EngineUnavailable(RuntimeError):
 class EmbeddedSettings:
     """Knobs of the embedded engines; ``None`` keeps each engine's own default."""
 
-    llm_model_path: str | None = None
+    llm_model_path: str | None = None  # a GGUF file; None: the shipped SmolLM2
     judge_model_path: str | None = None  # None: the same file as the core LLM
+    # An ONNX embedding model folder (model.onnx + tokenizer.json) for the embedder and
+    # the cosine reranker; None: the shipped all-MiniLM-L6-v2.
+    embed_model_dir: Path | None = None
     n_ctx: int = 16384  # contextual retrieval situates ~20 chunks of ~600 tokens at once
     n_seq_max: int = 32
     # The LLM's fast batching option (docs/results/llm-engine.md): a cached Q4_0 conversion of
@@ -53,6 +57,8 @@ def embedded_factory(settings: EmbeddedSettings | None = None) -> EngineFactory:
     ) -> Engine:
         try:
             return _build_embedded(name, kind, budget, profile, chosen)
+        except ModelPathError as exc:
+            raise EngineUnavailable(f"engine {name!r} ({kind}): {exc}") from None
         except ImportError as exc:
             raise EngineUnavailable(
                 f"engine {name!r} ({kind}) is not available: {exc}; "
@@ -90,7 +96,9 @@ def _build_embedded(
     if kind is EngineKind.EMBEDDER:
         from primflow.engines.embedder import EmbedderEngine
 
-        return EmbedderEngine(name, profile=profile, budget=budget)
+        return EmbedderEngine(
+            name, profile=profile, budget=budget, model_dir=settings.embed_model_dir
+        )
     if kind is EngineKind.VECTOR_INDEX:
         from primflow.engines.vector import FaissEngine
 
@@ -98,7 +106,9 @@ def _build_embedded(
     if kind is EngineKind.RERANKER:
         from primflow.engines.rerank import RerankEngine
 
-        return RerankEngine(name, profile=profile, budget=budget)
+        return RerankEngine(
+            name, profile=profile, budget=budget, model_dir=settings.embed_model_dir
+        )
     if kind is EngineKind.WEB_SEARCH:
         from primflow.engines.websearch import Bm25Backend, WebSearchEngine, load_jsonl
 

@@ -56,6 +56,8 @@ class SimLLM(FakeLLM):
 class SimFunction(FakeEngine):
     """A function engine in virtual time: the profile's latency, then the real call."""
 
+    kind = EngineKind.FUNCTION
+
     def compute(self, request: EngineRequest) -> Outputs:
         ref = function_of(request.params)
         if ref.is_async:

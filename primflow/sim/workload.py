@@ -25,7 +25,7 @@ import numpy as np
 
 from primflow.api.config import Query
 from primflow.api.lower import lower_query
-from primflow.apps import get_app
+from primflow.apps import App, resolve_app
 from primflow.apps.samples import sample_questions
 from primflow.engines.base import EngineKind
 from primflow.engines.profile import LatencyProfile
@@ -76,14 +76,15 @@ def scheme_passes(scheme: str, profiles: Mapping[str, LatencyProfile]) -> list[G
 
 
 def app_workload(
-    app_name: str,
+    app_name: App | str,
     scheme: str,
     profiles_by_kind: Mapping[str, LatencyProfile],
     *,
     queries: str = "sample",
 ) -> Workload:
-    """The workload of app ``app_name`` run under ``scheme`` (see module docstring)."""
-    app = get_app(app_name)
+    """The workload of ``app_name`` (a built-in app's name or an :class:`App` of your
+    own) run under ``scheme`` (see module docstring)."""
+    app = resolve_app(app_name)
     if queries not in QUERY_SOURCES:
         known = ", ".join(QUERY_SOURCES)
         raise ValueError(f"unknown query source {queries!r} (known: {known})")

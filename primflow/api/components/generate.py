@@ -13,10 +13,17 @@ it never does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 from primflow.api.component import Component, Role
-from primflow.api.components.llm_call import Binding, DecodeSpec, add_llm_call, text_of
+from primflow.api.components.llm_call import (
+    Binding,
+    DecodeSpec,
+    add_llm_call,
+    answer_decode_spec,
+    text_of,
+)
 from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
 from primflow.api.expansion import LoweringContext
 from primflow.graph import ops
@@ -34,7 +41,8 @@ class Generate(Component):
     ``{placeholder}`` must be bound to a channel in ``reads``; write ``{{`` for a literal
     brace. Put early inputs first: the part of the prompt before the first late input is
     prefilled while that input is still being computed. The answer follows the query's
-    ``max_tokens`` and ``ignore_eos``.
+    ``max_tokens``, ``ignore_eos``, sampling settings (``temperature``, ``top_p``,
+    ``sample_top_k``, ``seed``) and ``stop`` strings (after the component's own).
 
     Args:
         name: the component's name (default ``generate``).
@@ -144,11 +152,9 @@ class Generate(Component):
         return template.replace("{num_expansions}", str(ctx.config.num_expansions))
 
     def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
-        return DecodeSpec(
-            max_tokens=self.max_tokens or ctx.config.max_tokens,
-            stop=self.stop,
-            ignore_eos=ctx.config.ignore_eos and self.grammar is None,
-            grammar=self.grammar,
+        spec = answer_decode_spec(ctx, self.max_tokens or ctx.config.max_tokens, self.stop)
+        return dataclasses.replace(
+            spec, ignore_eos=spec.ignore_eos and self.grammar is None, grammar=self.grammar
         )
 
     def expand(self, ctx: LoweringContext) -> None:

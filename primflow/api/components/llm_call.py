@@ -9,6 +9,13 @@ schema) ends when its structure closes, and running it past that would only feed
 grammar tokens it cannot accept, so asking for both is a lowering error. Components
 that lower structured calls (expansion, judge, situate) never set it. The decode gets
 the param only when it is set, so graphs of ordinary queries stay as they were.
+
+Sampling (``temperature``, ``top_p``, ``top_k``, ``seed``; the config's
+``sample_top_k`` is the decode's ``top_k``) likewise: the decode gets
+those params only when ``temperature > 0`` (greedy decoding ignores the rest), so a
+greedy query's graph, and its cache entry, do not depend on them. Free-text answer
+calls take them from the query's config (:func:`answer_decode_spec`); structured calls
+stay greedy.
 """
 
 from __future__ import annotations
@@ -42,6 +49,28 @@ class DecodeSpec:
     # A constrained choice: the decode writes exactly one of these (a grammar on llama.cpp).
     choices: Sequence[str] | None = None
     grammar: str | None = None  # a GBNF grammar of its own (e.g. arithmetic expressions)
+    temperature: float = 0.0  # 0: greedy; see the module doc
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no limit
+    seed: int | None = None  # None: a random seed per call (when sampling)
+
+
+def answer_decode_spec(
+    ctx: LoweringContext, max_tokens: int, stop: Sequence[str] | None = None
+) -> DecodeSpec:
+    """A free-text answer's decode: ``max_tokens``, the component's ``stop`` strings then
+    the query's, and the query's ``ignore_eos`` and sampling settings."""
+    config = ctx.config
+    stops = list(dict.fromkeys([*(stop or ()), *config.stop]))
+    return DecodeSpec(
+        max_tokens=max_tokens,
+        stop=stops or None,
+        ignore_eos=config.ignore_eos,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.sample_top_k,
+        seed=config.seed,
+    )
 
 
 def add_llm_call(
@@ -107,6 +136,14 @@ def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
         params["choices"] = list(spec.choices)
     if spec.grammar:
         params["grammar"] = spec.grammar
+    if spec.temperature > 0:
+        params["temperature"] = spec.temperature
+        if spec.top_p < 1.0:
+            params["top_p"] = spec.top_p
+        if spec.top_k > 0:
+            params["top_k"] = spec.top_k
+        if spec.seed is not None:
+            params["seed"] = spec.seed
     return Node(
         f"{base}.decode",
         Op.LLM_DECODE,

@@ -9,7 +9,7 @@
 
 The passage count comes from the context channel's known size (top-k); each call reads
 its passages through a ``select`` slice of that list. Every call writes free text, so
-each follows the query's ``ignore_eos``.
+each follows the query's ``ignore_eos``, sampling settings and stop strings.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from primflow.api.components.llm_call import (
     Binding,
     DecodeSpec,
     add_llm_call,
+    answer_decode_spec,
     item_slices,
     text_of,
 )
@@ -36,7 +37,8 @@ class Synthesize(Component):
     the first ``passages_per_call`` passages, each later call improves the answer with the
     next ones) or ``tree`` (one call per group of passages, then calls that combine
     ``tree_fanout`` partial answers level by level up to one root). The passage count is the
-    context channel's known size (its top-k). Every call follows ``ignore_eos``.
+    context channel's known size (its top-k). Every call follows ``ignore_eos`` and the
+    query's sampling settings and stop strings.
 
     Args:
         name: the component's name (default ``synthesize``).
@@ -111,7 +113,7 @@ def _prompt(ctx: LoweringContext, name: str) -> str:
 
 
 def _answer_decode(ctx: LoweringContext) -> DecodeSpec:
-    return DecodeSpec(max_tokens=ctx.config.max_tokens, ignore_eos=ctx.config.ignore_eos)
+    return answer_decode_spec(ctx, ctx.config.max_tokens)
 
 
 def _answer_call(ctx: LoweringContext, base: str, question: Source, context: Binding) -> Source:

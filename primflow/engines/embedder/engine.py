@@ -11,6 +11,8 @@ back per request. Invariants:
 - A request with bad items fails alone; the rest of the batch still runs.
 - Runs on the engine's own thread; before each sub-batch it asks the core budget how
   many threads to use.
+- ``model_dir`` (a user's ONNX model folder) replaces the shipped MiniLM; a folder that
+  is not a model fails ``start`` with an ``EngineError`` naming the path.
 - Abort of a running batch (``engines/threaded.py``): the sub-batch running when the
   abort comes finishes and holds its core-budget lease to its end; if every request of
   the batch belongs to an ended query, the remaining sub-batches are skipped, so the
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from primflow.engines.base import EngineError, EngineKind, EngineRequest
-from primflow.engines.embedder.encoder import MiniLMEncoder, shared_encoder
+from primflow.engines.embedder.encoder import MiniLMEncoder, model_id_for, shared_encoder
+from primflow.engines.model_paths import ModelPathError
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.threaded import Outcome, ThreadedEngine
@@ -64,24 +68,36 @@ class EmbedderEngine(ThreadedEngine):
         encoder: MiniLMEncoder | None = None,
         profile: LatencyProfile | None = None,
         budget: CoreBudget | None = None,
+        model_dir: Path | None = None,
     ) -> None:
         super().__init__(name, profile, budget)
         self._encoder = encoder
+        self.model_dir = model_dir
         self._is_started = False
 
     @property
     def encoder(self) -> MiniLMEncoder:
         if self._encoder is None:
-            self._encoder = shared_encoder()
+            self._encoder = shared_encoder(self.model_dir)
         return self._encoder
+
+    @property
+    def model_id(self) -> str:
+        """The model this engine runs, as a collection records it."""
+        if self._encoder is not None:
+            return self._encoder.model_id
+        return model_id_for(self.model_dir)
 
     async def start(self) -> None:
         if self._is_started:
             return
-        encoder = self.encoder
-        # Warm both sessions on the engine thread, where they will run.
-        counts = sorted({1, encoder.max_num_threads})
-        await self._run_on_engine_thread(lambda: encoder.warm_up(counts))
+        try:
+            encoder = self.encoder
+            # Warm both sessions on the engine thread, where they will run.
+            counts = sorted({1, encoder.max_num_threads})
+            await self._run_on_engine_thread(lambda: encoder.warm_up(counts))
+        except ModelPathError as exc:
+            raise EngineError(self.name, "<start>", str(exc)) from None
         self._is_started = True
 
     async def _run_on_engine_thread(self, fn: Any) -> Any:

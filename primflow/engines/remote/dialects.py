@@ -59,6 +59,8 @@ class Dialect:
     grammar: GrammarField
     # Field that keeps generating past end-of-sequence (fixed-length answers), or None.
     ignore_eos_field: str | None
+    # Whether generation requests take ``top_k`` (not an OpenAI API field).
+    has_top_k: bool = False
     # Extra fields every generation request carries (e.g. llama.cpp's cache_prompt).
     extra_fields: tuple[tuple[str, object], ...] = ()
     # Rerank endpoint path, or None when the server family has none.
@@ -70,6 +72,7 @@ class Dialect:
 DIALECTS: dict[DialectName, Dialect] = {
     DialectName.VLLM: Dialect(
         DialectName.VLLM,
+        has_top_k=True,
         priority_sign=-1,
         can_reuse_prefix=True,  # automatic prefix caching (on by default in vLLM V1)
         grammar=GrammarField.GUIDED_JSON,
@@ -78,6 +81,7 @@ DIALECTS: dict[DialectName, Dialect] = {
     ),
     DialectName.SGLANG: Dialect(
         DialectName.SGLANG,
+        has_top_k=True,
         priority_sign=1,
         can_reuse_prefix=True,  # RadixAttention
         grammar=GrammarField.RESPONSE_FORMAT,
@@ -86,6 +90,7 @@ DIALECTS: dict[DialectName, Dialect] = {
     ),
     DialectName.LLAMA_CPP: Dialect(
         DialectName.LLAMA_CPP,
+        has_top_k=True,
         priority_sign=0,
         can_reuse_prefix=True,  # cache_prompt: a slot keeps its last prompt's KV
         grammar=GrammarField.GBNF,
@@ -96,6 +101,7 @@ DIALECTS: dict[DialectName, Dialect] = {
     ),
     DialectName.LLAMA_CPP_PYTHON: Dialect(
         DialectName.LLAMA_CPP_PYTHON,
+        has_top_k=True,
         priority_sign=0,
         # One context: a request reuses the longest token prefix it shares with the
         # previous request (and with `--cache true`, with older cached prompts).

@@ -82,6 +82,8 @@ def decode_body(
     if "seed" in params:
         body["seed"] = int(params["seed"])
     if int(params.get("top_k", 0)) > 0:
+        if not dialect.has_top_k:
+            raise ValueError(f"the {dialect.name} dialect takes no top_k; use top_p instead")
         body["top_k"] = int(params["top_k"])
     stop = params.get("stop")
     if stop:

@@ -10,6 +10,7 @@ cross-encoder (rerankers.py says why).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from primflow.engines.base import EngineError, EngineKind, EngineRequest
@@ -40,12 +41,14 @@ class RerankEngine(ThreadedEngine):
         encoder: MiniLMEncoder | None = None,
         profile: LatencyProfile | None = None,
         budget: CoreBudget | None = None,
+        model_dir: Path | None = None,
     ) -> None:
+        """``model_dir``: a user's ONNX embedding model folder instead of MiniLM."""
         super().__init__(name, profile, budget)
         if reranker is None:
             if method not in METHODS:
                 raise ValueError(f"rerank method {method!r} is not one of {METHODS}")
-            enc = encoder or shared_encoder()
+            enc = encoder or shared_encoder(model_dir)
 
             def encode(texts: Sequence[str]) -> Any:
                 return enc.encode(texts, thread_lease=self.lease_threads)
