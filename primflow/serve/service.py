@@ -25,6 +25,7 @@ from primflow.serve.apps import resolve_apps
 from primflow.serve.events import NodeListener, ServerHook
 from primflow.serve.metrics import ServerMetrics
 from primflow.serve.settings import ServeSettings
+from primflow.serve.tracing import ServeTracing
 from primflow.session.factories import embedded_factory
 from primflow.session.session import Answer, OnText, Session
 from primflow.session.stack import EngineStack, read_profiles
@@ -60,6 +61,7 @@ class Service:
         self.session: Session | None = None
         self.running: dict[str, RunningQuery] = {}
         self.started_s = time.time()
+        self.tracing = ServeTracing()
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -79,7 +81,8 @@ class Service:
         )
         await stack.start()
         self.stack = stack
-        self.session = Session(stack, hooks=[self.hook])
+        self.session = Session(stack, hooks=[self.hook, *self.tracing.hooks(stack)])
+        self.tracing.bind(self.session)
         await self.session.start()
         self.metrics.watch(stack, self.session.runtime, lambda: self.admission.num_active)
 
@@ -165,6 +168,7 @@ class Service:
         self.metrics.queries.labels(query.app, _status(task)).inc()
         if not task.cancelled() and task.exception() is None:
             self.metrics.latency.labels(query.app).observe(task.result().latency_s)
+            self.tracing.record(task.result())
 
     def count_refused(self, app: str, status: str) -> None:
         self.metrics.queries.labels(app, status).inc()

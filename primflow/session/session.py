@@ -92,6 +92,7 @@ class Answer:
     honored: Graph | None = None
     num_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per prefill phase
     solo: SoloBound | None = None  # set by set_reference
+    pgraph: Graph | None = None  # the p-graph as lowered, before the passes (explain)
 
     @property
     def bound_s(self) -> float | None:
@@ -315,6 +316,7 @@ class Session:
             app_name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
         )
         answer.num_tokens = num_tokens
+        answer.pgraph = lowered.graph
         if scheme == "sequential":  # its primitives ran alone: it is its own reference
             answer.set_reference(answer)
         return answer
