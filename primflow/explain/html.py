@@ -3,8 +3,8 @@
 Plotly draws everything (its JavaScript is inlined once, from the ``plotly`` wheel):
 a Gantt chart of the query's primitives, one bar per primitive in a row per
 primitive grouped by engine (the latency path's bars red, bars of batches shared with
-other queries hatched, hover for the numbers), then the p-graph and the e-graph side
-by side (nodes coloured by engine, the e-graph's latency path outlined), then the gap
+other queries hatched, hover for the numbers), then the p-graph and the e-graph one
+above the other (nodes coloured by engine, the e-graph's latency path outlined), then the gap
 to the uncontended bound and the time per engine as tables. Needs the ``explain``
 extra (plotly).
 """
@@ -19,8 +19,11 @@ from primflow.explain.layout import layered_positions
 from primflow.explain.model import Explanation, GraphView, PrimitiveView
 
 CRITICAL_COLOR = "#d62728"
+CRITICAL_PATH_NAME = "critical path (what the query waited for)"
 ENGINE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+# Horizontal room per node of a graph's widest layer (its label is right of it).
+LABEL_WIDTH_PX = 190
 # Bars shorter than this share of the timeline are widened to stay visible.
 MIN_BAR_SHARE = 0.004
 
@@ -64,23 +67,31 @@ def gantt_figure(explanation: Explanation) -> Any:
 
     span_s = max((p.end_s for p in rows), default=1.0) or 1.0
     figure = go.Figure()
-    for is_path in (False, True):
-        members = [p for p in rows if p.is_on_latency_path == is_path]
+    groups = [(f"engine {e}", color, False) for e, color in colors.items()]
+    groups.append((CRITICAL_PATH_NAME, CRITICAL_COLOR, True))
+    for name, color, is_path in groups:
+        members = [
+            p
+            for p in rows
+            if p.is_on_latency_path == is_path and (is_path or name == f"engine {p.engine}")
+        ]
         if not members:
             continue
         figure.add_trace(
             go.Bar(
-                name="latency path" if is_path else "other primitives",
+                name=name,
                 orientation="h",
                 y=[f"{p.engine} | {p.node}" for p in members],
                 base=[p.start_s for p in members],
                 x=[max(p.end_s - p.start_s, span_s * MIN_BAR_SHARE) for p in members],
                 marker={
-                    "color": [
-                        CRITICAL_COLOR if is_path else colors[str(p.engine)] for p in members
-                    ],
+                    "color": color,
                     "line": {"color": "#222", "width": 1.5 if is_path else 0.5},
-                    "pattern": {"shape": ["/" if p.shared_with else "" for p in members]},
+                    "pattern": {
+                        "shape": ["/" if p.shared_with else "" for p in members],
+                        "fgcolor": "#222",
+                        "fillmode": "overlay",
+                    },
                 },
                 customdata=[p.node for p in members],
                 hovertext=[_hover(p) for p in members],
@@ -107,7 +118,11 @@ def gantt_figure(explanation: Explanation) -> Any:
 def graph_figure(view: GraphView, title: str, colors: dict[str, str], highlighted: set[str]) -> Any:
     go = _plotly()
     names = [str(n["name"]) for n in view.nodes]
-    positions = layered_positions(names, [(s, d) for s, d, _ in view.edges])
+    layered = layered_positions(names, [(s, d) for s, d, _ in view.edges])
+    # Top to bottom (a layer per row), so the long LLM chains do not overlap labels.
+    positions = {n: (x_y[1], -x_y[0]) for n, x_y in layered.items()}
+    num_layers = 1 + int(max((x for x, _ in layered.values()), default=0))
+    widest = max((sum(1 for x, _ in layered.values() if x == i) for i in range(num_layers)))
     figure = go.Figure()
     for kind, dash in (("data", "solid"), ("order", "dot")):
         xs: list[float | None] = []
@@ -134,7 +149,7 @@ def graph_figure(view: GraphView, title: str, colors: dict[str, str], highlighte
             mode="markers+text",
             name="nodes",
             text=names,
-            textposition="top center",
+            textposition="middle right",
             textfont={"size": 9},
             marker={
                 "size": 12,
@@ -157,7 +172,8 @@ def graph_figure(view: GraphView, title: str, colors: dict[str, str], highlighte
         showlegend=False,
         xaxis={"visible": False},
         yaxis={"visible": False},
-        height=480,
+        height=max(360, int(48 * num_layers) + 80),
+        width=max(640, LABEL_WIDTH_PX * widest + 120),
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return figure
@@ -171,9 +187,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _div(figure: Any, div_id: str) -> str:
+def _div(figure: Any, div_id: str, *, is_responsive: bool = True) -> str:
+    config = {**PLOT_CONFIG, "responsive": is_responsive}
     div: str = figure.to_html(
-        full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG
+        full_html=False, include_plotlyjs=False, div_id=div_id, config=config
     )
     return div
 
@@ -191,7 +208,8 @@ def render_page(explanation: Explanation) -> str:
         if view is not None:
             div_id = "pgraph" if view is e.pgraph else "egraph"
             highlighted = on_path if view is e.egraph else set()
-            graphs.append(_div(graph_figure(view, title, colors, highlighted), div_id))
+            figure = graph_figure(view, title, colors, highlighted)
+            graphs.append(f"<div class='graph'>{_div(figure, div_id, is_responsive=False)}</div>")
     gap = e.gap
     if gap.bound_s is not None and gap.gap_s is not None:
         summary = (
@@ -229,7 +247,7 @@ def render_page(explanation: Explanation) -> str:
 <title>primflow trace {html.escape(e.query_id)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
-.graphs {{ display: flex; gap: 1em; }} .graphs > div {{ flex: 1; min-width: 0; }}
+.graph {{ overflow-x: auto; margin-bottom: 1em; }}
 table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: .2em .6em; text-align: left; }}
 .note {{ color: #666; }}
@@ -247,7 +265,7 @@ lowering {e.lower_s * 1e3:.1f} ms, optimization {e.optimize_s * 1e3:.1f} ms</p>
 <h2>Time per engine</h2>
 {engines}
 <h2>Graphs</h2>
-<div class="graphs">{"".join(graphs)}</div>
+{"".join(graphs)}
 <h2>What each pass changed</h2>
 {passes}
 {notes}
