@@ -122,7 +122,7 @@ def graph_figure(view: GraphView, title: str, colors: dict[str, str], highlighte
     # Top to bottom (a layer per row), so the long LLM chains do not overlap labels.
     positions = {n: (x_y[1], -x_y[0]) for n, x_y in layered.items()}
     num_layers = 1 + int(max((x for x, _ in layered.values()), default=0))
-    widest = max((sum(1 for x, _ in layered.values() if x == i) for i in range(num_layers)))
+    widest = max(sum(1 for x, _ in layered.values() if x == i) for i in range(num_layers))
     figure = go.Figure()
     for kind, dash in (("data", "solid"), ("order", "dot")):
         xs: list[float | None] = []
@@ -189,9 +189,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _div(figure: Any, div_id: str, *, is_responsive: bool = True) -> str:
     config = {**PLOT_CONFIG, "responsive": is_responsive}
-    div: str = figure.to_html(
-        full_html=False, include_plotlyjs=False, div_id=div_id, config=config
-    )
+    div: str = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config)
     return div
 
 
