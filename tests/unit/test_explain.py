@@ -116,7 +116,7 @@ def test_bad_saved_files_fail_with_a_message(
 ) -> None:
     with pytest.raises(ExplainFormatError, match="expected the keys"):
         explain_run_json({"answer": "x"})
-    with pytest.raises(ExplainFormatError, match="not a primflow.explain/1"):
+    with pytest.raises(ExplainFormatError, match=r"not a primflow\.explain/1"):
         Explanation.from_json({"format": "other"})
     path = tmp_path / "two.jsonl"
     path.write_text('{"a": 1}\n{"b": 2}\n')
