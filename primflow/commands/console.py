@@ -44,7 +44,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
-            stack_factory(getattr(args, "engines", None), engine_factory(args)),
+            stack_factory(getattr(args, "engines", None), _factory(args)),
             placement=args.placement,
             profiles=profiles,
             num_cores=args.cores,
@@ -65,7 +65,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     return EXIT_QUERY_FAILED if num_failed else 0
 
 
-def engine_factory(args: argparse.Namespace) -> Any:
+def _factory(args: argparse.Namespace) -> Any:
     """The embedded engines; with ``--pgvector``, the vector index is that server."""
     embedded = embedded_factory()
     dsn = getattr(args, "pgvector", None)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from primflow.commands.console import EXIT_ENGINES_UNAVAILABLE, EXIT_QUERY_FAILED, engine_factory
+from primflow.commands.console import EXIT_ENGINES_UNAVAILABLE, EXIT_QUERY_FAILED
+from primflow.commands.console import _factory as engine_factory  # run's engines, --pgvector too
 from primflow.engines.base import EngineError
 from primflow.explain import ExplainRecorder, Explanation, explain_question
 from primflow.session.engine_config import stack_factory

@@ -1,4 +1,5 @@
-"""The browser tier (marked browser and serve: pages come from a real server): Debian's chromium driven by Playwright (no browser download).
+"""The browser tier (marked browser and serve: pages come from a real server):
+Debian's chromium driven by Playwright (no browser download).
 
 ``browser_page`` opens a page in a fresh headless Chromium and records every console
 message and page error; tests are skipped, saying why, when Playwright or chromium is
