@@ -17,7 +17,12 @@ import pytest
 pytest.importorskip("plotly")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from chromium import BrowserPage, browser_page
 from serve_process import ServerProcess, fake_server
+
+# The page comes from a real server process, so the tier is serve as well.
+pytestmark = [pytest.mark.browser, pytest.mark.serve]
+__all__ = ["browser_page"]  # a fixture: used by name
 
 DOCS = [
     {"text": "Employees get 28 days of paid annual leave each year. " * 20, "source": "a.md"},
@@ -68,17 +73,17 @@ def ask_together(server: ServerProcess) -> list[str]:
 
 
 def test_trace_page_shows_every_primitive_and_the_critical_path(
-    server: ServerProcess, browser_page: object
+    server: ServerProcess, browser_page: BrowserPage
 ) -> None:
     query_id = ask_together(server)[0]
     explained = httpx.get(f"{server.url}/trace/{query_id}/json", timeout=30).json()
-    page = browser_page.page  # type: ignore[attr-defined]
+    page = browser_page.page
     page.goto(f"{server.url}/trace/{query_id}")
     page.wait_for_selector("#gantt .barlayer g.point")
     page.wait_for_selector("#egraph .scatterlayer g.points path")
     counted = page.evaluate(COUNT_BARS)
-    assert browser_page.problems == []  # type: ignore[attr-defined]
-    assert browser_page.blocked == []  # type: ignore[attr-defined]
+    assert browser_page.problems == []
+    assert browser_page.blocked == []
     assert counted["bars"] == len(explained["primitives"])
     on_path = [p["node"] for p in explained["primitives"] if p["is_on_latency_path"]]
     assert on_path and counted["critical"] == len(on_path)

@@ -1,5 +1,5 @@
-"""The browser tier (marked browser and serve: pages come from a real server):
-Debian's chromium driven by Playwright (no browser download).
+"""Debian's chromium driven by Playwright (no browser download), for the browser tier.
+A module, not a conftest.py: tests/serve imports its own conftest by name.
 
 ``browser_page`` opens a page in a fresh headless Chromium and records every console
 message and page error; tests are skipped, saying why, when Playwright or chromium is
@@ -22,13 +22,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.serve)  # the page comes from a real server
 
 
 @dataclass
