@@ -28,6 +28,7 @@ COMMANDS = {
     "bench": "benchmark primflow against module-level baselines",
     "serve": "serve applications over HTTP (JSON, SSE, OpenAI-compatible chat)",
     "setup": "install the default model files (after pip install 'primflow[engines]')",
+    "explain": "explain a query's latency: graphs, passes, critical path, the gap to its bound",
 }
 
 

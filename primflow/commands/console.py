@@ -21,10 +21,13 @@ from primflow.session.engine_config import stack_factory
 from primflow.session.factories import EngineUnavailable, embedded_factory, pgvector_factory
 from primflow.session.session import Answer, Session
 from primflow.session.stack import EngineStack, StackError, read_profiles
+from primflow.tracing import TracingUnavailable, tracing_hooks
+from primflow.tracing.setup import shutdown as shutdown_tracing
 
 if TYPE_CHECKING:
     from primflow.commands.run_inputs import RunInputs
 
+EXIT_BAD_INPUT = 2
 EXIT_ENGINES_UNAVAILABLE = 3
 EXIT_QUERY_FAILED = 4
 # A progress bar appears only for graphs with at least this many engine primitives.
@@ -33,6 +36,11 @@ MIN_PRIMITIVES_FOR_BAR = 8
 
 async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
     profiles: dict[str, LatencyProfile] = read_profiles(args.profiles)
+    try:
+        trace = tracing_hooks()  # PRIMFLOW_TRACE: off (no hook) unless it names an exporter
+    except TracingUnavailable as exc:
+        print(f"primflow run: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         stack = EngineStack.for_apps(
             [inputs.app],
@@ -47,12 +55,13 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
         return EXIT_ENGINES_UNAVAILABLE
     num_failed = 0
     try:
-        async with Session(stack) as session:
+        async with Session(stack, hooks=trace) as session:
             for question in inputs.questions:
                 if not await _answer_one(session, args, inputs, question):
                     num_failed += 1
     finally:
         await stack.close()
+        shutdown_tracing()
     return EXIT_QUERY_FAILED if num_failed else 0
 
 

@@ -54,6 +54,11 @@ younger query's document embedding beside it ran both at 1 thread; the young que
 gained nothing (its LLM work waits for the old query's anyway) while the old query's
 decode slowed 1.6x and its prefill 2x. The oldest engine never yields, so there is no
 cycle; an engine whose real work cannot progress clears its query start.
+
+Waits are recorded (``core_waits``): every interval an engine spent waiting for cores,
+in a lease or deferring its next step, on the budget's clock (the loop's monotonic
+clock by default), the last ``MAX_NUM_CORE_WAITS`` of them. ``primflow explain`` reads
+them to split a primitive's service time into running and waiting for cores.
 """
 
 from __future__ import annotations
@@ -61,14 +66,28 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
+
+# Core waits kept for explain (a few per batch or step; old ones are dropped).
+MAX_NUM_CORE_WAITS = 4096
 
 
 class Placement(StrEnum):
     SHARED = "shared"
     DEDICATED = "dedicated"
+
+
+@dataclass(frozen=True, slots=True)
+class CoreWait:
+    """``engine`` waited for cores from ``start_s`` to ``end_s`` (budget clock seconds)."""
+
+    engine: str
+    start_s: float
+    end_s: float
 
 
 class CoreBudget:
@@ -106,6 +125,8 @@ class CoreBudget:
         self.linger_s = linger_s
         self._clock = clock
         self._idle_since_s: dict[str, float] = {}  # engine -> when it last went idle
+        self._waits: deque[CoreWait] = deque(maxlen=MAX_NUM_CORE_WAITS)
+        self._deferred_since_s: dict[str, float] = {}  # engine -> when it began deferring
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
 
@@ -167,7 +188,19 @@ class CoreBudget:
             return False
         with self._lock:
             self._deferrable.add(engine)
-            return self._defers(engine)
+            defers = self._defers(engine)
+            since_s = self._deferred_since_s.get(engine)
+            if defers and since_s is None:
+                self._deferred_since_s[engine] = self._clock()
+            elif not defers and since_s is not None:
+                del self._deferred_since_s[engine]
+                self._waits.append(CoreWait(engine, since_s, self._clock()))
+            return defers
+
+    def core_waits(self, since_s: float = float("-inf")) -> list[CoreWait]:
+        """The recorded waits for cores that ended after ``since_s``, oldest first."""
+        with self._lock:
+            return [w for w in self._waits if w.end_s > since_s]
 
     @contextmanager
     def lease(self, engine: str) -> Iterator[int]:
@@ -179,10 +212,15 @@ class CoreBudget:
         with self._released:
             if engine in self._leased:
                 raise RuntimeError(f"CoreBudget.lease({engine!r}) while it holds a lease")
+            waited_from_s: float | None = None
             while (num_free := self.num_cores - sum(self._leased.values())) < 1 or self._yields(
                 engine
             ):
+                if waited_from_s is None:
+                    waited_from_s = self._clock()
                 self._released.wait()
+            if waited_from_s is not None:
+                self._waits.append(CoreWait(engine, waited_from_s, self._clock()))
             num_threads = min(self._share(engine), num_free)
             self._leased[engine] = num_threads
         try:

@@ -13,7 +13,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from primflow.serve import routes_admin, routes_chat, routes_collections, routes_query
+from primflow.serve import (
+    routes_admin,
+    routes_chat,
+    routes_collections,
+    routes_query,
+    routes_trace,
+)
 from primflow.serve.errors import install_handlers
 from primflow.serve.guards import BodyLimit
 from primflow.serve.service import Service
@@ -60,4 +66,5 @@ def create_app(settings: ServeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    routes_trace.install(app)  # /trace/{query_id}; traceparent middleware if PRIMFLOW_TRACE is on
     return app

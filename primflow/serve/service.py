@@ -30,6 +30,7 @@ from primflow.serve.collections import ServedCollections
 from primflow.serve.events import NodeListener, ServerHook
 from primflow.serve.metrics import ServerMetrics
 from primflow.serve.settings import ServeSettings
+from primflow.serve.tracing import ServeTracing
 from primflow.session.engine_config import stack_factory
 from primflow.session.factories import embedded_factory, pgvector_factory
 from primflow.session.session import Answer, OnText, Session
@@ -70,6 +71,7 @@ class Service:
         self.session: Session | None = None
         self.running: dict[str, RunningQuery] = {}
         self.started_s = time.time()
+        self.tracing = ServeTracing()
 
     # -- lifecycle ----------------------------------------------------------------
     def _factory(self) -> EngineFactory:
@@ -101,7 +103,8 @@ class Service:
             raise
         self.stack = stack
         self.collections.bind(stack)
-        self.session = Session(stack, hooks=[self.hook])
+        self.session = Session(stack, hooks=[self.hook, *self.tracing.hooks(stack)])
+        self.tracing.bind(self.session)
         await self.session.start()
         self.metrics.watch(stack, self.session.runtime, lambda: self.admission.num_active)
 
@@ -224,6 +227,7 @@ class Service:
         self.metrics.queries.labels(query.app, _status(task)).inc()
         if not task.cancelled() and task.exception() is None:
             self.metrics.latency.labels(query.app).observe(task.result().latency_s)
+            self.tracing.record(task.result())
 
     def count_refused(self, app: str, status: str) -> None:
         self.metrics.queries.labels(app, status).inc()

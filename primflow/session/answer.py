@@ -60,6 +60,7 @@ class Answer:
     honored: Graph | None = None
     num_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per prefill phase
     solo: SoloBound | None = None  # set by set_reference
+    pgraph: Graph | None = None  # the p-graph as lowered, before the passes (explain)
     # Constrained decisions (decode node -> choice) and the rounds a loop appended.
     decisions: dict[str, str] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)

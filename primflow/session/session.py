@@ -367,6 +367,7 @@ class Session:
             app.name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
         )
         answer.num_tokens = num_tokens
+        answer.pgraph = lowered.graph
         if growth is not None:
             answer.rounds = list(growth.records)
         if scheme == "sequential":  # its primitives ran alone: it is its own reference

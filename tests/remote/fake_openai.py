@@ -25,6 +25,7 @@ class FakeServer:
         # End streams with [DONE] after the first piece, no finish_reason (as
         # llama-cpp-python's server does when another request waits).
         self.is_cutting_streams = False
+        self.headers: list[tuple[str, dict[str, str]]] = []  # per request, like bodies
         self.port = free_port()
         self.app = self._build()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
@@ -69,6 +70,7 @@ class FakeServer:
         async def embeddings(request: Request) -> dict[str, Any]:
             body = await request.json()
             self.bodies.append(("/v1/embeddings", body))
+            self.headers.append(("/v1/embeddings", dict(request.headers)))
             rows = [[float(len(t)), 1.0, 0.0] for t in body["input"]]
             return {"data": [{"index": i, "embedding": r} for i, r in enumerate(rows)]}
 
@@ -90,6 +92,7 @@ class FakeServer:
     async def _generate(self, path: str, request: Request) -> Any:
         body = await request.json()
         self.bodies.append((path, body))
+        self.headers.append((path, dict(request.headers)))
         is_chat = path.endswith("chat/completions")
         usage = {"prompt_tokens": 20, "completion_tokens": 3}
         usage["prompt_tokens_details"] = {"cached_tokens": 12}  # type: ignore[assignment]

@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from primflow.engines.remote.trace_context import trace_headers
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_ERROR_BODY_CHARS = 300
 
@@ -157,7 +159,7 @@ class RemoteClient:
         url = self.url(path)
         async with slots.slot(order):
             try:
-                response = await client.post(url, json=body)
+                response = await client.post(url, json=body, headers=trace_headers())
             except httpx.HTTPError as err:
                 raise _transport_error(url, err) from err
         return _json_body(url, response)
@@ -175,7 +177,8 @@ class RemoteClient:
         url = self.url(path)
         async with slots.slot(order):
             try:
-                async with client.stream("POST", url, json=body) as response:
+                headers = trace_headers()
+                async with client.stream("POST", url, json=body, headers=headers) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         raise _status_error(url, response)
