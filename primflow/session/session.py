@@ -28,26 +28,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import Document
-from primflow.api.dynamic import LoopGrowth
 from primflow.api.indexed import IndexedTemplate, without_indexing
-from primflow.api.lower import lower_query
 from primflow.api.template import Template
 from primflow.apps import App, get_app
-from primflow.baselines import ABLATIONS, BASELINES, Ablation, baseline_executor, passes_named
+from primflow.baselines import ABLATIONS, BASELINES, Ablation, passes_named
 from primflow.collections import Collection
 from primflow.engines.base import EngineKind
-from primflow.graph.ir import Graph
 from primflow.logging_setup import log_context
-from primflow.passes import GraphCache, Optimizer, OptimizeReport
-from primflow.runtime import Hook, QueryResult, Runtime
-from primflow.session.answer import Answer, build_answer
+from primflow.passes import GraphCache, Optimizer
+from primflow.runtime import Hook, Runtime
+from primflow.session.answer import Answer
 from primflow.session.events import (
     AnswerEvent,
     EventSink,
@@ -59,7 +54,7 @@ from primflow.session.events import (
     stream_events,
 )
 from primflow.session.query_hook import SessionHook, answer_decode_nodes
-from primflow.session.rounds import run_rounds
+from primflow.session.scheme_run import SchemeRunner
 from primflow.session.stack import EngineStack
 
 SCHEMES = ("primflow", *BASELINES)
@@ -109,6 +104,9 @@ class Session:
             max_wait_ms=max_wait_ms,
             hooks=[self._hook, *hooks],
             profiles=stack.profiles,
+        )
+        self._runner = SchemeRunner(
+            stack, self.optimizer, self.runtime, self._hook, "+".join(self.ablation.passes)
         )
         self._apps: dict[str, tuple[App, Template]] = {}
         self._indexed: dict[str, IndexedTemplate] = {}
@@ -304,114 +302,24 @@ class Session:
         priority: int,
         is_text_streamed: bool,
     ) -> Answer:
-        """Lower, optimize (primflow) and run one question, reporting to ``sink``."""
+        """Build the query (over ``collection`` if given) and run it on ``scheme``."""
         query = app.query(question, documents, **(config_changes or {}))
         template_key = app.name
         if collection is not None:
             template, query = self._collection_query(app, query, collection)
             template_key = template.name
-        started_s = time.perf_counter()
-        lowered = lower_query(template, query)
-        lower_s = time.perf_counter() - started_s
-        growth = lowered.growth
-        if scheme == "primflow":
-            key = f"{template_key}/{'+'.join(self.ablation.passes)}"
-            graph, report = self.optimizer.optimize(lowered.graph, template_id=key)
-            optimize_s, is_cache_hit = report.total_s, report.is_cache_hit
-            if growth is not None:  # later rounds: optimized on their own, cached
-                graph = growth.attach(graph, self._optimize_round, key)
-        else:
-            graph, optimize_s, is_cache_hit = lowered.graph, 0.0, False
-        sink.begin(query_id, graph)
-        streamed = answer_decode_nodes(graph) if is_text_streamed else frozenset()
-        on_text = {node: sink.text_of(node) for node in sorted(streamed)}
-        num_tokens: dict[str, int] = {}
-        if growth is not None:
-            growth.on_round.append(partial(self._on_round, query_id, sink, is_text_streamed))
-        if growth is not None and scheme != "primflow":
-            executor = baseline_executor(scheme, self.stack.engines)
-            result, honored = await run_rounds(
-                executor,
-                growth,
-                lowered.graph,
-                lowered.inputs,
-                query_id,
-                lambda node, timing: sink.node_done(node.name, timing),
-            )
-            graph = honored if result.graph is None else result.graph
-        elif scheme == "primflow":
-            result = await self._run_primflow(
-                graph,
-                lowered.inputs,
-                query_id,
-                sink,
-                on_text,
-                num_tokens,
-                deadline_s,
-                priority,
-                growth,
-            )
-            graph = result.graph or graph
-            honored = graph
-        else:
-            executor = baseline_executor(scheme, self.stack.engines)
-            honored = executor.dependency_graph(graph)
-            result = await executor.run(
-                graph,
-                lowered.inputs,
-                query_id=query_id,
-                on_text=on_text,
-                on_node_done=lambda node, timing: sink.node_done(node.name, timing),
-            )
-        answer = build_answer(
-            app.name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
+        return await self._runner.answer(
+            app.name,
+            template,
+            query,
+            sink,
+            scheme=scheme,
+            template_key=template_key,
+            query_id=query_id,
+            deadline_s=deadline_s,
+            priority=priority,
+            is_text_streamed=is_text_streamed,
         )
-        answer.num_tokens = num_tokens
-        answer.pgraph = lowered.graph
-        if growth is not None:
-            answer.rounds = list(growth.records)
-        if scheme == "sequential":  # its primitives ran alone: it is its own reference
-            answer.set_reference(answer)
-        return answer
-
-    async def _run_primflow(
-        self,
-        graph: Graph,
-        inputs: Mapping[str, Any],
-        query_id: str,
-        sink: EventSink,
-        on_text: Mapping[str, OnText],
-        num_tokens: dict[str, int],
-        deadline_s: float | None,
-        priority: int,
-        growth: LoopGrowth | None,
-    ) -> QueryResult:
-        self._hook.watch(query_id, sink.node_done, num_tokens)
-        try:
-            return await self.runtime.run(
-                graph,
-                inputs,
-                query_id=query_id,
-                deadline_s=deadline_s,
-                on_text=on_text,
-                priority=priority,
-                growth=growth,
-            )
-        finally:
-            self._hook.forget(query_id)
-
-    def _optimize_round(self, graph: Graph, template_id: str) -> tuple[Graph, OptimizeReport]:
-        """Optimize one appended round on its own (api/dynamic.py), cached by shape."""
-        return self.optimizer.optimize(graph, template_id=template_id)
-
-    def _on_round(
-        self, query_id: str, sink: EventSink, is_text_streamed: bool, graph: Graph
-    ) -> None:
-        """A loop appended a round: count its primitives, stream its answer decode."""
-        sink.set_graph(graph)
-        if is_text_streamed:
-            for node in answer_decode_nodes(graph):
-                self._hook.stream(query_id, node, sink.text_of(node))
 
     def forget_prefixes(self, query_id: str) -> None:
         """Drop the cached prompt prefixes a finished query left in the LLM engines (an
