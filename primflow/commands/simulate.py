@@ -12,14 +12,18 @@ import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from primflow.apps import APPS
 from primflow.engines.policies import POLICIES
+from primflow.engines.profile import LatencyProfile
+from primflow.session.stack import StackError, read_profiles
+from primflow.sim.engines import LLM_MODELS
 from primflow.sim.profiles import PROFILE_PRESETS, preset
 from primflow.sim.scenarios import SCENARIOS
 from primflow.sim.simulator import SimConfig, SimResult, simulate
-from primflow.sim.workload import QUERY_SOURCES, SCHEMES, Workload, app_workload
+from primflow.sim.workload import BASELINE_MODES, QUERY_SOURCES, SCHEMES, Workload, app_workload
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -48,6 +52,27 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--queries", default="sample", help=f"query data: {', '.join(QUERY_SOURCES)}"
     )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        help="profiles saved by `primflow profile` (JSON); they replace the preset's "
+        "for the engines they name",
+    )
+    parser.add_argument(
+        "--llm-model",
+        default="calls",
+        help=f"simulated LLM: {', '.join(LLM_MODELS)} (per-call latency with a load "
+        "slowdown / shared engine steps from the profile's step costs)",
+    )
+    parser.add_argument(
+        "--baselines",
+        default="graph",
+        help=f"how the baseline schemes run: {', '.join(BASELINE_MODES)} (their graphs on "
+        "the runtime / module by module, as `primflow bench` runs them)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, help="answer tokens per LLM call (default: the app's)"
+    )
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching wait (ms)")
     parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and queries")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -59,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
         schemes = _choices(args.scheme, SCHEMES, "scheme")
         config = _config(args)
         results = [
-            simulate(_workload(args, scheme), _with_policy(config, policy))
+            simulate(_workload(args, scheme, config), _with_policy(config, policy))
             for scheme in schemes
             for policy in policies
         ]
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, StackError) as err:
         print(f"primflow simulate: error: {err}", file=sys.stderr)
         return 2
     if args.json:
@@ -108,6 +133,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     preset(args.hardware)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     return SimConfig(
         rate_qps=args.rate,
         duration_s=args.duration,
@@ -115,20 +142,41 @@ def _config(args: argparse.Namespace) -> SimConfig:
         hardware=args.hardware,
         seed=args.seed,
         max_wait_ms=args.max_wait_ms,
+        llm_model=args.llm_model,
+        profiles=_profiles(args.profiles),
     )
+
+
+def _profiles(path: Path | None) -> dict[str, LatencyProfile]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ValueError(f"--profiles: no such file {str(path)!r}")
+    profiles = read_profiles(path)
+    if not profiles:
+        raise ValueError(f"--profiles: {str(path)!r} holds no profiles")
+    return profiles
 
 
 def _with_policy(config: SimConfig, policy: str) -> SimConfig:
     return dataclasses.replace(config, policy=policy)
 
 
-def _workload(args: argparse.Namespace, scheme: str) -> Workload:
+def _workload(args: argparse.Namespace, scheme: str, config: SimConfig) -> Workload:
     if args.app in SCENARIOS:
         return SCENARIOS[args.app]()
     if args.app not in APPS:
         known = ", ".join([*APPS, *SCENARIOS])
         raise ValueError(f"unknown app or scenario {args.app!r} (known: {known})")
-    return app_workload(args.app, scheme, preset(args.hardware), queries=args.queries)
+    changes = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
+    return app_workload(
+        args.app,
+        scheme,
+        config.profiles_by_kind(),
+        queries=args.queries,
+        baselines=args.baselines,
+        config_changes=changes,
+    )
 
 
 def _table(args: argparse.Namespace, results: list[SimResult]) -> str:

@@ -9,6 +9,8 @@ its profile taken from a hardware preset by engine kind. Invariants:
   the bare fake, it slows down with load: a request that starts while ``n`` others run
   takes ``(1 + llm_contention * n)`` times its profile latency, a first-order model of
   a decode step growing with batch size. ``llm_contention=0`` gives the bare fake.
+  With ``llm_model="steps"`` the LLM is ``StepSimLLM`` instead (step_llm.py): its
+  phases share engine steps costed by the profile's step-cost model.
 - A user's function (``Op.FUNCTION``) takes its engine profile's latency in virtual
   time and then really runs (it is the user's code, cheap by assumption), so its
   outputs are true; async functions are not simulated.
@@ -24,12 +26,15 @@ from primflow.engines.base import OPS_BY_KIND, Engine, EngineError, EngineKind, 
 from primflow.engines.function.call import Outputs, call_sync, function_of, settings_of
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
+from primflow.sim.step_llm import StepSimLLM, has_step_costs
 from primflow.testing.fake_engine import FakeEngine
 from primflow.testing.fake_llm import FakeLLM
 from primflow.testing.fakes import FAKES_BY_KIND
 
 DEFAULT_LLM_CONTENTION = 0.02
 DEFAULT_MAX_NUM_LLM_CALLS = 32
+# How the simulated LLM spends time: per call with a load slowdown, or in engine steps.
+LLM_MODELS = ("calls", "steps")
 
 
 class SimLLM(FakeLLM):
@@ -97,18 +102,37 @@ def build_engines(
     *,
     llm_contention: float = DEFAULT_LLM_CONTENTION,
     max_num_llm_calls: int = DEFAULT_MAX_NUM_LLM_CALLS,
+    llm_model: str = "calls",
 ) -> dict[str, list[Engine]]:
     """Fake instances per named engine; ``profiles`` is keyed by engine name."""
     counts = dict(instances or {})
     check_instances(counts, kinds)
+    check_llm_model(llm_model, kinds, profiles)
     engines: dict[str, list[Engine]] = {}
     for name, kind in kinds.items():
         profile = profiles[name]
         engines[name] = [
-            _make(name, kind, profile, llm_contention, max_num_llm_calls)
+            _make(name, kind, profile, llm_contention, max_num_llm_calls, llm_model)
             for _ in range(counts.get(name, 1))
         ]
     return engines
+
+
+def check_llm_model(
+    llm_model: str, kinds: Mapping[str, EngineKind], profiles: Mapping[str, LatencyProfile]
+) -> None:
+    """A known LLM model; ``steps`` needs every LLM engine's profile to have step costs."""
+    if llm_model not in LLM_MODELS:
+        raise ValueError(f"unknown LLM model {llm_model!r} (known: {', '.join(LLM_MODELS)})")
+    if llm_model != "steps":
+        return
+    for name, kind in kinds.items():
+        if kind is EngineKind.LLM and not has_step_costs(profiles[name]):
+            raise ValueError(
+                f"LLM model 'steps': engine {name!r} has no step costs in its profile "
+                "(step_base_s, step_per_seq_s, step_per_token_s are 0); profile it with "
+                "`primflow profile --engines llm` or use the 'calls' model"
+            )
 
 
 def _make(
@@ -117,7 +141,10 @@ def _make(
     profile: LatencyProfile,
     llm_contention: float,
     max_num_llm_calls: int,
+    llm_model: str,
 ) -> FakeEngine:
+    if kind is EngineKind.LLM and llm_model == "steps":
+        return StepSimLLM(name, profile, max_num_calls=max_num_llm_calls)
     if kind is EngineKind.LLM:
         return SimLLM(name, profile, llm_contention=llm_contention, max_num_calls=max_num_llm_calls)
     if kind is EngineKind.FUNCTION:

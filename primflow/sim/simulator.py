@@ -16,24 +16,31 @@ records each query's end-to-end latency. Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from primflow.baselines import baseline_executor
+from primflow.engines.base import Engine
 from primflow.engines.policies import POLICIES
+from primflow.engines.profile import LatencyProfile
 from primflow.runtime.runtime import Runtime
 from primflow.sim.arrivals import poisson_arrivals
+from primflow.sim.balanced import BalancedEngine
 from primflow.sim.engines import (
     DEFAULT_LLM_CONTENTION,
     DEFAULT_MAX_NUM_LLM_CALLS,
+    LLM_MODELS,
     build_engines,
     check_instances,
 )
 from primflow.sim.profiles import preset
 from primflow.sim.stats import LatencyStats
-from primflow.sim.workload import Workload
+from primflow.sim.workload import SimQuery, Workload
 from primflow.testing.clock import run_virtual
 
 
@@ -54,6 +61,10 @@ class SimConfig:
     max_num_llm_calls: int | None = None
     # Fixed arrival times (s) instead of Poisson ones, for hand-built scenarios.
     arrivals_s: tuple[float, ...] | None = None
+    # "calls" (per-call latency, load slowdown) or "steps" (shared engine steps).
+    llm_model: str = "calls"
+    # Measured profiles (`primflow profile`) by engine kind or name, over the preset's.
+    profiles: Mapping[str, LatencyProfile] = field(default_factory=dict)
 
     def check(self) -> None:
         for name, chosen in {"": self.policy, **self.engine_policies}.items():
@@ -69,13 +80,21 @@ class SimConfig:
             raise ValueError(f"max LLM calls must be >= 1, got {self.max_num_llm_calls}")
         if self.llm_contention < 0:
             raise ValueError(f"LLM contention must be >= 0, got {self.llm_contention}")
+        if self.llm_model not in LLM_MODELS:
+            known = ", ".join(LLM_MODELS)
+            raise ValueError(f"unknown LLM model {self.llm_model!r} (known: {known})")
         preset(self.hardware)
+
+    def profiles_by_kind(self) -> dict[str, LatencyProfile]:
+        """The preset's profiles with the measured ones (``profiles``) put over them."""
+        return {**preset(self.hardware), **self.profiles}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["engine_policies"] = dict(self.engine_policies)
         data["instances"] = dict(self.instances)
         data["arrivals_s"] = None if self.arrivals_s is None else list(self.arrivals_s)
+        data["profiles"] = {name: p.to_dict() for name, p in self.profiles.items()}
         return data
 
 
@@ -124,7 +143,7 @@ def simulate(workload: Workload, config: SimConfig) -> SimResult:
 async def _run(
     workload: Workload, config: SimConfig, arrivals_s: list[float], rng: np.random.Generator
 ) -> SimResult:
-    profiles = workload.profiles(preset(config.hardware))
+    profiles = workload.profiles(config.profiles_by_kind())
     max_num_llm_calls = (
         config.max_num_llm_calls or workload.max_num_llm_calls or DEFAULT_MAX_NUM_LLM_CALLS
     )
@@ -134,9 +153,9 @@ async def _run(
         config.instances,
         llm_contention=config.llm_contention,
         max_num_llm_calls=max_num_llm_calls,
+        llm_model=config.llm_model,
     )
-    policies = {name: config.engine_policies.get(name, config.policy) for name in engines}
-    runtime = Runtime(engines, policy=policies, max_wait_ms=config.max_wait_ms, profiles=profiles)
+    run_query, serving = _query_runner(workload, config, engines, profiles)
     loop = asyncio.get_running_loop()
     # Queries are made up front so the Generator's draws do not depend on event order.
     queries = [workload.make_query(i, rng) for i in range(len(arrivals_s))]
@@ -147,22 +166,44 @@ async def _run(
         await asyncio.sleep(max(0.0, arrival_s - loop.time()))
         query_id = f"q{index}"
         try:
-            await runtime.run(
-                queries[index].graph,
-                queries[index].inputs,
-                query_id=query_id,
-                deadline_s=config.deadline_s,
-            )
+            await run_query(queries[index], query_id)
         except Exception as exc:  # a failed query is a data point, not a crash
             records[index] = QueryRecord(query_id, arrival_s, None, f"{type(exc).__name__}: {exc}")
             return
         records[index] = QueryRecord(query_id, arrival_s, loop.time() - arrival_s)
 
-    async with runtime, asyncio.TaskGroup() as tg:
+    async with serving, asyncio.TaskGroup() as tg:
         for index in range(len(arrivals_s)):
             tg.create_task(one(index))
     finished = [r for r in records if r is not None]
     return _result(workload, config, finished, engines)
+
+
+def _query_runner(
+    workload: Workload,
+    config: SimConfig,
+    engines: dict[str, list[Engine]],
+    profiles: Mapping[str, LatencyProfile],
+) -> tuple[Callable[[SimQuery, str], Awaitable[object]], AbstractAsyncContextManager[Any]]:
+    """How a query runs (on the runtime, or on the module-level baseline executor) and
+    what must be open while queries run (the runtime; nothing for the executor)."""
+    if workload.module_order is not None:
+        balanced = {name: BalancedEngine(instances) for name, instances in engines.items()}
+        executor = baseline_executor(workload.module_order, balanced)
+
+        async def run_on_modules(query: SimQuery, query_id: str) -> object:
+            return await executor.run(query.graph, query.inputs, query_id=query_id)
+
+        return run_on_modules, contextlib.nullcontext()
+    policies = {name: config.engine_policies.get(name, config.policy) for name in engines}
+    runtime = Runtime(engines, policy=policies, max_wait_ms=config.max_wait_ms, profiles=profiles)
+
+    async def run_on_runtime(query: SimQuery, query_id: str) -> object:
+        return await runtime.run(
+            query.graph, query.inputs, query_id=query_id, deadline_s=config.deadline_s
+        )
+
+    return run_on_runtime, runtime
 
 
 def _result(
@@ -184,6 +225,7 @@ def _result(
             "num_instances": len(instances),
             "num_batches": sum(len(i.batches) for i in instances),
             "num_requests": sum(len(b) for i in instances for b in i.batches),
+            "num_requests_per_instance": [sum(len(b) for b in i.batches) for i in instances],
         }
         for name, instances in engines.items()
     }
