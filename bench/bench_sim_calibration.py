@@ -227,4 +227,3 @@ def _log(message: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -18,7 +18,6 @@ from __future__ import annotations
 from primflow.engines.profile import DEFAULT_PROFILES, LatencyProfile
 
 
-
 def gpu_llm(step_base_s: float, step_per_seq_s: float, step_per_token_s: float) -> LatencyProfile:
     """An LLM served on GPUs (vLLM-like), from its step costs: a decode step reads the
     weights (``step_base_s``, memory-bound), each sequence adds its KV reads

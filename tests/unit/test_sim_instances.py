@@ -52,9 +52,7 @@ def test_module_level_baselines_run_the_unoptimized_graph_without_batching() -> 
     parallel = simulate(app_workload("advanced_rag", "parallel", GPU, baselines="modules"), config)
     assert sequential.stats.num_completed == sequential.stats.num_queries
     # One engine call per primitive: every batch holds one request.
-    assert all(
-        info["num_batches"] == info["num_requests"] for info in sequential.engines.values()
-    )
+    assert all(info["num_batches"] == info["num_requests"] for info in sequential.engines.values())
     assert primflow.stats.mean_s < parallel.stats.mean_s < sequential.stats.mean_s
 
 

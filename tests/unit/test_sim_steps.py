@@ -102,7 +102,7 @@ def test_prefills_are_chunked_by_the_token_budget_after_decode_tokens() -> None:
 
 
 def test_a_profile_without_step_costs_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="engine 'llm'.*no step costs"):
+    with pytest.raises(ValueError, match=r"engine 'llm'.*no step costs"):
         StepSimLLM("llm", LatencyProfile())
     with pytest.raises(ValueError, match="'steps': engine 'llm' has no step costs"):
         from primflow.engines.base import EngineKind
