@@ -12,9 +12,10 @@ One run does both sides on this machine:
    one Poisson run of ``--num-load-queries`` queries at ``--rate``.
 3. Simulated: the same queries (same questions, documents, config changes, arrival
    times) on simulated engines whose latency models are fitted from the profiles
-   (``SimConfig.profiles``), the LLM in engine steps (``llm_model="steps"``) and the
+   (``SimConfig.profiles``), the LLM in engine steps (``llm_model="steps"``), the
    baselines on the module-level executor (``baselines="modules"``), as the benchmark
-   runs them. The passes see the profiles the real session's passes see (the defaults).
+   runs them, and web-search snippets as long as the embedded corpus's (samples/web).
+   The passes see the profiles the real session's passes see (the defaults).
 
 Reports per app and scheme the mean latency of both sides and the error
 (simulated / real - 1), single query and under load; one result line; JSON at
@@ -40,7 +41,7 @@ from primflow.apps.samples import samples_dir
 from primflow.bench.benchmark import WORKLOADS, BenchConfig, questions_for, run_benchmark
 from primflow.engines.profile import DEFAULT_PROFILES, LatencyProfile, load_profiles, save_profiles
 from primflow.session.stack import engines_for_apps
-from primflow.sim.simulator import SimConfig, simulate
+from primflow.sim.simulator import QueryRecord, SimConfig, simulate
 from primflow.sim.workload import app_workload
 
 OUT_DIR = Path("docs/bench")
@@ -139,6 +140,7 @@ async def _run_real(config: BenchConfig, is_fake: bool) -> list[dict[str, Any]]:
             "app": case.app,
             "scheme": case.scheme,
             "single_latencies_s": [q["latency_s"] for q in case.single],
+            "single_engine_s": [_engine_s(q["timeline"]) for q in case.single],
             "single_questions": [q["question"] for q in case.single],
             "load": [
                 {k: run[k] for k in ("rate_qps", "mean_s", "p50_s", "p95_s", "num_completed")}
@@ -147,6 +149,22 @@ async def _run_real(config: BenchConfig, is_fake: bool) -> list[dict[str, Any]]:
         }
         for case in cases
     ]
+
+
+def _engine_s(timeline: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds a query's primitives spent at each engine (start to end, summed)."""
+    by_engine: dict[str, float] = {}
+    for primitive in timeline:
+        engine, start_s, end_s = primitive["engine"], primitive["start_s"], primitive["end_s"]
+        if engine is None or start_s is None or end_s is None:
+            continue
+        by_engine[engine] = by_engine.get(engine, 0.0) + end_s - start_s
+    return by_engine
+
+
+def _mean_by_engine(samples: list[dict[str, float]]) -> dict[str, float]:
+    names = sorted({name for sample in samples for name in sample})
+    return {n: round(float(np.mean([s.get(n, 0.0) for s in samples])), 4) for n in names}
 
 
 def _compare(
@@ -160,7 +178,7 @@ def _compare(
     documents = load_documents(config.docs or samples_dir() / "docs")
     changes = config.query_changes(config.workloads[0])
 
-    def run(questions: list[str], arrivals_s: list[float]) -> list[float]:
+    def run(questions: list[str], arrivals_s: list[float]) -> list[QueryRecord]:
         workload = app_workload(
             app,
             scheme,
@@ -178,19 +196,23 @@ def _compare(
             llm_model=llm_model,
             profiles=profiles,
             max_num_llm_calls=16,  # the embedded LLM's n_seq_max
+            web_snippet_chars=_web_snippet_chars(),
         )
         result = simulate(workload, sim)
         failed = [q.error for q in result.queries if q.error]
         if failed:
             raise RuntimeError(f"{app}/{scheme}: simulated queries failed: {failed[:2]}")
-        return [q.latency_s for q in result.queries if q.latency_s is not None]
+        return result.queries
 
     sim_single = [run([q], [0.0])[0] for q in real["single_questions"]]
     row: dict[str, Any] = {
         "app": app,
         "scheme": scheme,
         "real_single_s": float(np.mean(real["single_latencies_s"])),
-        "sim_single_s": float(np.mean(sim_single)),
+        "sim_single_s": float(np.mean([q.latency_s for q in sim_single])),
+        # Where the time goes, per engine (mean over the single queries).
+        "real_single_engine_s": _mean_by_engine(real.get("single_engine_s", [])),
+        "sim_single_engine_s": _mean_by_engine([q.engine_s for q in sim_single]),
     }
     row["single_error"] = row["sim_single_s"] / row["real_single_s"] - 1
     for load in real["load"]:
@@ -201,9 +223,20 @@ def _compare(
         sim_load = run(questions, arrivals)
         row["rate_qps"] = load["rate_qps"]
         row["real_load_s"] = load["mean_s"]
-        row["sim_load_s"] = float(np.mean(sim_load))
+        row["sim_load_s"] = float(np.mean([q.latency_s for q in sim_load]))
         row["load_error"] = row["sim_load_s"] / row["real_load_s"] - 1
     return row
+
+
+def _web_snippet_chars() -> int:
+    """The mean text length of the embedded web search's corpus (samples/web)."""
+    texts = [
+        json.loads(line)["text"]
+        for path in sorted((samples_dir() / "web").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    return int(np.mean([len(text) for text in texts])) if texts else 0
 
 
 def _result_line(rows: list[dict[str, Any]]) -> str:

@@ -73,6 +73,18 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--max-tokens", type=int, help="answer tokens per LLM call (default: the app's)"
     )
+    parser.add_argument(
+        "--web-search-calls",
+        type=int,
+        default=1,
+        help="batches one web search instance runs at once (an API serves many callers)",
+    )
+    parser.add_argument(
+        "--web-snippet-chars",
+        type=int,
+        default=0,
+        help="characters of text per web-search result (default 0: short titles)",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching wait (ms)")
     parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and queries")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -144,6 +156,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
         max_wait_ms=args.max_wait_ms,
         llm_model=args.llm_model,
         profiles=_profiles(args.profiles),
+        max_num_web_search_calls=args.web_search_calls,
+        web_snippet_chars=args.web_snippet_chars,
     )
 
 
@@ -184,7 +198,7 @@ def _table(args: argparse.Namespace, results: list[SimResult]) -> str:
     lines = [
         f"{args.app} on simulated {args.hardware} engines: {args.rate:g} q/s Poisson for "
         f"{args.duration:g} s (seed {args.seed}), {first.stats.num_queries} queries",
-        f"{'scheme':<11}{'policy':<15}{'mean_s':>8}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}{'ok':>9}",
+        f"{'scheme':<11}{'policy':<15}{'mean_s':>8}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}{'ok':>12}",
     ]
     for result in results:
         stats = result.stats
@@ -192,6 +206,6 @@ def _table(args: argparse.Namespace, results: list[SimResult]) -> str:
         lines.append(
             f"{scheme:<11}{result.config.policy:<15}{stats.mean_s:>8.3f}{stats.p50_s:>8.3f}"
             f"{stats.p95_s:>8.3f}{stats.p99_s:>8.3f}"
-            f"{f'{stats.num_completed}/{stats.num_queries}':>9}"
+            f"{f'{stats.num_completed}/{stats.num_queries}':>12}"
         )
     return "\n".join(lines)

@@ -14,22 +14,30 @@ its profile taken from a hardware preset by engine kind. Invariants:
 - A user's function (``Op.FUNCTION``) takes its engine profile's latency in virtual
   time and then really runs (it is the user's code, cheap by assumption), so its
   outputs are true; async functions are not simulated.
+- A web search instance runs ``max_num_web_search_calls`` batches at once (an API
+  serves many callers; 1 by default, one batch at a time like the other engines).
+- The embedder is charged per token of its texts too, and web-search snippets can be
+  given a real length (retrieval.py).
+- The instances of a vector index share one store (a database server's), so a search
+  finds what any instance ingested; each instance still runs its own batches.
 - Everything sleeps with ``asyncio.sleep``: on the virtual loop no real time passes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from primflow.engines.base import OPS_BY_KIND, Engine, EngineError, EngineKind, EngineRequest
 from primflow.engines.function.call import Outputs, call_sync, function_of, settings_of
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
+from primflow.sim.retrieval import SimEmbedder, SimWebSearch
 from primflow.sim.step_llm import StepSimLLM, has_step_costs
 from primflow.testing.fake_engine import FakeEngine
 from primflow.testing.fake_llm import FakeLLM
-from primflow.testing.fakes import FAKES_BY_KIND
+from primflow.testing.fakes import FAKES_BY_KIND, FakeVectorIndex
 
 DEFAULT_LLM_CONTENTION = 0.02
 DEFAULT_MAX_NUM_LLM_CALLS = 32
@@ -95,6 +103,17 @@ def check_instances(instances: Mapping[str, int], kinds: Mapping[str, EngineKind
             raise ValueError(f"engine {name!r} needs at least 1 instance, got {count}")
 
 
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How the simulated engines behave beyond their profiles (see module docstring)."""
+
+    llm_contention: float = DEFAULT_LLM_CONTENTION
+    max_num_llm_calls: int = DEFAULT_MAX_NUM_LLM_CALLS
+    llm_model: str = "calls"
+    max_num_web_search_calls: int = 1
+    web_snippet_chars: int = 0
+
+
 def build_engines(
     kinds: Mapping[str, EngineKind],
     profiles: Mapping[str, LatencyProfile],
@@ -103,18 +122,22 @@ def build_engines(
     llm_contention: float = DEFAULT_LLM_CONTENTION,
     max_num_llm_calls: int = DEFAULT_MAX_NUM_LLM_CALLS,
     llm_model: str = "calls",
+    max_num_web_search_calls: int = 1,
+    web_snippet_chars: int = 0,
 ) -> dict[str, list[Engine]]:
     """Fake instances per named engine; ``profiles`` is keyed by engine name."""
     counts = dict(instances or {})
     check_instances(counts, kinds)
     check_llm_model(llm_model, kinds, profiles)
+    options = EngineOptions(
+        llm_contention, max_num_llm_calls, llm_model, max_num_web_search_calls, web_snippet_chars
+    )
     engines: dict[str, list[Engine]] = {}
     for name, kind in kinds.items():
         profile = profiles[name]
-        engines[name] = [
-            _make(name, kind, profile, llm_contention, max_num_llm_calls, llm_model)
-            for _ in range(counts.get(name, 1))
-        ]
+        engines[name] = [_make(name, kind, profile, options) for _ in range(counts.get(name, 1))]
+        if kind is EngineKind.VECTOR_INDEX:
+            _share_collections(engines[name])
     return engines
 
 
@@ -135,18 +158,38 @@ def check_llm_model(
             )
 
 
+def _share_collections(instances: list[Engine]) -> None:
+    """Vector-index instances read one store (a shared database, like pgvector's):
+    a query's chunks ingested at one instance are found by a search at another."""
+    first = instances[0]
+    assert isinstance(first, FakeVectorIndex)
+    for instance in instances[1:]:
+        assert isinstance(instance, FakeVectorIndex)
+        instance.collections = first.collections
+        instance.share_query_collections(first)
+
+
 def _make(
-    name: str,
-    kind: EngineKind,
-    profile: LatencyProfile,
-    llm_contention: float,
-    max_num_llm_calls: int,
-    llm_model: str,
+    name: str, kind: EngineKind, profile: LatencyProfile, options: EngineOptions
 ) -> FakeEngine:
-    if kind is EngineKind.LLM and llm_model == "steps":
-        return StepSimLLM(name, profile, max_num_calls=max_num_llm_calls)
+    if kind is EngineKind.LLM and options.llm_model == "steps":
+        return StepSimLLM(name, profile, max_num_calls=options.max_num_llm_calls)
     if kind is EngineKind.LLM:
-        return SimLLM(name, profile, llm_contention=llm_contention, max_num_calls=max_num_llm_calls)
+        return SimLLM(
+            name,
+            profile,
+            llm_contention=options.llm_contention,
+            max_num_calls=options.max_num_llm_calls,
+        )
     if kind is EngineKind.FUNCTION:
         return SimFunction(name, profile)
+    if kind is EngineKind.EMBEDDER:
+        return SimEmbedder(name, profile)
+    if kind is EngineKind.WEB_SEARCH:
+        return SimWebSearch(
+            name,
+            profile,
+            max_concurrent_batches=options.max_num_web_search_calls,
+            snippet_chars=options.web_snippet_chars,
+        )
     return FAKES_BY_KIND[kind](name, profile)

@@ -28,6 +28,7 @@ from primflow.baselines import baseline_executor
 from primflow.engines.base import Engine
 from primflow.engines.policies import POLICIES
 from primflow.engines.profile import LatencyProfile
+from primflow.runtime.query_state import QueryResult
 from primflow.runtime.runtime import Runtime
 from primflow.sim.arrivals import poisson_arrivals
 from primflow.sim.balanced import BalancedEngine
@@ -63,6 +64,10 @@ class SimConfig:
     arrivals_s: tuple[float, ...] | None = None
     # "calls" (per-call latency, load slowdown) or "steps" (shared engine steps).
     llm_model: str = "calls"
+    # Batches one web search instance runs at once (an API serves many callers).
+    max_num_web_search_calls: int = 1
+    # Characters of text per web-search result (0: the fake's short titles).
+    web_snippet_chars: int = 0
     # Measured profiles (`primflow profile`) by engine kind or name, over the preset's.
     profiles: Mapping[str, LatencyProfile] = field(default_factory=dict)
 
@@ -80,6 +85,10 @@ class SimConfig:
             raise ValueError(f"max LLM calls must be >= 1, got {self.max_num_llm_calls}")
         if self.llm_contention < 0:
             raise ValueError(f"LLM contention must be >= 0, got {self.llm_contention}")
+        if self.max_num_web_search_calls < 1:
+            raise ValueError(f"web search calls must be >= 1, got {self.max_num_web_search_calls}")
+        if self.web_snippet_chars < 0:
+            raise ValueError(f"web snippet length must be >= 0, got {self.web_snippet_chars}")
         if self.llm_model not in LLM_MODELS:
             known = ", ".join(LLM_MODELS)
             raise ValueError(f"unknown LLM model {self.llm_model!r} (known: {known})")
@@ -104,6 +113,9 @@ class QueryRecord:
     arrival_s: float
     latency_s: float | None
     error: str | None = None
+    # Seconds the query's primitives spent at each engine (handed over to finished,
+    # summed over its nodes; phases waiting inside the engine count).
+    engine_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,8 @@ async def _run(
         llm_contention=config.llm_contention,
         max_num_llm_calls=max_num_llm_calls,
         llm_model=config.llm_model,
+        max_num_web_search_calls=config.max_num_web_search_calls,
+        web_snippet_chars=config.web_snippet_chars,
     )
     run_query, serving = _query_runner(workload, config, engines, profiles)
     loop = asyncio.get_running_loop()
@@ -166,11 +180,12 @@ async def _run(
         await asyncio.sleep(max(0.0, arrival_s - loop.time()))
         query_id = f"q{index}"
         try:
-            await run_query(queries[index], query_id)
+            result = await run_query(queries[index], query_id)
         except Exception as exc:  # a failed query is a data point, not a crash
             records[index] = QueryRecord(query_id, arrival_s, None, f"{type(exc).__name__}: {exc}")
             return
-        records[index] = QueryRecord(query_id, arrival_s, loop.time() - arrival_s)
+        latency_s = loop.time() - arrival_s
+        records[index] = QueryRecord(query_id, arrival_s, latency_s, None, _engine_s(result))
 
     async with serving, asyncio.TaskGroup() as tg:
         for index in range(len(arrivals_s)):
@@ -184,21 +199,21 @@ def _query_runner(
     config: SimConfig,
     engines: dict[str, list[Engine]],
     profiles: Mapping[str, LatencyProfile],
-) -> tuple[Callable[[SimQuery, str], Awaitable[object]], AbstractAsyncContextManager[Any]]:
+) -> tuple[Callable[[SimQuery, str], Awaitable[QueryResult]], AbstractAsyncContextManager[Any]]:
     """How a query runs (on the runtime, or on the module-level baseline executor) and
     what must be open while queries run (the runtime; nothing for the executor)."""
     if workload.module_order is not None:
         balanced = {name: BalancedEngine(instances) for name, instances in engines.items()}
         executor = baseline_executor(workload.module_order, balanced)
 
-        async def run_on_modules(query: SimQuery, query_id: str) -> object:
+        async def run_on_modules(query: SimQuery, query_id: str) -> QueryResult:
             return await executor.run(query.graph, query.inputs, query_id=query_id)
 
         return run_on_modules, contextlib.nullcontext()
     policies = {name: config.engine_policies.get(name, config.policy) for name in engines}
     runtime = Runtime(engines, policy=policies, max_wait_ms=config.max_wait_ms, profiles=profiles)
 
-    async def run_on_runtime(query: SimQuery, query_id: str) -> object:
+    async def run_on_runtime(query: SimQuery, query_id: str) -> QueryResult:
         return await runtime.run(
             query.graph, query.inputs, query_id=query_id, deadline_s=config.deadline_s
         )
@@ -226,7 +241,27 @@ def _result(
             "num_batches": sum(len(i.batches) for i in instances),
             "num_requests": sum(len(b) for i in instances for b in i.batches),
             "num_requests_per_instance": [sum(len(b) for b in i.batches) for i in instances],
+            # Busy time over the run, per instance (a step engine's steps; a batched
+            # engine's batches, so > 1 where batches overlap, as LLM calls do).
+            "utilization": _utilization(instances, makespan_s),
         }
         for name, instances in engines.items()
     }
     return SimResult(workload.name, config, records, stats, makespan_s, engine_info, workload.info)
+
+
+def _engine_s(result: QueryResult) -> dict[str, float]:
+    by_engine: dict[str, float] = {}
+    for timing in result.timings.values():
+        if timing.engine is None or timing.start_s is None or timing.end_s is None:
+            continue
+        spent_s = timing.end_s - timing.start_s
+        by_engine[timing.engine] = by_engine.get(timing.engine, 0.0) + spent_s
+    return {name: round(spent_s, 6) for name, spent_s in by_engine.items()}
+
+
+def _utilization(instances: list[Any], makespan_s: float) -> float | None:
+    busy: list[float] = [getattr(instance, "busy_s", -1.0) for instance in instances]
+    if makespan_s <= 0 or any(b < 0 for b in busy):
+        return None
+    return round(sum(busy) / (len(instances) * makespan_s), 4)

@@ -117,6 +117,7 @@ class StepSimLLM(FakeLLM):
             step = plan_step(works, self.max_num_calls, self.profile.max_batch_tokens)
             step_s = self.profile.step_s(step.num_seqs, step.num_tokens)
             await asyncio.sleep(self.latency_scale * step_s)
+            self.busy_s += self.latency_scale * step_s
             self.num_steps += 1
             for index, num_tokens in step.tokens_by_work.items():
                 _advance(works[index], num_tokens)
