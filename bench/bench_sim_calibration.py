@@ -72,7 +72,8 @@ def main() -> int:
         real = asyncio.run(_run_real(config, args.fake))
         load_average.append(os.getloadavg()[0])
     started_s = time.perf_counter()
-    rows = [_compare(row, config, profiles, args.llm_model) for row in real]
+    shared_cores = float(os.cpu_count() or 1) if args.cores_model == "shared" else None
+    rows = [_compare(row, config, profiles, args.llm_model, shared_cores) for row in real]
     data = {
         "command": " ".join(["python bench/bench_sim_calibration.py", *sys.argv[1:]]),
         "settings": {**vars(args), "config_changes": config.query_changes(args.workload)},
@@ -101,6 +102,12 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--num-load-queries", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--llm-model", default="steps", choices=("steps", "calls"))
+    parser.add_argument(
+        "--cores-model",
+        default="shared",
+        choices=("shared", "devices"),
+        help="simulated engines share this machine's cores, or each has its own device",
+    )
     parser.add_argument("--profiles", type=Path, help="profiles saved by `primflow profile`")
     parser.add_argument("--repeats", type=int, default=3, help="profiling runs per point")
     parser.add_argument("--sim-only", action="store_true", help="reuse the JSON's real side")
@@ -172,6 +179,7 @@ def _compare(
     config: BenchConfig,
     profiles: dict[str, LatencyProfile],
     llm_model: str,
+    shared_cores: float | None,
 ) -> dict[str, Any]:
     """The simulated side of one (app, scheme) and its error against the real one."""
     app, scheme = real["app"], real["scheme"]
@@ -197,6 +205,8 @@ def _compare(
             profiles=profiles,
             max_num_llm_calls=16,  # the embedded LLM's n_seq_max
             web_snippet_chars=_web_snippet_chars(),
+            # shared placement: the engines split this machine's cores (cores.py)
+            shared_cores=shared_cores,
         )
         result = simulate(workload, sim)
         failed = [q.error for q in result.queries if q.error]

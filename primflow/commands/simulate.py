@@ -85,6 +85,12 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
         default=0,
         help="characters of text per web-search result (default 0: short titles)",
     )
+    parser.add_argument(
+        "--shared-cores",
+        type=float,
+        help="the LLM, embedder and reranker share this many cores (one host); "
+        "default: each engine on its own device",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching wait (ms)")
     parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and queries")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -158,6 +164,7 @@ def _config(args: argparse.Namespace) -> SimConfig:
         profiles=_profiles(args.profiles),
         max_num_web_search_calls=args.web_search_calls,
         web_snippet_chars=args.web_snippet_chars,
+        shared_cores=args.shared_cores,
     )
 
 

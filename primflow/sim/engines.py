@@ -18,6 +18,8 @@ its profile taken from a hardware preset by engine kind. Invariants:
   serves many callers; 1 by default, one batch at a time like the other engines).
 - The embedder is charged per token of its texts too, and web-search snippets can be
   given a real length (retrieval.py).
+- With ``shared_cores`` the LLM, embedder and reranker share that many cores
+  (cores.py): two busy at once each run at half speed, as on this machine.
 - The instances of a vector index share one store (a database server's), so a search
   finds what any instance ingested; each instance still runs its own batches.
 - Everything sleeps with ``asyncio.sleep``: on the virtual loop no real time passes.
@@ -25,7 +27,7 @@ its profile taken from a hardware preset by engine kind. Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from primflow.engines.base import OPS_BY_KIND, Engine, EngineError, EngineKind, 
 from primflow.engines.function.call import Outputs, call_sync, function_of, settings_of
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
+from primflow.sim.cores import SharedCores
 from primflow.sim.retrieval import SimEmbedder, SimWebSearch
 from primflow.sim.step_llm import StepSimLLM, has_step_costs
 from primflow.testing.fake_engine import FakeEngine
@@ -112,6 +115,13 @@ class EngineOptions:
     llm_model: str = "calls"
     max_num_web_search_calls: int = 1
     web_snippet_chars: int = 0
+    # None: each engine on its own device; else the compute-bound engines (LLM,
+    # embedder, reranker) share this many cores, each able to use all of them.
+    shared_cores: float | None = None
+
+
+# Engines that compete for a host's cores; the others wait on I/O or take microseconds.
+CORE_BOUND_KINDS = frozenset({EngineKind.LLM, EngineKind.EMBEDDER, EngineKind.RERANKER})
 
 
 def build_engines(
@@ -124,20 +134,31 @@ def build_engines(
     llm_model: str = "calls",
     max_num_web_search_calls: int = 1,
     web_snippet_chars: int = 0,
+    shared_cores: float | None = None,
 ) -> dict[str, list[Engine]]:
     """Fake instances per named engine; ``profiles`` is keyed by engine name."""
     counts = dict(instances or {})
     check_instances(counts, kinds)
     check_llm_model(llm_model, kinds, profiles)
     options = EngineOptions(
-        llm_contention, max_num_llm_calls, llm_model, max_num_web_search_calls, web_snippet_chars
+        llm_contention,
+        max_num_llm_calls,
+        llm_model,
+        max_num_web_search_calls,
+        web_snippet_chars,
+        shared_cores,
     )
+    cores = None if shared_cores is None else SharedCores(shared_cores)
     engines: dict[str, list[Engine]] = {}
     for name, kind in kinds.items():
         profile = profiles[name]
-        engines[name] = [_make(name, kind, profile, options) for _ in range(counts.get(name, 1))]
+        made = [_make(name, kind, profile, options) for _ in range(counts.get(name, 1))]
+        if cores is not None and kind in CORE_BOUND_KINDS:
+            for engine in made:
+                engine.delay = cores.spend
         if kind is EngineKind.VECTOR_INDEX:
-            _share_collections(engines[name])
+            _share_collections(made)
+        engines[name] = list(made)
     return engines
 
 
@@ -158,7 +179,7 @@ def check_llm_model(
             )
 
 
-def _share_collections(instances: list[Engine]) -> None:
+def _share_collections(instances: Sequence[FakeEngine]) -> None:
     """Vector-index instances read one store (a shared database, like pgvector's):
     a query's chunks ingested at one instance are found by a search at another."""
     first = instances[0]

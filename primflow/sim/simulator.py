@@ -66,6 +66,9 @@ class SimConfig:
     llm_model: str = "calls"
     # Batches one web search instance runs at once (an API serves many callers).
     max_num_web_search_calls: int = 1
+    # None: every engine on its own device; else the LLM, embedder and reranker share
+    # this many cores (one host, `shared` placement).
+    shared_cores: float | None = None
     # Characters of text per web-search result (0: the fake's short titles).
     web_snippet_chars: int = 0
     # Measured profiles (`primflow profile`) by engine kind or name, over the preset's.
@@ -87,6 +90,8 @@ class SimConfig:
             raise ValueError(f"LLM contention must be >= 0, got {self.llm_contention}")
         if self.max_num_web_search_calls < 1:
             raise ValueError(f"web search calls must be >= 1, got {self.max_num_web_search_calls}")
+        if self.shared_cores is not None and not self.shared_cores > 0:
+            raise ValueError(f"shared cores must be > 0, got {self.shared_cores}")
         if self.web_snippet_chars < 0:
             raise ValueError(f"web snippet length must be >= 0, got {self.web_snippet_chars}")
         if self.llm_model not in LLM_MODELS:
@@ -168,6 +173,7 @@ async def _run(
         llm_model=config.llm_model,
         max_num_web_search_calls=config.max_num_web_search_calls,
         web_snippet_chars=config.web_snippet_chars,
+        shared_cores=config.shared_cores,
     )
     run_query, serving = _query_runner(workload, config, engines, profiles)
     loop = asyncio.get_running_loop()

@@ -17,7 +17,8 @@ step loop per instance, instead of giving each request its own call-level latenc
 - A cancelled request leaves the loop at the next step boundary; a loop with no work
   ends, so an idle simulation never waits on it.
 
-Invariant: the step loop only sleeps with ``asyncio.sleep`` (virtual time).
+Invariant: the step loop only waits on the loop's clock (``asyncio.sleep``, or the
+engine's ``delay`` when the simulation shares cores), so it runs in virtual time.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class StepSimLLM(FakeLLM):
             works = list(self._works)
             step = plan_step(works, self.max_num_calls, self.profile.max_batch_tokens)
             step_s = self.profile.step_s(step.num_seqs, step.num_tokens)
-            await asyncio.sleep(self.latency_scale * step_s)
+            await self.delay(self.latency_scale * step_s)
             self.busy_s += self.latency_scale * step_s
             self.num_steps += 1
             for index, num_tokens in step.tokens_by_work.items():

@@ -111,7 +111,7 @@ class FakeLLM(FakeEngine):
 
     async def spend(self, request: EngineRequest) -> None:
         """Take the request's time (subclasses model batching differently)."""
-        await asyncio.sleep(self.latency_scale * self.request_latency_s(request))
+        await self.delay(self.latency_scale * self.request_latency_s(request))
 
     def request_latency_s(self, request: EngineRequest) -> float:
         if request.op in PREFILL_OPS:
