@@ -35,6 +35,8 @@ from primflow.sim.simulator import SimConfig, simulate
 from primflow.sim.workload import app_workload
 
 OUT = Path("docs/bench/sim_paper.json")
+# Search-API snippets of ~300 characters (a search result's description), 4 per query.
+WEB_SNIPPET_CHARS = 300
 SCHEMES = ("primflow", "sequential", "parallel")
 
 
@@ -62,6 +64,8 @@ class Setup:
             parts.append(f"--web-search-calls {self.web_search_calls}")
         if self.max_tokens is not None:
             parts.append(f"--max-tokens {self.max_tokens}")
+        if self.app == "search_augmented":
+            parts.append(f"--web-snippet-chars {WEB_SNIPPET_CHARS}")
         return " ".join(parts)
 
 
@@ -128,6 +132,7 @@ def run_setup(setup: Setup) -> dict[str, Any]:
         instances=setup.instances,
         llm_model="steps",
         max_num_web_search_calls=setup.web_search_calls,
+        web_snippet_chars=WEB_SNIPPET_CHARS if setup.app == "search_augmented" else 0,
     )
     row: dict[str, Any] = {
         "table": setup.table,
