@@ -184,3 +184,26 @@ def test_cli_rejects_a_profiles_file_that_is_not_profiles(
     path.write_text("[1, 2]")
     assert main(["simulate", "naive_rag", "--duration", "2", "--profiles", str(path)]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_explicit_queries_cycle_by_index_with_the_given_documents_and_changes() -> None:
+    import numpy as np
+
+    questions = ["What is HNSW?", "What is BM25?"]
+    workload = app_workload(
+        "naive_rag",
+        "sequential",
+        preset("cpu"),
+        baselines="modules",
+        questions=questions,
+        documents=["HNSW is a graph index.", "BM25 ranks by term frequency."],
+        config_changes={"max_tokens": 7},
+    )
+    rng = np.random.default_rng(0)
+    made = [workload.make_query(i, rng) for i in range(3)]
+    assert made[0] is made[2] and made[0] is not made[1]
+    decodes = [n for n in made[0].graph if n.op is Op.LLM_DECODE]
+    assert decodes and all(n.params["max_tokens"] == 7 for n in decodes)
+    assert workload.info["baselines"] == "modules"
+    with pytest.raises(ValueError, match="at least one question"):
+        app_workload("naive_rag", "primflow", preset("cpu"), questions=[])
