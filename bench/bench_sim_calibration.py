@@ -148,6 +148,7 @@ async def _run_real(config: BenchConfig, is_fake: bool) -> list[dict[str, Any]]:
             "scheme": case.scheme,
             "single_latencies_s": [q["latency_s"] for q in case.single],
             "single_engine_s": [_engine_s(q["timeline"]) for q in case.single],
+            "single_decisions": [q.get("decisions", {}) for q in case.single],
             "single_questions": [q["question"] for q in case.single],
             "load": [
                 {k: run[k] for k in ("rate_qps", "mean_s", "p50_s", "p95_s", "num_completed")}
@@ -185,6 +186,9 @@ def _compare(
     app, scheme = real["app"], real["scheme"]
     documents = load_documents(config.docs or samples_dir() / "docs")
     changes = config.query_changes(config.workloads[0])
+    # The branches the real judge took (its most frequent choice per decision node),
+    # so the simulated queries run the same primitives.
+    decisions = _majority(real.get("single_decisions", []))
 
     def run(questions: list[str], arrivals_s: list[float]) -> list[QueryRecord]:
         workload = app_workload(
@@ -207,6 +211,7 @@ def _compare(
             web_snippet_chars=_web_snippet_chars(),
             # shared placement: the engines split this machine's cores (cores.py)
             shared_cores=shared_cores,
+            llm_decisions=decisions,
         )
         result = simulate(workload, sim)
         failed = [q.error for q in result.queries if q.error]
@@ -220,6 +225,7 @@ def _compare(
         "scheme": scheme,
         "real_single_s": float(np.mean(real["single_latencies_s"])),
         "sim_single_s": float(np.mean([q.latency_s for q in sim_single])),
+        "decisions": decisions,
         # Where the time goes, per engine (mean over the single queries).
         "real_single_engine_s": _mean_by_engine(real.get("single_engine_s", [])),
         "sim_single_engine_s": _mean_by_engine([q.engine_s for q in sim_single]),
@@ -236,6 +242,15 @@ def _compare(
         row["sim_load_s"] = float(np.mean([q.latency_s for q in sim_load]))
         row["load_error"] = row["sim_load_s"] / row["real_load_s"] - 1
     return row
+
+
+def _majority(samples: list[dict[str, str]]) -> dict[str, str]:
+    counts: dict[str, dict[str, int]] = {}
+    for sample in samples:
+        for node, choice in sample.items():
+            by_choice = counts.setdefault(node, {})
+            by_choice[choice] = by_choice.get(choice, 0) + 1
+    return {node: max(sorted(c), key=lambda k: c[k]) for node, c in counts.items()}
 
 
 def _web_snippet_chars() -> int:

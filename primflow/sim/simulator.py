@@ -43,6 +43,7 @@ from primflow.sim.profiles import preset
 from primflow.sim.stats import LatencyStats
 from primflow.sim.workload import SimQuery, Workload
 from primflow.testing.clock import run_virtual
+from primflow.testing.fake_llm import FakeLLM
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class SimConfig:
     # None: every engine on its own device; else the LLM, embedder and reranker share
     # this many cores (one host, `shared` placement).
     shared_cores: float | None = None
+    # Fixed constrained decisions (decode node -> choice), e.g. a judge's, so a
+    # simulation takes the branches a real run took; others: the fake's own pick.
+    llm_decisions: Mapping[str, str] = field(default_factory=dict)
     # Characters of text per web-search result (0: the fake's short titles).
     web_snippet_chars: int = 0
     # Measured profiles (`primflow profile`) by engine kind or name, over the preset's.
@@ -108,6 +112,7 @@ class SimConfig:
         data["engine_policies"] = dict(self.engine_policies)
         data["instances"] = dict(self.instances)
         data["arrivals_s"] = None if self.arrivals_s is None else list(self.arrivals_s)
+        data["llm_decisions"] = dict(self.llm_decisions)
         data["profiles"] = {name: p.to_dict() for name, p in self.profiles.items()}
         return data
 
@@ -175,6 +180,11 @@ async def _run(
         web_snippet_chars=config.web_snippet_chars,
         shared_cores=config.shared_cores,
     )
+    for instances in engines.values():
+        for engine in instances:
+            if isinstance(engine, FakeLLM):
+                for node, choice in config.llm_decisions.items():
+                    engine.set_response(node, choice)
     run_query, serving = _query_runner(workload, config, engines, profiles)
     loop = asyncio.get_running_loop()
     # Queries are made up front so the Generator's draws do not depend on event order.
