@@ -207,7 +207,7 @@ def _compare(
             arrivals_s=tuple(arrivals_s),
             llm_model=llm_model,
             profiles=profiles,
-            max_num_llm_calls=16,  # the embedded LLM's n_seq_max
+            max_num_llm_calls=32,  # the embedded LLM's n_seq_max (EmbeddedSettings)
             web_snippet_chars=_web_snippet_chars(),
             # shared placement: the engines split this machine's cores (cores.py)
             shared_cores=shared_cores,
