@@ -20,7 +20,8 @@ One run does both sides on this machine:
 Reports per app and scheme the mean latency of both sides and the error
 (simulated / real - 1), single query and under load; one result line; JSON at
 ``docs/bench/<name>.json``. ``--sim-only`` re-simulates against the real side of that
-JSON (for working on the models without rerunning the engines). Seeded.
+JSON (for working on the models without rerunning the engines), on its profiles or on
+``--profiles FILE``. Seeded.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> int:
     if args.sim_only:
         saved = json.loads(out.read_text())
         real, profiles = saved["real"], _profiles_from(saved["profiles"])
+        if args.profiles is not None:  # re-simulate on other profiles
+            profiles = load_profiles(args.profiles)
         load_average = saved.get("load_average", [])
     else:
         load_average = [os.getloadavg()[0]]
