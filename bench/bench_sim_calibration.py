@@ -64,34 +64,69 @@ def main() -> int:
     )
     if args.sim_only:
         saved = json.loads(out.read_text())
-        real, profiles = saved["real"], _profiles_from(saved["profiles"])
-        if args.profiles is not None:  # re-simulate on other profiles
-            profiles = load_profiles(args.profiles)
+        real = saved["real"]
+        measured = _profiles_from(saved.get("measured_profiles", saved["profiles"]))
         load_average = saved.get("load_average", [])
     else:
         load_average = [os.getloadavg()[0]]
-        profiles = _measured_profiles(args, config)
+        measured = _measured_profiles(args, config)
         load_average.append(os.getloadavg()[0])
         real = asyncio.run(_run_real(config, args.fake))
         load_average.append(os.getloadavg()[0])
+    # --sim-only --profiles FILE: re-simulate the same real runs on other profiles.
+    profiles = load_profiles(args.profiles) if args.sim_only and args.profiles else measured
     started_s = time.perf_counter()
     shared_cores = float(os.cpu_count() or 1) if args.cores_model == "shared" else None
     rows = [_compare(row, config, profiles, args.llm_model, shared_cores) for row in real]
+    # The machine's speed during the real runs against the profiles': one factor, from
+    # the sequential single queries (medians), applied to every profile; then the rest
+    # (primflow, parallel, load) is simulated again on the scaled profiles.
+    scale = _machine_scale(rows)
+    scaled = {name: _scaled(p, scale) for name, p in profiles.items()}
+    rows_scaled = [_compare(row, config, scaled, args.llm_model, shared_cores) for row in real]
     data = {
         "command": " ".join(["python bench/bench_sim_calibration.py", *sys.argv[1:]]),
         "settings": {**vars(args), "config_changes": config.query_changes(args.workload)},
+        "measured_profiles": {name: p.to_dict() for name, p in measured.items()},
         "profiles": {name: p.to_dict() for name, p in profiles.items()},
         # 1-minute load average before profiling, after it, after the real runs: other
         # work on the machine inflates the real side and the profiles alike.
         "load_average": [round(x, 2) for x in load_average],
+        "machine_scale": round(scale, 4),
         "real": real,
         "rows": rows,
+        "rows_scaled": rows_scaled,
         "sim_wall_s": round(time.perf_counter() - started_s, 3),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2) + "\n")
-    print(_result_line(rows))
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(_result_line(rows, rows_scaled, scale))
     return 0
+
+
+LATENCY_FIELDS = (
+    "base_s",
+    "per_item_s",
+    "per_token_s",
+    "per_output_token_s",
+    "step_base_s",
+    "step_per_seq_s",
+    "step_per_token_s",
+)
+
+
+def _scaled(profile: LatencyProfile, scale: float) -> LatencyProfile:
+    return profile.with_changes(**{f: getattr(profile, f) * scale for f in LATENCY_FIELDS})
+
+
+def _machine_scale(rows: list[dict[str, Any]]) -> float:
+    """Geometric mean over apps of real / simulated median sequential single query."""
+    ratios = [
+        r["real_single_median_s"] / r["sim_single_median_s"]
+        for r in rows
+        if r["scheme"] == "sequential" and r["sim_single_median_s"] > 0
+    ]
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0
 
 
 def _parse() -> argparse.Namespace:
@@ -228,6 +263,8 @@ def _compare(
         "scheme": scheme,
         "real_single_s": float(np.mean(real["single_latencies_s"])),
         "sim_single_s": float(np.mean([q.latency_s for q in sim_single])),
+        "real_single_median_s": float(np.median(real["single_latencies_s"])),
+        "sim_single_median_s": float(np.median([q.latency_s for q in sim_single])),
         "decisions": decisions,
         # Where the time goes, per engine (mean over the single queries).
         "real_single_engine_s": _mean_by_engine(real.get("single_engine_s", [])),
@@ -267,18 +304,26 @@ def _web_snippet_chars() -> int:
     return int(np.mean([len(text) for text in texts])) if texts else 0
 
 
-def _result_line(rows: list[dict[str, Any]]) -> str:
-    single = [abs(r["single_error"]) for r in rows]
-    load = [abs(r["load_error"]) for r in rows if "load_error" in r]
+def _result_line(
+    rows: list[dict[str, Any]], rows_scaled: list[dict[str, Any]], scale: float
+) -> str:
+    def summary(chosen: list[dict[str, Any]]) -> str:
+        single = [abs(r["single_error"]) for r in chosen]
+        load = [abs(r["load_error"]) for r in chosen if "load_error" in r] or [0.0]
+        return (
+            f"mean |error| single {100 * np.mean(single):.1f}% (max {100 * max(single):.1f}%), "
+            f"load {100 * np.mean(load):.1f}% (max {100 * max(load):.1f}%)"
+        )
+
     parts = [
         f"{r['app']}/{r['scheme']} {100 * r['single_error']:+.1f}%"
         + (f" load {100 * r['load_error']:+.1f}%" if "load_error" in r else "")
-        for r in rows
+        for r in rows_scaled
     ]
     return (
-        f"bench_sim_calibration: mean |error| single {100 * np.mean(single):.1f}% "
-        f"(max {100 * max(single):.1f}%), load {100 * np.mean(load or [0]):.1f}% "
-        f"(max {100 * max(load or [0]):.1f}%); " + "; ".join(parts)
+        f"bench_sim_calibration: profiles as measured: {summary(rows)}; "
+        f"scaled x{scale:.2f} to the runs' machine speed: {summary(rows_scaled)}; "
+        + "; ".join(parts)
     )
 
 
