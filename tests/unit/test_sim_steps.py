@@ -207,3 +207,16 @@ def test_explicit_queries_cycle_by_index_with_the_given_documents_and_changes() 
     assert workload.info["baselines"] == "modules"
     with pytest.raises(ValueError, match="at least one question"):
         app_workload("naive_rag", "primflow", preset("cpu"), questions=[])
+
+
+def test_fixed_decisions_take_the_branch_a_real_run_took() -> None:
+    workload = app_workload("search_augmented", "primflow", preset("gpu"))
+    config = SimConfig(rate_qps=0.5, duration_s=10.0, seed=1)
+    searched = simulate(
+        workload, dataclasses.replace(config, llm_decisions={"judge.decode": "yes"})
+    )
+    skipped = simulate(workload, dataclasses.replace(config, llm_decisions={"judge.decode": "no"}))
+    assert searched.engines["web_search"]["num_requests"] == searched.stats.num_queries > 0
+    assert skipped.engines["web_search"]["num_requests"] == 0
+    assert searched.stats.mean_s > skipped.stats.mean_s
+    assert searched.to_dict()["config"]["llm_decisions"] == {"judge.decode": "yes"}
