@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from primflow.api.documents import DocumentError, load_documents
@@ -23,10 +24,13 @@ from primflow.api.spec import SpecError
 from primflow.apps import APPS, App, is_spec_path
 from primflow.commands.app_args import AppChoiceError, add_app_arguments, chosen_app
 from primflow.engines.policies import POLICIES
+from primflow.engines.profile import LatencyProfile
+from primflow.session.stack import StackError, read_profiles
+from primflow.sim.engines import LLM_MODELS
 from primflow.sim.profiles import PROFILE_PRESETS, preset
 from primflow.sim.scenarios import SCENARIOS
 from primflow.sim.simulator import SimConfig, SimResult, simulate
-from primflow.sim.workload import QUERY_SOURCES, SCHEMES, Workload, app_workload
+from primflow.sim.workload import BASELINE_MODES, QUERY_SOURCES, SCHEMES, Workload, app_workload
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -56,6 +60,45 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--queries", default="sample", help=f"query data: {', '.join(QUERY_SOURCES)}"
     )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        help="profiles saved by `primflow profile` (JSON); they replace the preset's "
+        "for the engines they name",
+    )
+    parser.add_argument(
+        "--llm-model",
+        default="calls",
+        help=f"simulated LLM: {', '.join(LLM_MODELS)} (per-call latency with a load "
+        "slowdown / shared engine steps from the profile's step costs)",
+    )
+    parser.add_argument(
+        "--baselines",
+        default="graph",
+        help=f"how the baseline schemes run: {', '.join(BASELINE_MODES)} (their graphs on "
+        "the runtime / module by module, as `primflow bench` runs them)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, help="answer tokens per LLM call (default: the app's)"
+    )
+    parser.add_argument(
+        "--web-search-calls",
+        type=int,
+        default=1,
+        help="batches one web search instance runs at once (an API serves many callers)",
+    )
+    parser.add_argument(
+        "--web-snippet-chars",
+        type=int,
+        default=0,
+        help="characters of text per web-search result (default 0: short titles)",
+    )
+    parser.add_argument(
+        "--shared-cores",
+        type=float,
+        help="the LLM, embedder and reranker share this many cores (one host); "
+        "default: each engine on its own device",
+    )
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batching wait (ms)")
     parser.add_argument("--seed", type=int, default=0, help="seed for arrivals and queries")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -68,11 +111,18 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
         app = None if _is_scenario(args) else _with_sample(chosen_app(args), args)
         results = [
-            simulate(_workload(args, app, scheme), _with_policy(config, policy))
+            simulate(_workload(args, app, scheme, config), _with_policy(config, policy))
             for scheme in schemes
             for policy in policies
         ]
-    except (AppChoiceError, SpecError, DocumentError, ValueError, FileNotFoundError) as err:
+    except (
+        AppChoiceError,
+        SpecError,
+        DocumentError,
+        ValueError,
+        FileNotFoundError,
+        StackError,
+    ) as err:
         print(f"primflow simulate: error: {err}", file=sys.stderr)
         return 2
     if args.json:
@@ -117,6 +167,8 @@ def _config(args: argparse.Namespace) -> SimConfig:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     preset(args.hardware)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     return SimConfig(
         rate_qps=args.rate,
         duration_s=args.duration,
@@ -124,7 +176,23 @@ def _config(args: argparse.Namespace) -> SimConfig:
         hardware=args.hardware,
         seed=args.seed,
         max_wait_ms=args.max_wait_ms,
+        llm_model=args.llm_model,
+        profiles=_profiles(args.profiles),
+        max_num_web_search_calls=args.web_search_calls,
+        web_snippet_chars=args.web_snippet_chars,
+        shared_cores=args.shared_cores,
     )
+
+
+def _profiles(path: Path | None) -> dict[str, LatencyProfile]:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ValueError(f"--profiles: no such file {str(path)!r}")
+    profiles = read_profiles(path)
+    if not profiles:
+        raise ValueError(f"--profiles: {str(path)!r} holds no profiles")
+    return profiles
 
 
 def _with_policy(config: SimConfig, policy: str) -> SimConfig:
@@ -142,10 +210,20 @@ def _is_scenario(args: argparse.Namespace) -> bool:
     return args.app in SCENARIOS
 
 
-def _workload(args: argparse.Namespace, app: App | None, scheme: str) -> Workload:
+def _workload(
+    args: argparse.Namespace, app: App | None, scheme: str, config: SimConfig
+) -> Workload:
     if app is None:
         return SCENARIOS[args.app]()
-    return app_workload(app, scheme, preset(args.hardware), queries=args.queries)
+    changes = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
+    return app_workload(
+        app,
+        scheme,
+        config.profiles_by_kind(),
+        queries=args.queries,
+        baselines=args.baselines,
+        config_changes=changes,
+    )
 
 
 def _with_sample(app: App, args: argparse.Namespace) -> App:
@@ -170,7 +248,7 @@ def _table(args: argparse.Namespace, results: list[SimResult]) -> str:
     lines = [
         f"{_title(args)} on simulated {args.hardware} engines: {args.rate:g} q/s Poisson for "
         f"{args.duration:g} s (seed {args.seed}), {first.stats.num_queries} queries",
-        f"{'scheme':<11}{'policy':<15}{'mean_s':>8}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}{'ok':>9}",
+        f"{'scheme':<11}{'policy':<15}{'mean_s':>8}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}{'ok':>12}",
     ]
     for result in results:
         stats = result.stats
@@ -178,6 +256,6 @@ def _table(args: argparse.Namespace, results: list[SimResult]) -> str:
         lines.append(
             f"{scheme:<11}{result.config.policy:<15}{stats.mean_s:>8.3f}{stats.p50_s:>8.3f}"
             f"{stats.p95_s:>8.3f}{stats.p99_s:>8.3f}"
-            f"{f'{stats.num_completed}/{stats.num_queries}':>9}"
+            f"{f'{stats.num_completed}/{stats.num_queries}':>12}"
         )
     return "\n".join(lines)

@@ -152,5 +152,11 @@ def save_profiles(profiles: dict[str, LatencyProfile], path: Path) -> None:
 
 
 def load_profiles(path: Path) -> dict[str, LatencyProfile]:
+    """Profiles saved by ``save_profiles``: a JSON object of engine name -> fields."""
     data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object of engine name -> profile")
+    bad = [k for k, v in data.items() if not isinstance(v, dict)]
+    if bad:
+        raise ValueError(f"{path}: profile of {bad[0]!r} is not an object of fields")
     return {k: LatencyProfile.from_dict(v) for k, v in data.items()}

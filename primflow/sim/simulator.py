@@ -16,25 +16,34 @@ records each query's end-to-end latency. Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from primflow.baselines import baseline_executor
+from primflow.engines.base import Engine
 from primflow.engines.policies import POLICIES
+from primflow.engines.profile import LatencyProfile
+from primflow.runtime.query_state import QueryResult
 from primflow.runtime.runtime import Runtime
 from primflow.sim.arrivals import poisson_arrivals
+from primflow.sim.balanced import BalancedEngine
 from primflow.sim.engines import (
     DEFAULT_LLM_CONTENTION,
     DEFAULT_MAX_NUM_LLM_CALLS,
+    LLM_MODELS,
     build_engines,
     check_instances,
 )
 from primflow.sim.profiles import preset
 from primflow.sim.stats import LatencyStats
-from primflow.sim.workload import Workload
+from primflow.sim.workload import SimQuery, Workload
 from primflow.testing.clock import run_virtual
+from primflow.testing.fake_llm import FakeLLM
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,20 @@ class SimConfig:
     max_num_llm_calls: int | None = None
     # Fixed arrival times (s) instead of Poisson ones, for hand-built scenarios.
     arrivals_s: tuple[float, ...] | None = None
+    # "calls" (per-call latency, load slowdown) or "steps" (shared engine steps).
+    llm_model: str = "calls"
+    # Batches one web search instance runs at once (an API serves many callers).
+    max_num_web_search_calls: int = 1
+    # None: every engine on its own device; else the LLM, embedder and reranker share
+    # this many cores (one host, `shared` placement).
+    shared_cores: float | None = None
+    # Fixed constrained decisions (decode node -> choice), e.g. a judge's, so a
+    # simulation takes the branches a real run took; others: the fake's own pick.
+    llm_decisions: Mapping[str, str] = field(default_factory=dict)
+    # Characters of text per web-search result (0: the fake's short titles).
+    web_snippet_chars: int = 0
+    # Measured profiles (`primflow profile`) by engine kind or name, over the preset's.
+    profiles: Mapping[str, LatencyProfile] = field(default_factory=dict)
 
     def check(self) -> None:
         for name, chosen in {"": self.policy, **self.engine_policies}.items():
@@ -69,13 +92,28 @@ class SimConfig:
             raise ValueError(f"max LLM calls must be >= 1, got {self.max_num_llm_calls}")
         if self.llm_contention < 0:
             raise ValueError(f"LLM contention must be >= 0, got {self.llm_contention}")
+        if self.max_num_web_search_calls < 1:
+            raise ValueError(f"web search calls must be >= 1, got {self.max_num_web_search_calls}")
+        if self.shared_cores is not None and not self.shared_cores > 0:
+            raise ValueError(f"shared cores must be > 0, got {self.shared_cores}")
+        if self.web_snippet_chars < 0:
+            raise ValueError(f"web snippet length must be >= 0, got {self.web_snippet_chars}")
+        if self.llm_model not in LLM_MODELS:
+            known = ", ".join(LLM_MODELS)
+            raise ValueError(f"unknown LLM model {self.llm_model!r} (known: {known})")
         preset(self.hardware)
+
+    def profiles_by_kind(self) -> dict[str, LatencyProfile]:
+        """The preset's profiles with the measured ones (``profiles``) put over them."""
+        return {**preset(self.hardware), **self.profiles}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["engine_policies"] = dict(self.engine_policies)
         data["instances"] = dict(self.instances)
         data["arrivals_s"] = None if self.arrivals_s is None else list(self.arrivals_s)
+        data["llm_decisions"] = dict(self.llm_decisions)
+        data["profiles"] = {name: p.to_dict() for name, p in self.profiles.items()}
         return data
 
 
@@ -85,6 +123,9 @@ class QueryRecord:
     arrival_s: float
     latency_s: float | None
     error: str | None = None
+    # Seconds the query's primitives spent at each engine (handed over to finished,
+    # summed over its nodes; phases waiting inside the engine count); runtime runs only.
+    engine_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,7 +165,7 @@ def simulate(workload: Workload, config: SimConfig) -> SimResult:
 async def _run(
     workload: Workload, config: SimConfig, arrivals_s: list[float], rng: np.random.Generator
 ) -> SimResult:
-    profiles = workload.profiles(preset(config.hardware))
+    profiles = workload.profiles(config.profiles_by_kind())
     max_num_llm_calls = (
         config.max_num_llm_calls or workload.max_num_llm_calls or DEFAULT_MAX_NUM_LLM_CALLS
     )
@@ -134,9 +175,17 @@ async def _run(
         config.instances,
         llm_contention=config.llm_contention,
         max_num_llm_calls=max_num_llm_calls,
+        llm_model=config.llm_model,
+        max_num_web_search_calls=config.max_num_web_search_calls,
+        web_snippet_chars=config.web_snippet_chars,
+        shared_cores=config.shared_cores,
     )
-    policies = {name: config.engine_policies.get(name, config.policy) for name in engines}
-    runtime = Runtime(engines, policy=policies, max_wait_ms=config.max_wait_ms, profiles=profiles)
+    for instances in engines.values():
+        for engine in instances:
+            if isinstance(engine, FakeLLM):
+                for node, choice in config.llm_decisions.items():
+                    engine.set_response(node, choice)
+    run_query, serving = _query_runner(workload, config, engines, profiles)
     loop = asyncio.get_running_loop()
     # Queries are made up front so the Generator's draws do not depend on event order.
     queries = [workload.make_query(i, rng) for i in range(len(arrivals_s))]
@@ -147,22 +196,47 @@ async def _run(
         await asyncio.sleep(max(0.0, arrival_s - loop.time()))
         query_id = f"q{index}"
         try:
-            await runtime.run(
-                queries[index].graph,
-                queries[index].inputs,
-                query_id=query_id,
-                deadline_s=config.deadline_s,
-            )
+            result = await run_query(queries[index], query_id)
         except Exception as exc:  # a failed query is a data point, not a crash
             records[index] = QueryRecord(query_id, arrival_s, None, f"{type(exc).__name__}: {exc}")
             return
-        records[index] = QueryRecord(query_id, arrival_s, loop.time() - arrival_s)
+        latency_s = loop.time() - arrival_s
+        # The baseline executor times its nodes by the wall clock, not the loop's.
+        engine_s = {} if workload.module_order is not None else _engine_s(result)
+        records[index] = QueryRecord(query_id, arrival_s, latency_s, None, engine_s)
 
-    async with runtime, asyncio.TaskGroup() as tg:
+    async with serving, asyncio.TaskGroup() as tg:
         for index in range(len(arrivals_s)):
             tg.create_task(one(index))
     finished = [r for r in records if r is not None]
     return _result(workload, config, finished, engines)
+
+
+def _query_runner(
+    workload: Workload,
+    config: SimConfig,
+    engines: dict[str, list[Engine]],
+    profiles: Mapping[str, LatencyProfile],
+) -> tuple[Callable[[SimQuery, str], Awaitable[QueryResult]], AbstractAsyncContextManager[Any]]:
+    """How a query runs (on the runtime, or on the module-level baseline executor) and
+    what must be open while queries run (the runtime; nothing for the executor)."""
+    if workload.module_order is not None:
+        balanced = {name: BalancedEngine(instances) for name, instances in engines.items()}
+        executor = baseline_executor(workload.module_order, balanced)
+
+        async def run_on_modules(query: SimQuery, query_id: str) -> QueryResult:
+            return await executor.run(query.graph, query.inputs, query_id=query_id)
+
+        return run_on_modules, contextlib.nullcontext()
+    policies = {name: config.engine_policies.get(name, config.policy) for name in engines}
+    runtime = Runtime(engines, policy=policies, max_wait_ms=config.max_wait_ms, profiles=profiles)
+
+    async def run_on_runtime(query: SimQuery, query_id: str) -> QueryResult:
+        return await runtime.run(
+            query.graph, query.inputs, query_id=query_id, deadline_s=config.deadline_s
+        )
+
+    return run_on_runtime, runtime
 
 
 def _result(
@@ -184,7 +258,28 @@ def _result(
             "num_instances": len(instances),
             "num_batches": sum(len(i.batches) for i in instances),
             "num_requests": sum(len(b) for i in instances for b in i.batches),
+            "num_requests_per_instance": [sum(len(b) for b in i.batches) for i in instances],
+            # Busy time over the run, per instance (a step engine's steps; a batched
+            # engine's batches, so > 1 where batches overlap, as LLM calls do).
+            "utilization": _utilization(instances, makespan_s),
         }
         for name, instances in engines.items()
     }
     return SimResult(workload.name, config, records, stats, makespan_s, engine_info, workload.info)
+
+
+def _engine_s(result: QueryResult) -> dict[str, float]:
+    by_engine: dict[str, float] = {}
+    for timing in result.timings.values():
+        if timing.engine is None or timing.start_s is None or timing.end_s is None:
+            continue
+        spent_s = timing.end_s - timing.start_s
+        by_engine[timing.engine] = by_engine.get(timing.engine, 0.0) + spent_s
+    return {name: round(spent_s, 6) for name, spent_s in by_engine.items()}
+
+
+def _utilization(instances: list[Any], makespan_s: float) -> float | None:
+    busy: list[float] = [getattr(instance, "busy_s", -1.0) for instance in instances]
+    if makespan_s <= 0 or any(b < 0 for b in busy):
+        return None
+    return round(sum(busy) / (len(instances) * makespan_s), 4)

@@ -9,6 +9,14 @@ non-empty subset of the app's sample documents), then rewritten per the scheme:
 - ``parallel``: dependency pruning only (what an ``asyncio.gather`` baseline runs);
 - ``sequential``: no passes (the lowered p-graph keeps the template's order).
 
+With ``baselines="modules"`` the two baselines run as ``primflow bench`` runs them:
+the unoptimized p-graph on the module-level executor (``primflow.baselines``), each
+primitive one engine call in module order (``sequential``) or modules concurrently as
+their inputs are ready (``parallel``), with no engine scheduler. With
+``baselines="graph"`` (the default) they run their graphs on the runtime like primflow.
+Explicit ``questions`` / ``documents`` / ``config_changes`` make the queries the
+benchmark asks (``app.query(question, documents, **config_changes)``), cycled by index.
+
 Invariants: a workload is deterministic given the Generator; lowering and passes take
 no virtual time (they run between events), and their results are cached by query data,
 so a long simulation lowers each distinct query once.
@@ -17,13 +25,14 @@ so a long simulation lowers each distinct query once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from primflow.api.config import Query
+from primflow.api.documents import Document
 from primflow.api.lower import lower_query
 from primflow.apps import App, resolve_app
 from primflow.apps.samples import sample_questions
@@ -35,6 +44,7 @@ from primflow.sim.engines import engine_kinds
 
 SCHEMES = ("primflow", "parallel", "sequential")
 QUERY_SOURCES = ("sample", "generated")
+BASELINE_MODES = ("graph", "modules")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +66,17 @@ class Workload:
     profile_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The LLM's concurrent calls when the config does not say (None: the default).
     max_num_llm_calls: int | None = None
+    # None: the runtime runs the graphs; "sequential" / "parallel": the module-level
+    # baseline executor does (baselines="modules").
+    module_order: str | None = None
 
     def profiles(self, by_kind: Mapping[str, LatencyProfile]) -> dict[str, LatencyProfile]:
-        """Each engine's profile: the preset's for its kind, with this workload's changes."""
+        """Each engine's profile: the preset's for its name, else for its kind, with this
+        workload's changes."""
         return {
-            name: by_kind[str(kind)].with_changes(**self.profile_changes.get(name, {}))
+            name: by_kind.get(name, by_kind[str(kind)]).with_changes(
+                **self.profile_changes.get(name, {})
+            )
             for name, kind in self.kinds.items()
         }
 
@@ -81,6 +97,10 @@ def app_workload(
     profiles_by_kind: Mapping[str, LatencyProfile],
     *,
     queries: str = "sample",
+    baselines: str = "graph",
+    questions: Sequence[str] | None = None,
+    documents: Sequence[Document | str] | None = None,
+    config_changes: Mapping[str, Any] | None = None,
 ) -> Workload:
     """The workload of ``app_name`` (a built-in app's name or an :class:`App` of your
     own) run under ``scheme`` (see module docstring)."""
@@ -88,8 +108,11 @@ def app_workload(
     if queries not in QUERY_SOURCES:
         known = ", ".join(QUERY_SOURCES)
         raise ValueError(f"unknown query source {queries!r} (known: {known})")
+    if baselines not in BASELINE_MODES:
+        known = ", ".join(BASELINE_MODES)
+        raise ValueError(f"unknown baselines mode {baselines!r} (known: {known})")
     template = app.template()
-    sample = app.sample_query()
+    sample = _base_query(app, documents, config_changes)
     if app.has_loop:
         raise ValueError(
             f"app {app_name!r} grows its graph while a query runs (a loop); the simulator "
@@ -97,16 +120,28 @@ def app_workload(
         )
     sample_graph = lower_query(template, sample).graph
     kinds = engine_kinds(sample_graph)
-    profiles = {name: profiles_by_kind[str(kind)] for name, kind in kinds.items()}
-    passes = scheme_passes(scheme, profiles)
+    profiles = {
+        name: profiles_by_kind.get(name, profiles_by_kind[str(kind)])
+        for name, kind in kinds.items()
+    }
+    is_module_level = baselines == "modules" and scheme != "primflow"
+    passes = [] if is_module_level else scheme_passes(scheme, profiles)
     cache = GraphCache()
     lowered: dict[tuple[str, tuple[int, ...]], SimQuery] = {}
-    questions = _sample_questions() if queries == "generated" else [sample.question]
+    if questions is not None:
+        if not questions:
+            raise ValueError("questions: give at least one question")
+        pool = list(questions)
+    else:
+        pool = _sample_questions() if queries == "generated" else [sample.question]
+    is_generated = queries == "generated" and questions is None
 
     def make_query(index: int, rng: np.random.Generator) -> SimQuery:
-        del index
-        question = questions[int(rng.integers(len(questions)))]
-        picked = _pick_documents(len(sample.documents), rng) if queries == "generated" else ()
+        if questions is not None:
+            question = pool[index % len(pool)]
+        else:
+            question = pool[int(rng.integers(len(pool)))]
+        picked = _pick_documents(len(sample.documents), rng) if is_generated else ()
         key = (question, picked)
         if key not in lowered:
             query = _query_with(sample, question, picked)
@@ -120,8 +155,23 @@ def app_workload(
         kinds=kinds,
         make_query=make_query,
         description=app.description,
-        info={"app": app.name, "scheme": scheme, "queries": queries},
+        info={"app": app.name, "scheme": scheme, "queries": queries, "baselines": baselines},
+        module_order=scheme if is_module_level else None,
     )
+
+
+def _base_query(
+    app: App,
+    documents: Sequence[Document | str] | None,
+    config_changes: Mapping[str, Any] | None,
+) -> Query:
+    """The app's sample query, or (documents or changes given) the query the benchmark
+    asks: ``app.query(question, documents, **config_changes)``, no sample changes."""
+    sample = app.sample_query()
+    if documents is None and not config_changes:
+        return sample
+    chosen = sample.documents if documents is None else documents
+    return app.query(sample.question, chosen, **dict(config_changes or {}))
 
 
 def _sample_questions() -> list[str]:

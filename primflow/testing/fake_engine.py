@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from primflow.engines.base import Engine, EngineError, EngineHealth, EngineRequest, Outputs
@@ -61,6 +61,10 @@ class FakeEngine(Engine):
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
         self._closed_queries: dict[str, None] = {}
         self._num_running = 0
+        # Seconds this engine spent serving (summed over batches that overlap).
+        self.busy_s = 0.0
+        # How a batch's latency passes; the simulator may share cores between engines.
+        self.delay: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- knobs (``query_id=None`` applies to every query) ---------------------------
     def fail_on(
@@ -155,7 +159,9 @@ class FakeEngine(Engine):
     ) -> None:
         self._num_running += len(requests)
         try:
-            await asyncio.sleep(self.latency_scale * self.batch_latency_s(requests))
+            latency_s = self.latency_scale * self.batch_latency_s(requests)
+            self.busy_s += latency_s
+            await self.delay(latency_s)
             for request, future in zip(requests, futures, strict=True):
                 await self._finish(request, future)
         finally:

@@ -104,15 +104,19 @@ class FakeLLM(FakeEngine):
                 return
         self._num_running += 1
         try:
-            await asyncio.sleep(self.latency_scale * self.request_latency_s(request))
+            await self.spend(request)
         finally:
             self._num_running -= 1
         await self._finish(request, future)
 
+    async def spend(self, request: EngineRequest) -> None:
+        """Take the request's time (subclasses model batching differently)."""
+        await self.delay(self.latency_scale * self.request_latency_s(request))
+
     def request_latency_s(self, request: EngineRequest) -> float:
         if request.op in PREFILL_OPS:
             return self.profile.latency_s(1, request.num_tokens)
-        return self.profile.latency_s(1, 0, _num_output_tokens(request))
+        return self.profile.latency_s(1, 0, num_output_tokens(request))
 
     def compute(self, request: EngineRequest) -> Outputs:
         call = self._call(request)
@@ -158,7 +162,8 @@ class FakeLLM(FakeEngine):
             self._calls.pop(call_id, None)
 
 
-def _num_output_tokens(request: EngineRequest) -> int:
+def num_output_tokens(request: EngineRequest) -> int:
+    """The tokens a decode (or a partial decode's share) generates: all of ``max_tokens``."""
     max_tokens = int(request.params.get("max_tokens", 64))
     if request.op is Op.LLM_PARTIAL_DECODE:
         return max(1, max_tokens // max(1, int(request.params.get("num_items", 1))))

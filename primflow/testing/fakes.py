@@ -134,6 +134,11 @@ class FakeVectorIndex(FakeEngine):
         # n one-vector searches (decode pipelining) find what one n-vector search does.
         return sorted(best.values(), key=lambda h: h.score, reverse=True)
 
+    def share_query_collections(self, other: FakeVectorIndex) -> None:
+        """Use ``other``'s store (with ``collections = other.collections``): instances
+        of one shared index, as several servers of one database."""
+        self._collections_by_query = other._collections_by_query
+
     def free_query(self, query_id: str) -> None:
         for name in self._collections_by_query.pop(query_id, set()):
             self.collections.pop(name, None)
