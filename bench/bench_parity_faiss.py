@@ -24,7 +24,7 @@ from typing import Any
 
 import bench_parity_raw as raw
 import numpy as np
-from bench_parity_common import paired_stats, summary
+from bench_parity_common import paired_stats
 from bench_parity_engines import Sides, paired
 
 from primflow.engines.base import EngineRequest
@@ -36,6 +36,16 @@ from primflow.values import Chunk, Hit, IndexHandle
 SIZES = (100, 650, 2000)
 TOP_K = 3
 CONCURRENT = ((650, 8), (2000, 8), (2000, 32))  # (collection rows, queries at once)
+
+
+def summary(name: str, stats: dict[str, Any]) -> str:
+    """bench_parity_common.summary in milliseconds (these rows take 0.01-10 ms)."""
+    low, high = stats["speedup_range"]
+    return (
+        f"{name}: raw {stats['raw_median_s'] * 1e3:.3f} ms, engine "
+        f"{stats['engine_median_s'] * 1e3:.3f} ms, speedup {stats['speedup_median']:.3f}x "
+        f"[{low:.3f}-{high:.3f}]"
+    )
 
 
 def _ingest(query: str, chunks: list[Chunk], vectors: np.ndarray) -> EngineRequest:
