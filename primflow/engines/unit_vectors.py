@@ -65,8 +65,7 @@ def unit_norms(matrix: Matrix) -> Matrix:
 def are_unit(norms: Matrix) -> bool:
     """Whether row norms say finite unit rows (NaN and infinity propagate into a norm)."""
     return bool(
-        np.isfinite(norms).all()
-        and (norms.size == 0 or np.abs(norms - 1).max() <= UNIT_TOLERANCE)
+        np.isfinite(norms).all() and (norms.size == 0 or np.abs(norms - 1).max() <= UNIT_TOLERANCE)
     )
 
 

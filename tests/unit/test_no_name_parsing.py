@@ -100,9 +100,12 @@ def _name_violations(source: str) -> list[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in SLICING_METHODS and _mentions_a_name(node.func.value):
                 found.append(f"line {node.lineno}: .{node.func.attr}() on a name")
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
-            if _mentions_a_name(node.value):
-                found.append(f"line {node.lineno}: slices a name")
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Slice)
+            and _mentions_a_name(node.value)
+        ):
+            found.append(f"line {node.lineno}: slices a name")
     return found
 
 

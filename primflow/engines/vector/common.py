@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
 
 from primflow.engines.base import EngineError, EngineRequest, Outputs
-from primflow.engines.unit_vectors import (
-    Matrix as Matrix,  # re-exported: the vector engines' matrix type
-    are_unit,
-    is_sealed,
-    seal_checked,
-    unit_norms,
-)
+from primflow.engines.unit_vectors import Matrix as Matrix  # re-exported for the engines
+from primflow.engines.unit_vectors import are_unit, is_sealed, seal_checked, unit_norms
 from primflow.graph.ops import CHUNKS, HITS, INDEX, VECTORS
 from primflow.values import Chunk, Hit, IndexHandle
 
@@ -146,7 +141,7 @@ def _is_ranked(hits: Sequence[Hit], k: int) -> bool:
     """Whether ``hits`` are at most ``k``, of distinct chunks, in (-score, chunk_id) order."""
     if len(hits) > k:
         return False
-    for before, after in zip(hits, hits[1:]):
+    for before, after in pairwise(hits):
         if after.score > before.score or (
             after.score == before.score and after.chunk.chunk_id <= before.chunk.chunk_id
         ):
