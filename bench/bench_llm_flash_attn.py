@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import itertools
 import json
 import os
 import statistics
@@ -38,6 +39,7 @@ OUT_PATH = Path(__file__).resolve().parents[1] / "docs" / "bench" / "llm_flash_a
 MAX_TOKENS = 32
 OPENING = "Answer the question using only the context. Be brief.\nQuestion: {question}\n"
 REST = "Context:\n{context}\nAnswer:"
+_query_numbers = itertools.count()
 
 
 def rag_parts(seed: int, num: int) -> list[tuple[str, str]]:
@@ -105,7 +107,8 @@ async def exactness(parts: list[tuple[str, str]], is_flash_attn: bool) -> dict[s
 
 
 async def timed(engine: LlamaEngine, parts: list[tuple[str, str]], at_once: bool) -> float:
-    calls = [answer(engine, f"t{id(p)}-{i}", *p, split=False) for i, p in enumerate(parts)]
+    # A fresh query id per call: an aborted id stays closed on the engine.
+    calls = [answer(engine, f"t{next(_query_numbers)}", *p, split=False) for p in parts]
     started_s = time.perf_counter()
     if at_once:
         await asyncio.gather(*calls)
@@ -152,6 +155,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         result[f"exact_fa_{'on' if fa else 'off'}"] = found
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")  # kept if the speed part fails
     result["speed"] = await speed(parts, args.rounds)
     result["load_avg_end"] = os.getloadavg()
     return result
