@@ -8,7 +8,9 @@ Side by side in one run, interleaved and repeated (the side that goes first alte
 - ``llm``: the LLM engine vs ``Llama.create_chat_completion`` one request at a time, and
   vs a plain low-level batched loop (``llama_batch``/``llama_decode`` over 4 sequences),
   on the same RAG-style prompts with a fixed output length.
-- ``faiss``: ingest + search through the vector engine vs direct faiss calls.
+- ``faiss``: the vector engine vs direct faiss calls: ingest + search micro rows, one
+  query's retrieval step as the apps run it, and several queries searching one shared
+  collection at once (bench_parity_faiss.py).
 - ``e2e``: primflow (``Session``, naive_rag) vs a plain sequential loop over the same
   libraries, on the cold workload (~650 passages of ~260 characters with every query,
   one-shot 32-token answer) and on ``primflow bench``'s balanced workload (the sample
@@ -38,14 +40,8 @@ from typing import Any
 
 import bench_parity_raw as raw
 from bench_parity_e2e import e2e_section
-from bench_parity_engines import (
-    EMBED_SIZES,
-    MAX_TOKENS,
-    Sides,
-    embed_section,
-    faiss_section,
-    llm_section,
-)
+from bench_parity_engines import EMBED_SIZES, MAX_TOKENS, Sides, embed_section, llm_section
+from bench_parity_faiss import faiss_section
 
 from primflow.engines.embedder.model_files import onnx_model_path, tokenizer_path
 from primflow.engines.llm.model import default_model_path
@@ -107,11 +103,15 @@ def one_line(result: dict[str, Any]) -> str:
     for key, row in result.get("llm", {}).items():
         if isinstance(row, dict):
             parts.append(f"llm {key} {row['speedup_median']:.2f}x")
-    for key, row in result.get("faiss", {}).items():
+    faiss = result.get("faiss", {})
+    for key, row in faiss.get("micro", {}).items():
         parts.append(
-            f"faiss {key} {row['via_submit']['speedup_median']:.2f}x "
-            f"(work only {row['run_batch']['speedup_median']:.2f}x)"
+            f"faiss {key} {row['sealed_via_submit']['speedup_median']:.2f}x "
+            f"(caller's array {row['caller_via_submit']['speedup_median']:.2f}x)"
         )
+    for group in ("retrieval", "concurrent"):
+        for key, row in faiss.get(group, {}).items():
+            parts.append(f"faiss {group} {key} {row['speedup_median']:.2f}x")
     for key, row in result.get("e2e", {}).items():
         parts.append(f"e2e {key} {row['speedup_median']:.2f}x")
     return "parity (raw_s / engine_s, median): " + ", ".join(parts)

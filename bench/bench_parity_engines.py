@@ -1,4 +1,5 @@
-"""The engine sections of the parity benchmark (bench_parity.py): embedder, LLM, FAISS.
+"""The engine sections of the parity benchmark (bench_parity.py): embedder and LLM
+(FAISS: bench_parity_faiss.py).
 
 Each compares one engine with the raw library loop of bench_parity_raw.py on the same
 inputs, in paired repeats (the side that goes first alternates; bench_parity_common.py).
@@ -20,11 +21,9 @@ from bench_parity_common import paired_stats, passages, questions, summary
 
 from primflow.engines.base import Engine, EngineRequest
 from primflow.engines.llm import LlamaEngine
-from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
 from primflow.session.session import Session
 from primflow.session.stack import EngineStack
-from primflow.values import Chunk, IndexHandle
 
 EMBED_SIZES = (100, 650, 2000)
 MAX_TOKENS = 32
@@ -201,76 +200,3 @@ async def llm_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
         result[key] = stats
     await llm_fa.close()
     return result
-
-
-# --- FAISS ---
-
-
-async def engine_faiss(sides: Sides, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
-    engine = sides.engine("vector_index")
-    query = sides.query_id("faiss")
-    chunks = [Chunk(f"p{i}", "parity", i) for i in range(len(vectors))]
-    started_s = time.perf_counter()
-    ingest = EngineRequest(
-        query,
-        "ingest",
-        Op.VECTOR_INGEST,
-        {"chunks": chunks, "vectors": vectors},
-        {"collection": "parity"},
-    )
-    [ingested] = engine.submit([ingest])
-    handle: IndexHandle = (await ingested)["index"]
-    search = EngineRequest(
-        query, "search", Op.VECTOR_SEARCH, {"vectors": queries, "index": handle}, {"top_k": k}
-    )
-    [searched] = engine.submit([search])
-    await searched
-    seconds = time.perf_counter() - started_s
-    engine.release(query)
-    return seconds
-
-
-def engine_faiss_inline(sides: Sides, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """The engine's own work (``run_batch`` called directly): checks, index, hits; no
-    hand-off to the engine thread and back."""
-    engine = sides.engine("vector_index")
-    assert isinstance(engine, FaissEngine)
-    query = sides.query_id("faiss")
-    chunks = [Chunk(f"p{i}", "parity", i) for i in range(len(vectors))]
-    started_s = time.perf_counter()
-    inputs = {"chunks": chunks, "vectors": vectors}
-    ingest = EngineRequest(query, "ingest", Op.VECTOR_INGEST, inputs, {"collection": "parity"})
-    [ingested] = engine.run_batch([ingest])
-    assert isinstance(ingested, dict)
-    inputs = {"vectors": queries, "index": ingested["index"]}
-    engine.run_batch([EngineRequest(query, "search", Op.VECTOR_SEARCH, inputs, {"top_k": k})])
-    seconds = time.perf_counter() - started_s
-    engine.free_query(query)
-    return seconds
-
-
-async def faiss_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    rows = {}
-    for size in EMBED_SIZES:
-        vectors = rng.standard_normal((size, raw.DIM)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        queries = vectors[:1].copy()
-
-        async def run_raw(v: np.ndarray = vectors, q: np.ndarray = queries) -> float:
-            ingest_s, search_s, _ = await sides.on_raw(raw.timed_faiss, v, q, 3)
-            return float(ingest_s + search_s)
-
-        async def run_engine(v: np.ndarray = vectors, q: np.ndarray = queries) -> float:
-            return await engine_faiss(sides, v, q, 3)
-
-        async def run_batch_only(v: np.ndarray = vectors, q: np.ndarray = queries) -> float:
-            return engine_faiss_inline(sides, v, q, 3)
-
-        num = max(repeats, 5) * 4  # sub-millisecond: more repeats
-        stats = paired_stats(*await paired(num, run_raw, run_engine))
-        print(summary(f"faiss ingest+search {size} vectors via submit", stats))
-        inline = paired_stats(*await paired(num, run_raw, run_batch_only))
-        print(summary(f"faiss ingest+search {size} vectors, engine work only", inline))
-        rows[str(size)] = {"via_submit": stats, "run_batch": inline}
-    return rows

@@ -275,6 +275,36 @@ def timed_faiss(
     return faiss_ingest_search(vectors, queries, k)
 
 
+def timed_retrieval(
+    vectors: Vectors, query: Vectors, texts: Sequence[str], k: int
+) -> tuple[float, list[int]]:
+    """One query's retrieval step as a plain loop writes it: a flat index over the
+    passages' vectors, one search, the hits as (passage, score) pairs; the row ids."""
+    import faiss
+
+    started_s = time.perf_counter()
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    scores, rows = index.search(query, k)
+    hits = [(texts[r], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+    seconds = time.perf_counter() - started_s
+    assert len(hits) == min(k, len(texts))
+    return seconds, [int(r) for r in rows[0]]
+
+
+def timed_searches(vectors: Vectors, queries: Vectors, k: int) -> tuple[float, list[list[int]]]:
+    """Several queries against one collection, as a plain loop serves them: the index is
+    built beforehand (not timed), then one ``index.search`` per query."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    started_s = time.perf_counter()
+    found = [index.search(queries[i : i + 1], k)[1] for i in range(len(queries))]
+    seconds = time.perf_counter() - started_s
+    return seconds, [rows[0].tolist() for rows in found]
+
+
 def timed_chat(prompts: Sequence[str], max_tokens: int) -> tuple[float, list[str]]:
     started_s = time.perf_counter()
     texts = [_state["chat"].complete(p, max_tokens) for p in prompts]

@@ -10,6 +10,8 @@ import pytest
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.embedder import DIM, EmbedderEngine, shared_encoder
 from primflow.engines.placement import CoreBudget
+from primflow.engines.unit_vectors import is_sealed
+from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
 from primflow.values import Chunk
 
@@ -98,3 +100,29 @@ async def test_engine_asks_the_core_budget_before_each_sub_batch() -> None:
     assert out["vectors"].shape == (70, DIM)
     assert asked == [1, 1, 1]  # 70 texts = 3 sub-batches of <= 32
     assert budget.busy_engines() == []
+
+
+async def test_outputs_are_sealed_and_the_faiss_engine_keeps_them_without_a_copy() -> None:
+    """The embedder checks its rows once and seals them (read-only); the FAISS engine then
+    takes them in O(1) and keeps the very matrix. A request whose rows are a gathered
+    subset (repeated texts) gets a sealed copy."""
+    engine = EmbedderEngine()
+    texts = [QUESTION, PARAPHRASE, UNRELATED]
+    [whole, repeated] = await run(engine, embed("q1", texts), embed("q2", [UNRELATED, UNRELATED]))
+    await engine.close()
+    vectors = whole["vectors"]
+    assert is_sealed(vectors) and not vectors.flags.writeable
+    assert is_sealed(repeated["vectors"]) and repeated["vectors"].shape == (2, DIM)
+    np.testing.assert_array_equal(repeated["vectors"][1], vectors[2])
+    with pytest.raises(ValueError, match="read-only"):
+        vectors[0, 0] = 0.0
+
+    faiss_engine = FaissEngine()
+    chunks = [Chunk(t, "doc", i) for i, t in enumerate(texts)]
+    inputs = {"chunks": chunks, "vectors": vectors}
+    [ingested] = faiss_engine.run_batch(
+        [EngineRequest("q1", "ingest", Op.VECTOR_INGEST, inputs, {"collection": "c"})]
+    )
+    collection = faiss_engine._get(ingested["index"].collection)
+    assert collection is not None and collection.rows() is vectors
+    await faiss_engine.close()

@@ -7,7 +7,7 @@ import pytest
 
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.vector import FaissEngine
-from primflow.engines.vector.faiss_engine import MAX_INLINE_INGEST_ROWS
+from primflow.engines.vector.faiss_engine import MAX_INLINE_INGEST_ROWS, MAX_INLINE_QUERY_ROWS
 from primflow.graph.ir import Op
 from primflow.values import Chunk, IndexHandle
 
@@ -202,4 +202,21 @@ async def test_work_on_the_engine_thread_keeps_later_small_batches_off_the_loop(
     await adding
     [again] = engine.submit([search("q1", more_vectors[3:4], handle)])
     assert again.done()
+    await engine.close()
+
+
+async def test_the_inline_limit_counts_every_search_of_the_batch() -> None:
+    """One-row searches are small alone, but a batch of them runs as one faiss call: past
+    MAX_INLINE_QUERY_ROWS rows in all (faiss would use BLAS and its threads on the event
+    loop) the batch goes to the engine thread, and each search still gets its own hits."""
+    engine = FaissEngine()
+    chunks, vectors = corpus(50)
+    handle = engine.create_shared("kb", chunks, vectors)
+    few = [search(f"q{i}", vectors[i : i + 1], handle) for i in range(MAX_INLINE_QUERY_ROWS - 1)]
+    assert all(future.done() for future in engine.submit(few))
+    many = [search(f"q{i}", vectors[i : i + 1], handle) for i in range(MAX_INLINE_QUERY_ROWS)]
+    futures = engine.submit(many)
+    assert not any(future.done() for future in futures)
+    found = await asyncio.gather(*futures)
+    assert [out["hits"][0].chunk.chunk_id for out in found] == list(range(MAX_INLINE_QUERY_ROWS))
     await engine.close()

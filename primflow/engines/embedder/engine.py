@@ -5,7 +5,8 @@ ONE length-sorted, sub-batched inference over all their texts, and the rows are 
 back per request. Invariants:
 
 - ``inputs["items"]`` is a list of ``str`` or ``Chunk``; outputs ``{"vectors": array}``
-  of shape ``(len(items), 384)``, unit rows, in item order.
+  of shape ``(len(items), 384)``, unit rows, in item order, read-only and sealed
+  (``unit_vectors.py``) so a vector engine takes them without checking every value.
 - Identical texts across the batch are embedded once (a question shared by several
   primitives costs one row).
 - A request with bad items fails alone; the rest of the batch still runs.
@@ -35,6 +36,7 @@ from primflow.engines.model_paths import ModelPathError
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.threaded import Outcome, ThreadedEngine
+from primflow.engines.unit_vectors import is_sealed, seal_checked, seal_if_unit
 from primflow.graph.ir import Op
 from primflow.graph.ops import ITEMS, VECTORS
 from primflow.values import Chunk
@@ -119,7 +121,19 @@ class EmbedderEngine(ThreadedEngine):
             rows_per_request.append([unique.setdefault(t, len(unique)) for t in texts])
             outcomes.append({})
         vectors = self.encoder.encode(list(unique), thread_lease=self.lease_threads)
+        # Checked once here (microseconds against the encode), so the vector engines
+        # take these rows in O(1) (unit_vectors.py).
+        vectors = seal_if_unit(vectors)
         for i, rows in enumerate(rows_per_request):
             if rows is not None:
-                outcomes[i] = {VECTORS: vectors[np.asarray(rows, dtype=np.int64)]}
+                outcomes[i] = {VECTORS: self._rows_of(vectors, rows)}
         return outcomes
+
+    @staticmethod
+    def _rows_of(vectors: np.ndarray, rows: list[int]) -> np.ndarray:
+        """The request's rows: the whole matrix when they are all of it in order (one
+        request without repeated texts: no copy), else a (sealed) gathered copy."""
+        if len(rows) == len(vectors) and rows == list(range(len(vectors))):
+            return vectors
+        picked = vectors[np.asarray(rows, dtype=np.int64)]
+        return seal_checked(picked, is_handed_over=True) if is_sealed(vectors) else picked

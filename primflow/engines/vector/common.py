@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from primflow.engines.base import EngineError, EngineRequest, Outputs
+from primflow.engines.unit_vectors import Matrix as Matrix  # re-exported for the engines
+from primflow.engines.unit_vectors import are_unit, is_sealed, seal_checked, unit_norms
 from primflow.graph.ops import CHUNKS, HITS, INDEX, VECTORS
 from primflow.values import Chunk, Hit, IndexHandle
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 DEFAULT_TOP_K = 5
-# Rows whose norm is this close to 1 count as unit (float32 rounding after a division).
-UNIT_TOLERANCE = 1e-6
-
-Matrix = npt.NDArray[np.float32]
 
 
 def check_collection_name(name: Any, engine: str, node: str) -> str:
@@ -53,7 +50,19 @@ def names_of_query(names: Iterable[str], query_id: str) -> list[str]:
 
 
 def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Matrix:
-    """``value`` as a float32 matrix of unit rows, or a clear error (shape, dim, NaN)."""
+    """``value`` as a sealed float32 matrix of unit rows (unit_vectors.py), or a clear
+    error (shape, dim, NaN). A sealed matrix (the embedder's output) was checked when
+    it was made and passes in O(1); anything else is checked here, normalized if its
+    rows are not unit, and sealed (copied unless it was converted here)."""
+    matrix = value if is_sealed(value) else _checked_unit_rows(value, engine, node)
+    if dim is not None and matrix.shape[0] > 0 and matrix.shape[1] != dim:
+        raise EngineError(
+            engine, node, f"vectors have dimension {matrix.shape[1]}, the collection has {dim}"
+        )
+    return matrix
+
+
+def _checked_unit_rows(value: Any, engine: str, node: str) -> Matrix:
     try:
         matrix = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -62,22 +71,15 @@ def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Mat
         matrix = matrix[None, :]
     if matrix.ndim != 2:
         raise EngineError(engine, node, f"vectors must be a 2-d array, got shape {matrix.shape}")
-    if dim is not None and matrix.shape[0] > 0 and matrix.shape[1] != dim:
-        raise EngineError(
-            engine, node, f"vectors have dimension {matrix.shape[1]}, the collection has {dim}"
-        )
-    # vecdot (numpy >= 2): a SIMD row dot, 2x faster than einsum and 6x faster than
-    # np.linalg.norm on 2,000 x 384 (no squared temporary).
-    norms = np.sqrt(np.vecdot(matrix, matrix))[:, None]
-    # A finite norm means a finite row (NaN and infinity propagate into it). Rows that are
-    # unit already (the embedder's always are) are kept as they are: checking, dividing
-    # and copying them again made an engine ingest of 2,000 rows cost 5x the faiss call.
-    if np.isfinite(norms).all() and (norms.size == 0 or np.abs(norms - 1).max() <= UNIT_TOLERANCE):
-        return np.ascontiguousarray(matrix)
+    # Rows that are unit already are kept as they are: dividing and copying them again
+    # made an engine ingest of 2,000 rows cost 5x the faiss call.
+    if are_unit(unit_norms(matrix)):
+        return seal_checked(matrix, is_handed_over=matrix is not value)
     if not np.isfinite(matrix).all():
         raise EngineError(engine, node, "vectors contain NaN or infinity")
-    unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
-    return unit
+    norms = unit_norms(matrix)[:, None]
+    unit: Matrix = (matrix / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return seal_checked(unit, is_handed_over=True)
 
 
 def check_dim(vectors: Matrix, dim: int, name: str, engine: str, node: str) -> None:
@@ -87,7 +89,7 @@ def check_dim(vectors: Matrix, dim: int, name: str, engine: str, node: str) -> N
         )
 
 
-def ingest_inputs(request: EngineRequest, engine: str) -> tuple[list[Chunk], Matrix]:
+def ingest_inputs(request: EngineRequest, engine: str) -> tuple[Sequence[Chunk], Matrix]:
     chunks = request.inputs.get(CHUNKS)
     # map(isinstance, ...): the check in C, half the time of a generator per chunk.
     if not isinstance(chunks, Sequence) or not all(map(isinstance, chunks, repeat(Chunk))):
@@ -95,7 +97,7 @@ def ingest_inputs(request: EngineRequest, engine: str) -> tuple[list[Chunk], Mat
     vectors = unit_rows(request.inputs.get(VECTORS), engine, request.node)
     if len(vectors) != len(chunks):
         raise EngineError(engine, request.node, f"{len(chunks)} chunks but {len(vectors)} vectors")
-    return list(chunks), vectors
+    return chunks, vectors  # the backend copies what it keeps (FAISS: list.extend)
 
 
 def search_handle(request: EngineRequest, engine: str) -> IndexHandle:
@@ -124,6 +126,8 @@ def merge_hits(hit_lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
     returns the same candidates as n one-vector searches (what decode pipelining makes
     of it): an optimized graph must retrieve what the unoptimized one does.
     """
+    if len(hit_lists) == 1 and _is_ranked(hits := hit_lists[0], k):
+        return list(hits)  # one query row, already in that order (FAISS ranks it)
     best: dict[int, Hit] = {}
     for hits in hit_lists:
         for hit in sorted(hits, key=lambda h: (-h.score, h.chunk.chunk_id))[:k]:
@@ -131,6 +135,18 @@ def merge_hits(hit_lists: Sequence[Sequence[Hit]], k: int) -> list[Hit]:
             if seen is None or hit.score > seen.score:
                 best[hit.chunk.chunk_id] = hit
     return sorted(best.values(), key=lambda h: (-h.score, h.chunk.chunk_id))
+
+
+def _is_ranked(hits: Sequence[Hit], k: int) -> bool:
+    """Whether ``hits`` are at most ``k``, of distinct chunks, in (-score, chunk_id) order."""
+    if len(hits) > k:
+        return False
+    for before, after in pairwise(hits):
+        if after.score > before.score or (
+            after.score == before.score and after.chunk.chunk_id <= before.chunk.chunk_id
+        ):
+            return False
+    return len({hit.chunk.chunk_id for hit in hits}) == len(hits)
 
 
 def index_outputs(engine: str, collection: str, num_items: int) -> Outputs:

@@ -1,10 +1,16 @@
 """One FAISS collection: chunks plus their unit vectors, searched by inner product.
 
-Exact (``IndexFlatIP``) while small; past ``hnsw_threshold`` items it is rebuilt once as
-HNSW (approximate, sub-millisecond at 100k items) and grows
-from there. Invariants: row ``i`` of the index is ``chunks[i]``; all vectors have the
-collection's ``dim``; scores are cosine similarities because rows are unit vectors.
-:meth:`write` / :meth:`read` save the index to one file with FAISS's own format (the
+Exact while small: the rows are kept as the sealed, read-only matrices they came in
+(unit_vectors.py; no copy), and a search is one ``faiss.knn`` call over them: the very
+kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD code under 20
+query rows and BLAS from 20 on, the same heap and tie order), without building an index
+per query or copying the rows into one. Past ``hnsw_threshold`` items it is rebuilt
+once as HNSW (approximate, sub-millisecond at 100k items) and grows from there.
+
+Invariants: row ``i`` is ``chunks[i]``; all vectors have the collection's ``dim``;
+scores are cosine similarities because rows are unit vectors; the kept matrices are
+read-only, so nothing outside can change them. :meth:`write` / :meth:`read` save the
+index to one file with FAISS's own format (``IndexFlatIP`` for an exact collection; the
 chunks are the caller's to save: see ``primflow/collections``).
 """
 
@@ -15,8 +21,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 
-from primflow.engines.vector.common import Matrix
+from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
 from primflow.values import Chunk, Hit
 
 HNSW_THRESHOLD = 10_000
@@ -24,44 +31,90 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 128
 
+Rows = npt.NDArray[np.int64]
+
 
 class FaissCollection:
     def __init__(self, dim: int, hnsw_threshold: int = HNSW_THRESHOLD) -> None:
         self.dim = dim
         self.hnsw_threshold = hnsw_threshold
         self.chunks: list[Chunk] = []
-        self._index: faiss.Index = faiss.IndexFlatIP(dim)
-        self.is_hnsw = False
+        self._blocks: list[Matrix] = []  # exact: the rows, read-only, in order
+        self._hnsw: faiss.IndexHNSWFlat | None = None
+
+    @property
+    def is_hnsw(self) -> bool:
+        return self._hnsw is not None
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def add(self, chunks: Sequence[Chunk], vectors: Matrix) -> None:
+        """Add unit rows (``unit_rows``' output: sealed ones are kept without a copy)."""
         if len(vectors) == 0:
             return
-        if not self.is_hnsw and len(self.chunks) + len(chunks) > self.hnsw_threshold:
+        if self._hnsw is None and len(self.chunks) + len(chunks) > self.hnsw_threshold:
             self._switch_to_hnsw()
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        if self._hnsw is not None:
+            self._hnsw.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        else:
+            self._blocks.append(_read_only(vectors))
         self.chunks.extend(chunks)
 
     def search(self, queries: Matrix, k: int) -> list[list[Hit]]:
         """Top ``k`` hits of each query row (fewer if the collection is smaller)."""
         if len(queries) == 0 or not self.chunks:
             return [[] for _ in range(len(queries))]
-        k = min(k, len(self.chunks))
-        scores, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        scores, rows = self.search_rows(queries, min(k, len(self.chunks)))
+        chunks = self.chunks
+        # tolist() first: Python floats and ints in one C pass, not numpy scalars per hit.
         return [
-            [Hit(self.chunks[r], float(s)) for r, s in zip(row, score, strict=True) if r >= 0]
-            for row, score in zip(rows, scores, strict=True)
+            [Hit(chunks[r], s) for r, s in zip(row, score, strict=True) if r >= 0]
+            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
         ]
+
+    def search_rows(self, queries: Matrix, k: int) -> tuple[Matrix, Rows]:
+        """FAISS's ``(scores, rows)`` of the top ``k`` (``k`` <= len(self)) per query."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._hnsw is not None:
+            found: tuple[Matrix, Rows] = self._hnsw.search(queries, k)
+            return found
+        return exact_search(queries, self.rows(), k)
+
+    def rows(self) -> Matrix:
+        """All rows of an exact collection as one read-only matrix (blocks added by
+        several ingests, e.g. pipelined stages, are joined once, on the next search)."""
+        if len(self._blocks) != 1:
+            joined = (
+                np.concatenate(self._blocks)
+                if self._blocks
+                else np.zeros((0, self.dim), dtype=np.float32)
+            )
+            self._blocks = [seal_checked(joined, is_handed_over=True)]
+        return self._blocks[0]
 
     def copy(self) -> FaissCollection:
         """An independent copy: adding to it leaves this one (and its searches) alone."""
-        return FaissCollection._of(faiss.clone_index(self._index), self.chunks, self.hnsw_threshold)
+        copied = FaissCollection(self.dim, self.hnsw_threshold)
+        copied.chunks = list(self.chunks)
+        if self._hnsw is not None:
+            clone = faiss.clone_index(self._hnsw)
+            assert isinstance(clone, faiss.IndexHNSWFlat)  # clone_index downcasts
+            clone.hnsw.efSearch = HNSW_EF_SEARCH  # a search setting, not copied
+            copied._hnsw = clone
+        else:
+            copied._blocks = list(self._blocks)  # read-only matrices: shared safely
+        return copied
 
     def write(self, path: Path) -> None:
         """Save the index (flat or HNSW) to ``path``."""
-        faiss.write_index(self._index, str(path))
+        index: faiss.Index
+        if self._hnsw is not None:
+            index = self._hnsw
+        else:
+            index = faiss.IndexFlatIP(self.dim)
+            index.add(self.rows())
+        faiss.write_index(index, str(path))
 
     @classmethod
     def read(
@@ -71,18 +124,14 @@ class FaissCollection:
         index = faiss.read_index(str(path))
         if index.ntotal != len(chunks):
             raise ValueError(f"{path} holds {index.ntotal} vectors for {len(chunks)} chunks")
-        return cls._of(index, chunks, hnsw_threshold)
-
-    @classmethod
-    def _of(
-        cls, index: faiss.Index, chunks: Sequence[Chunk], hnsw_threshold: int
-    ) -> FaissCollection:
         collection = cls(index.d, hnsw_threshold)
-        collection._index = index
         collection.chunks = list(chunks)
         if isinstance(index, faiss.IndexHNSWFlat):
             index.hnsw.efSearch = HNSW_EF_SEARCH  # a search setting, not saved with the index
-            collection.is_hnsw = True
+            collection._hnsw = index
+        elif index.ntotal:
+            rows = index.reconstruct_n(0, index.ntotal)
+            collection._blocks = [seal_checked(rows, is_handed_over=True)]
         return collection
 
     def _switch_to_hnsw(self) -> None:
@@ -90,6 +139,30 @@ class FaissCollection:
         hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         hnsw.hnsw.efSearch = HNSW_EF_SEARCH
         if self.chunks:
-            hnsw.add(self._index.reconstruct_n(0, len(self.chunks)))
-        self._index = hnsw
-        self.is_hnsw = True
+            hnsw.add(self.rows())
+        self._hnsw = hnsw
+        self._blocks = []
+
+
+def exact_search(queries: Matrix, rows: Matrix, k: int) -> tuple[Matrix, Rows]:
+    """``faiss.knn`` with the inner product, minus its Python checks (both matrices are
+    C-contiguous float32 of one dimension here): what ``IndexFlatIP.search`` computes."""
+    num_queries, dim = queries.shape
+    scores = np.empty((num_queries, k), dtype=np.float32)
+    ids = np.empty((num_queries, k), dtype=np.int64)
+    faiss.knn_inner_product(
+        faiss.swig_ptr(queries),
+        faiss.swig_ptr(rows),
+        dim,
+        num_queries,
+        len(rows),
+        k,
+        faiss.swig_ptr(scores),
+        faiss.swig_ptr(ids),
+    )
+    return scores, ids
+
+
+def _read_only(vectors: Matrix) -> Matrix:
+    """``vectors`` if sealed (no one can write them), else a read-only copy."""
+    return vectors if is_sealed(vectors) else seal_checked(vectors)

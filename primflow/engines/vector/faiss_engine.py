@@ -14,17 +14,20 @@ Owns per-query and shared collections; request checks and op dispatch are
   of each query vector, one per chunk (its best score), best first. The searches of one
   batch against the same collection run as one FAISS call.
 - Bad input (wrong dimension, unknown collection) fails that request only.
-- Small work runs inline (``runs_inline``, threaded.py): ingests of up to
-  ``MAX_INLINE_INGEST_ROWS`` rows into exact collections and searches of fewer than
-  ``MAX_INLINE_QUERY_ROWS`` query rows over at most ``MAX_INLINE_SEARCH_ROWS`` exact rows.
-  That work takes 10-300 microseconds and runs in one thread (faiss computes fewer than
-  20 query rows without BLAS or OpenMP teams), while the hop to the engine thread and
-  back took 0.1-0.2 ms per request (docs/results/parity.md). Larger work and HNSW
-  collections run on the engine thread.
+- Small work runs inline (``runs_inline``, threaded.py): batches whose ingests add up to
+  ``MAX_INLINE_INGEST_ROWS`` rows each into exact collections and whose searches have
+  fewer than ``MAX_INLINE_QUERY_ROWS`` query rows in all, over at most
+  ``MAX_INLINE_SEARCH_ROWS`` query-row x collection-row products in all. That work takes
+  10-300 microseconds without BLAS (faiss uses BLAS from 20 query rows), while the hop
+  to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
+  Larger work and HNSW collections run on the engine thread.
+- Exact collections keep the sealed rows they are given and search them with faiss's
+  own kernel, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -78,42 +81,58 @@ class FaissEngine(VectorEngine):
         return None if collection is None else collection.dim
 
     def runs_inline(self, batch: Sequence[EngineRequest]) -> bool:
-        return all(self._is_small(request) for request in batch)
-
-    def _is_small(self, request: EngineRequest) -> bool:
-        """Small enough to run inline; anything unexpected goes to the engine thread,
-        whose checks give the error."""
-        if request.op is Op.VECTOR_INGEST:
-            vectors = request.inputs.get(VECTORS)
-            num_rows = len(vectors) if isinstance(vectors, (np.ndarray, list)) else None
-            if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
+        """Small enough to run inline, counted over the whole batch (its searches of one
+        collection run as one faiss call); anything unexpected goes to the engine
+        thread, whose checks give the error."""
+        num_query_rows = num_products = 0
+        for request in batch:
+            if request.op is Op.VECTOR_INGEST:
+                if not self._is_small_ingest(request):
+                    return False
+                continue
+            size = self._search_size(request)
+            if size is None:
                 return False
-            name = request.params.get("collection")
-            collection = self._get(query_scoped(request.query_id, name)) if name else None
-            num_held = 0 if collection is None else len(collection)
-            return num_held + num_rows <= self.hnsw_threshold and not (
-                collection is not None and collection.is_hnsw
-            )
-        if request.op is Op.VECTOR_SEARCH:
-            handle = request.inputs.get(INDEX)
-            queries = request.inputs.get(VECTORS)
-            if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
-                return False
-            collection = self._get(handle.collection)
-            num_queries = 1 if queries.ndim == 1 else len(queries)
-            return (
-                collection is not None
-                and not collection.is_hnsw
-                and num_queries < MAX_INLINE_QUERY_ROWS
-                and num_queries * len(collection) <= MAX_INLINE_SEARCH_ROWS
-            )
-        return False
+            num_query_rows += size[0]
+            num_products += size[0] * size[1]
+        return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
 
-    def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
-        if self.budget is not None:
-            # FAISS parallelizes batched searches with OpenMP; the setting is per thread.
+    def _is_small_ingest(self, request: EngineRequest) -> bool:
+        vectors = request.inputs.get(VECTORS)
+        num_rows = len(vectors) if isinstance(vectors, (np.ndarray, list)) else None
+        if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
+            return False
+        name = request.params.get("collection")
+        collection = self._get(query_scoped(request.query_id, name)) if name else None
+        num_held = 0 if collection is None else len(collection)
+        return num_held + num_rows <= self.hnsw_threshold and not (
+            collection is not None and collection.is_hnsw
+        )
+
+    def _search_size(self, request: EngineRequest) -> tuple[int, int] | None:
+        """(query rows, collection rows) of an exact search, else None (not inline)."""
+        if request.op is not Op.VECTOR_SEARCH:
+            return None
+        handle = request.inputs.get(INDEX)
+        queries = request.inputs.get(VECTORS)
+        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+            return None
+        collection = self._get(handle.collection)
+        if collection is None or collection.is_hnsw:
+            return None
+        return (1 if queries.ndim == 1 else len(queries)), len(collection)
+
+    def _set_omp_threads(self, num_query_rows: int) -> None:
+        """FAISS's OpenMP threads for the next call (a per-thread setting): one under
+        ``MAX_INLINE_QUERY_ROWS`` rows, where faiss would only split the rows over
+        a team whose start cost more than the search on a busy machine (8 rows on 2,000
+        vectors: 0.8 ms with one thread, 1-5 ms with two), else the core budget's."""
+        if num_query_rows < MAX_INLINE_QUERY_ROWS:
+            faiss.omp_set_num_threads(1)
+        elif self.budget is not None:
             faiss.omp_set_num_threads(self.threads())
-        return super().run_batch(batch)
+        else:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
 
     def _add_shared(self, name: str, chunks: Sequence[Chunk], vectors: Matrix) -> int:
         collection = self._get_or_create(name, vectors.shape[1], "create_shared")
@@ -139,6 +158,7 @@ class FaissEngine(VectorEngine):
         collection = self._get_or_create(job.collection, dim, request.node)
         if dim is not None:
             check_dim(job.vectors, collection.dim, job.collection, self.name, request.node)
+        self._set_omp_threads(len(job.vectors))  # an HNSW add is parallel; flat adds no work
         collection.add(job.chunks, job.vectors)
         if self.is_closed(request.query_id):  # aborted meanwhile: do not leak the collection
             self.free_query(request.query_id)
@@ -163,8 +183,12 @@ class FaissEngine(VectorEngine):
             for i, _ in jobs:
                 outcomes[i] = EngineError(self.name, "search", f"collection {name!r} was freed")
             return
-        stacked = np.concatenate([job.queries for _, job in jobs])
-        per_row = collection.search(stacked, max(job.k for _, job in jobs))
+        if len(jobs) == 1:  # the common case: no stacking copy
+            stacked, k = jobs[0][1].queries, jobs[0][1].k
+        else:
+            stacked, k = np.concatenate([job.queries for _, job in jobs]), max(j.k for _, j in jobs)
+        self._set_omp_threads(len(stacked))
+        per_row = collection.search(stacked, k)
         start = 0
         for i, job in jobs:
             outcomes[i] = hits_outputs(per_row[start : start + len(job.queries)], job.k)
