@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from primflow.engines.base import Engine, EngineError, EngineKind
@@ -63,13 +64,14 @@ def _factory(args: argparse.Namespace) -> Any:
     if not dsn:
         return embedded
 
-    def build(name: str, kind: EngineKind, budget: CoreBudget, profile: Any) -> Engine:
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: Any
+    ) -> Engine | Sequence[Engine]:
         if kind is EngineKind.VECTOR_INDEX:
             from primflow.engines.vector.pgvector_engine import PgVectorEngine
 
             return PgVectorEngine(name, dsn=dsn, profile=profile, budget=budget)
-        engine: Engine = embedded(name, kind, budget, profile)
-        return engine
+        return embedded(name, kind, budget, profile)
 
     return build
 

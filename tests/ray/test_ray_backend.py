@@ -134,7 +134,9 @@ async def test_cancellation_and_deadlines_reach_the_actor(cluster: dict[str, str
             )
             held = [query_id, decode]
             await _eventually(
-                lambda: any(held in map(list, batch) for batch in attribute(llm, "batch_keys")),
+                lambda held=held: any(
+                    held in map(list, batch) for batch in attribute(llm, "batch_keys")
+                ),
                 "the decode on the actor",
             )
             if how == "cancel":
@@ -144,7 +146,8 @@ async def test_cancellation_and_deadlines_reach_the_actor(cluster: dict[str, str
             if how == "deadline":
                 assert isinstance(raised.value, QueryTimeout)
             await _eventually(
-                lambda: query_id in attribute(llm, "aborted"), f"the {how} to abort on the actor"
+                lambda query_id=query_id: query_id in attribute(llm, "aborted"),
+                f"the {how} to abort on the actor",
             )
             assert attribute(llm, "num_queries_with_state") == 0
             assert attribute(llm, "num_tracked_tasks") == 0

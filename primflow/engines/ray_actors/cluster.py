@@ -97,8 +97,10 @@ def create_actors(
     }
     if resources.resources:
         options["resources"] = dict(resources.resources)
-    host_class = ray.remote(EngineHost).options(**options)  # type: ignore[arg-type]
-    actors = [host_class.remote(build, resources.num_cores) for _ in range(num_instances)]
+    host_class: Any = ray.remote(EngineHost).options(**options)
+    actors: list[Any] = [
+        host_class.remote(build, resources.num_cores) for _ in range(num_instances)
+    ]
     try:
         descriptions = ray.get(
             [actor.describe.remote() for actor in actors], timeout=resources.placement_timeout_s

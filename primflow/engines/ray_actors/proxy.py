@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import ray
@@ -100,8 +100,13 @@ class RayEngine(Engine):
             future.add_done_callback(self._forget(request.query_id))
         wire = [_for_the_wire(request) for request in requests]
         wants_text = [request.on_text is not None for request in requests]
-        stream = self.actor.run_batch.options(num_returns="streaming").remote(wire, wants_text)
-        task = loop.create_task(self._consume(stream, requests, futures))
+        if any(wants_text) or (len(requests) > 1 and self.max_concurrent_batches > 1):
+            # Text to stream, or requests that finish one by one (continuous batching).
+            stream = self.actor.run_batch.options(num_returns="streaming").remote(wire, wants_text)
+            events = _streamed(stream)
+        else:
+            events = _at_once(self.actor.run_batch_at_once.remote(wire, wants_text))
+        task = loop.create_task(self._consume(events, requests, futures))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return futures
@@ -125,12 +130,14 @@ class RayEngine(Engine):
 
     # -- internals ----------------------------------------------------------------
     async def _consume(
-        self, stream: Any, requests: list[EngineRequest], futures: list[asyncio.Future[Outputs]]
+        self,
+        events: AsyncIterator[Outcome | TextPiece],
+        requests: list[EngineRequest],
+        futures: list[asyncio.Future[Outputs]],
     ) -> None:
         self._num_running += len(requests)
         try:
-            async for ref in stream:
-                event = await ref
+            async for event in events:
                 if isinstance(event, TextPiece):
                     on_text = requests[event.index].on_text
                     if on_text is not None and not futures[event.index].done():
@@ -203,6 +210,16 @@ class RayEngine(Engine):
                     del self._futures_by_query[query_id]
 
         return callback
+
+
+async def _streamed(stream: Any) -> AsyncIterator[Outcome | TextPiece]:
+    async for ref in stream:
+        yield await ref
+
+
+async def _at_once(ref: Any) -> AsyncIterator[Outcome | TextPiece]:
+    for event in await ref:
+        yield event
 
 
 def _for_the_wire(request: EngineRequest) -> EngineRequest:
