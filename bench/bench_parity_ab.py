@@ -169,7 +169,7 @@ def unit_rows_section(rounds: int) -> dict[str, Any]:
 
 def flash_attn_section(rounds: int) -> dict[str, Any]:
     import llama_cpp as lc
-    from bench_parity import rag_prompts
+    from bench_parity_engines import rag_prompts
 
     from primflow.engines.llm.model import default_model_path
 

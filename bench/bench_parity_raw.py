@@ -106,9 +106,18 @@ class PlainChat:
 
 class PlainBatchedLoop:
     """llama.cpp's low-level API: every prompt prefilled in one ``llama_batch`` (each its
-    own sequence), then one token per live sequence per ``llama_decode``, greedy."""
+    own sequence), then one token per live sequence per ``llama_decode``, greedy.
 
-    def __init__(self, chat: PlainChat, max_num_seqs: int = 8, n_ctx: int = 4096) -> None:
+    ``is_flash_attn``: None keeps llama.cpp's default (``auto``: on, on this CPU), False
+    turns flash attention off (the LLM engine's default), True on."""
+
+    def __init__(
+        self,
+        chat: PlainChat,
+        max_num_seqs: int = 8,
+        n_ctx: int = 4096,
+        is_flash_attn: bool | None = None,
+    ) -> None:
         import llama_cpp as lc
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -121,6 +130,12 @@ class PlainBatchedLoop:
         params.n_seq_max = max_num_seqs
         params.n_threads = params.n_threads_batch = chat.llm.n_threads
         params.kv_unified = True
+        if is_flash_attn is not None:
+            params.flash_attn_type = (
+                lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if is_flash_attn
+                else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
         self.ctx = lc.llama_init_from_model(chat.llm._model.model, params)
         self.memory = lc.llama_get_memory(self.ctx)
         self.batch = lc.llama_batch_init(512, 0, max_num_seqs)
@@ -241,6 +256,7 @@ def load(model_path: str, onnx_path: str, tokenizer_path: str, num_threads: int)
         chat=chat,
         embedder=embedder,
         batched=PlainBatchedLoop(chat),
+        batched_fa_off=PlainBatchedLoop(chat, is_flash_attn=False),
         rag=PlainRag(embedder, chat),
     )
     embedder.embed(["warm up"], 32)
@@ -265,9 +281,14 @@ def timed_chat(prompts: Sequence[str], max_tokens: int) -> tuple[float, list[str
     return time.perf_counter() - started_s, texts
 
 
-def timed_batched(prompts: Sequence[str], max_tokens: int) -> tuple[float, int]:
+def timed_batched(
+    prompts: Sequence[str], max_tokens: int, is_flash_attn: bool = True
+) -> tuple[float, int]:
+    """The batched loop with llama.cpp's default flash attention (auto), or with it off."""
     started_s = time.perf_counter()
-    num_tokens = _state["batched"].generate(prompts, max_tokens)
+    num_tokens = _state["batched" if is_flash_attn else "batched_fa_off"].generate(
+        prompts, max_tokens
+    )
     return time.perf_counter() - started_s, num_tokens
 
 

@@ -123,8 +123,14 @@ def server_args(args: argparse.Namespace) -> list[str]:
     common += ["--cores", str(args.cores)] if args.cores else []
     common += ["--max-tokens", str(args.max_tokens)]
     if args.engines == "fake":
-        return [*common, "--engines", "fake", "--fake-latency-scale", str(args.latency_scale)]
-    return [*common, "--engines", "embedded"]
+        return [
+            *common,
+            "--engine-backend",
+            "fake",
+            "--fake-latency-scale",
+            str(args.latency_scale),
+        ]
+    return [*common, "--engine-backend", "embedded"]
 
 
 def build_stack(args: argparse.Namespace) -> EngineStack:

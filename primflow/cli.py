@@ -7,9 +7,11 @@ are imported lazily so `primflow graph` never loads a model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 COMMANDS = {
     "graph": "print an application's primitive graph for a sample query",
@@ -46,8 +48,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = _command_module(args.command)
     assert module is not None
-    code: int = module.run(args)
+    with _remote_profile_warnings_plainly():
+        code: int = module.run(args)
     return code
+
+
+@contextlib.contextmanager
+def _remote_profile_warnings_plainly() -> Iterator[None]:
+    """A missing remote profile is advice for the user: one plain line on stderr, not
+    a Python warning with a source line."""
+    from primflow.engines.remote.profile import RemoteProfileWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, RemoteProfileWarning):
+            print(f"primflow: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

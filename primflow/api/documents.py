@@ -9,6 +9,7 @@ Errors name the path (and line) at fault.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".jsonl")
 
 class DocumentError(ValueError):
     """A document path cannot be loaded; the message names the path and the reason."""
+
+
+class UnsupportedFileType(DocumentError):
+    """The file's type is none of ``SUPPORTED_SUFFIXES``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,52 +78,82 @@ def load_documents(path: str | Path) -> list[Document]:
 
 
 def _load_file(file: Path, source: str) -> list[Document]:
-    suffix = file.suffix.lower()
-    if suffix in (".txt", ".md"):
-        docs = [Document(_read_text(file), source)]
-    elif suffix == ".pdf":
-        docs = [Document(_read_pdf(file), source)]
-    elif suffix == ".jsonl":
-        docs = _read_jsonl(file, source)
-    else:
+    _check_suffix(file.name, repr(str(file)))
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot read {str(file)!r}: {exc}") from None
+    return _parse(data, file.suffix.lower(), source, repr(str(file)))
+
+
+def parse_document(name: str, data: bytes) -> list[Document]:
+    """The documents in the bytes of a file called ``name`` (e.g. an upload): parsed in
+    memory, nothing is read from disk; ``name`` picks the loader and is the source.
+
+    Examples:
+        >>> from primflow.api.documents import parse_document
+        >>> parse_document("leave.md", "Full-time employees get 25 days.".encode())
+        [Document(text='Full-time employees get 25 days.', source='leave.md')]
+        >>> [d.source for d in parse_document("faq.jsonl", b'{"text": "a"}\n{"text": "b"}')]
+        ['faq.jsonl#1', 'faq.jsonl#2']
+    """
+    where = repr(name)
+    _check_suffix(name, where)
+    return _parse(data, Path(name).suffix.lower(), name, where)
+
+
+def _check_suffix(name: str, where: str) -> None:
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
         kinds = ", ".join(SUPPORTED_SUFFIXES)
-        raise DocumentError(f"{str(file)!r}: unsupported file type {suffix!r} (use {kinds})")
+        raise UnsupportedFileType(f"{where}: unsupported file type {suffix!r} (use {kinds})")
+
+
+def _parse(data: bytes, suffix: str, source: str, where: str) -> list[Document]:
+    if suffix in (".txt", ".md"):
+        docs = [Document(_decode(data, where), source)]
+    elif suffix == ".pdf":
+        docs = [Document(_read_pdf(data, where), source)]
+    else:
+        docs = _read_jsonl(_decode(data, where), source, where)
     docs = [d for d in docs if d.text.strip()]
     if not docs:
-        raise DocumentError(f"{str(file)!r} has no text")
+        raise DocumentError(f"{where} has no text")
     return docs
 
 
-def _read_text(file: Path) -> str:
+def _decode(data: bytes, where: str) -> str:
     try:
-        return file.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"{str(file)!r} is not UTF-8 text: {exc.reason}") from None
+        raise DocumentError(f"{where} is not UTF-8 text: {exc.reason}") from None
 
 
-def _read_pdf(file: Path) -> str:
+def _read_pdf(data: bytes, where: str) -> str:
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError:
         raise DocumentError(
-            f"{str(file)!r}: reading PDF needs pypdf (pip install 'primflow[engines]')"
+            f"{where}: reading PDF needs pypdf (pip install 'primflow[engines]')"
         ) from None
     try:
-        reader = PdfReader(file)
+        reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, OSError, ValueError) as exc:
-        raise DocumentError(f"{str(file)!r} is not a readable PDF: {exc}") from None
+        raise DocumentError(f"{where} is not a readable PDF: {exc}") from None
+    except Exception as exc:  # a hostile upload can break a parser in any way
+        raise DocumentError(f"{where} is not a readable PDF ({type(exc).__name__})") from None
     return "\n\n".join(pages)
 
 
-def _read_jsonl(file: Path, source: str) -> list[Document]:
+def _read_jsonl(text: str, source: str, file_where: str) -> list[Document]:
     """One document per line: an object with a ``text`` field (and optional ``source``)."""
     docs: list[Document] = []
-    for number, line in enumerate(_read_text(file).splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{str(file)!r} line {number}"
+        where = f"{file_where} line {number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:

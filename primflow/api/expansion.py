@@ -82,6 +82,8 @@ class ExpansionState:
     channels: dict[str, Source] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     owned: dict[str, list[str]] = field(default_factory=dict)
+    # The query's loop growth (api/dynamic.py), set when a Loop expands; None otherwise.
+    growth: Any = None
 
 
 class LoweringContext:
@@ -95,6 +97,11 @@ class LoweringContext:
     @property
     def query(self) -> Query:
         return self._state.query
+
+    @property
+    def state(self) -> ExpansionState:
+        """The expansion this context adds to (a loop lowers its rounds from it)."""
+        return self._state
 
     @property
     def config(self) -> QueryConfig:
@@ -187,3 +194,19 @@ def _input_value(query: Query, key: str) -> Any:
     if key not in query.inputs:
         raise LoweringError(f"the query has no value for template input {key!r}")
     return query.inputs[key]
+
+
+def add_output(state: ExpansionState, key: str, source: Source) -> None:
+    """The OUTPUT node of template output ``key`` (params ``key``), reading ``source``."""
+    port = source.port_for(ops.VALUE, is_optional=source.is_conditional)
+    name = f"output.{key}"
+    node = Node(
+        name,
+        Op.OUTPUT,
+        inputs=(port,),
+        params={"key": key},
+        origin="output",
+        provenance=Provenance(name),
+    )
+    state.graph.add_node(node)
+    state.graph.connect(source.node, source.port, node.name, ops.VALUE)

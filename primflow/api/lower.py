@@ -12,6 +12,10 @@ Each component expands into primitives according to the query's data and config
    ones no data needs), skipped where a DATA edge already joins the pair;
 4. one OUTPUT node per template output (params ``key``).
 
+A template with a ``Loop`` lowers up to the loop's first decision: the components that
+read what the loop writes, and the outputs that do, are lowered when the loop ends
+(``LoweredQuery.growth``, see :mod:`primflow.api.dynamic`).
+
 Node names are ``<component>`` or ``<component>.<part>``; LLM calls use their base name
 as the ``request`` param, so it is unique within the graph. Every node's provenance
 names itself as its source (a p-graph node derives from nothing else); passes keep that
@@ -23,9 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from primflow.api.expansion import ExpansionState, LoweringContext, LoweringError, Source
-from primflow.graph import ops
-from primflow.graph.ir import Edge, EdgeKind, Graph, Node, Op, Provenance
+from primflow.api.dynamic import LoopGrowth, finish_lowering
+from primflow.api.expansion import (
+    ExpansionState,
+    LoweringContext,
+    LoweringError,
+    Source,
+    add_output,
+)
+from primflow.graph.ir import Edge, EdgeKind, Graph
 
 if TYPE_CHECKING:
     from primflow.api.config import Query
@@ -36,10 +46,12 @@ __all__ = ["LoweredQuery", "LoweringContext", "LoweringError", "Source", "lower"
 
 @dataclass
 class LoweredQuery:
-    """The p-graph of one query and the values of its INPUT nodes (by ``key``)."""
+    """The p-graph of one query and the values of its INPUT nodes (by ``key``);
+    ``growth`` lowers the rest of a query with a loop while it runs (None otherwise)."""
 
     graph: Graph
     inputs: dict[str, Any]
+    growth: LoopGrowth | None = None
 
 
 def lower_query(template: Template, query: Query) -> LoweredQuery:
@@ -56,13 +68,26 @@ def lower_query(template: Template, query: Query) -> LoweredQuery:
         ['Employees get 25 days of paid leave.']
     """
     state = ExpansionState(template, query)
+    pending: set[str] = set()  # channels a loop writes once it ends
+    deferred = []
     for component in template.components:
+        writes = {ch for ch in component.writes.values() if ch is not None}
+        if pending.intersection(component.reads.values()):
+            deferred.append(component)
+            pending |= writes
+            continue
         component.expand(LoweringContext(state, component))
+        if getattr(component, "is_dynamic", False):
+            pending |= writes
     for upstream, downstream in template.edges:
         _order(state, upstream, downstream)
+    deferred_outputs = {k: ch for k, ch in template.outputs.items() if ch in pending}
     for key, channel in template.outputs.items():
-        _add_output(state, key, state.channels[channel])
-    return LoweredQuery(state.graph, state.inputs)
+        if channel not in pending:
+            add_output(state, key, state.channels[channel])
+    if state.growth is not None:
+        finish_lowering(state.growth, state, deferred, deferred_outputs)
+    return LoweredQuery(state.graph, state.inputs, state.growth)
 
 
 def lower(template: Template, query: Query) -> Graph:
@@ -106,18 +131,3 @@ def _ends(graph: Graph, owned: list[str], is_head: bool) -> list[str]:
         if not members.intersection(links):
             ends.append(name)
     return ends
-
-
-def _add_output(state: ExpansionState, key: str, source: Source) -> None:
-    port = source.port_for(ops.VALUE, is_optional=source.is_conditional)
-    name = f"output.{key}"
-    node = Node(
-        name,
-        Op.OUTPUT,
-        inputs=(port,),
-        params={"key": key},
-        origin="output",
-        provenance=Provenance(name),
-    )
-    state.graph.add_node(node)
-    state.graph.connect(source.node, source.port, node.name, ops.VALUE)

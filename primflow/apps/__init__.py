@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from primflow.apps import advanced_rag, contextual_retrieval, naive_rag, search_augmented
+from primflow.apps import (
+    advanced_rag,
+    contextual_retrieval,
+    corrective_rag,
+    multi_hop_rag,
+    naive_rag,
+    search_augmented,
+    tool_agent,
+)
 from primflow.apps.app import App
 
 APPS: dict[str, App] = {
     app.name: app
-    for app in (naive_rag.APP, advanced_rag.APP, search_augmented.APP, contextual_retrieval.APP)
+    for app in (
+        naive_rag.APP,
+        advanced_rag.APP,
+        search_augmented.APP,
+        contextual_retrieval.APP,
+        multi_hop_rag.APP,
+        corrective_rag.APP,
+        tool_agent.APP,
+    )
 }
 
 

@@ -51,9 +51,17 @@ class App:
     # The question set the benchmark asks (a JSONL file under samples/, one record per
     # line: question, source, answer_contains).
     questions_file: str = "questions.jsonl"
+    # For an app with a loop: the decisions its sample graph is grown with (goldens and
+    # ``primflow graph``); a run takes the model's own.
+    sample_decisions: tuple[str, ...] = ()
 
     def template(self) -> Template:
         return self.build()
+
+    @property
+    def has_loop(self) -> bool:
+        """Whether the app's graph grows while a query runs (a ``Loop``)."""
+        return any(getattr(c, "is_dynamic", False) for c in self.template().components)
 
     def query(
         self, question: str, documents: Sequence[Document | str] = (), **config_changes: Any

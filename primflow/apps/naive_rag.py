@@ -3,23 +3,17 @@ embed -> search top-k -> synthesis (tree mode by default, as in the paper)."""
 
 from __future__ import annotations
 
-from primflow.api.components import ChunkDocuments, Embed, Ingest, Synthesize, VectorSearch
+from primflow.api.components import Synthesize
 from primflow.api.config import QueryConfig, SynthesisMode
 from primflow.api.template import Template, build_template
 from primflow.apps.app import App
+from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents
 
 
 def build() -> Template:
     # A module chain, as frameworks write it; pruning finds the real dependencies.
-    flow = (
-        ChunkDocuments(chunks="chunks")
-        >> Embed("embed_docs", items="chunks", vectors="doc_vectors")
-        >> Ingest(chunks="chunks", vectors="doc_vectors", index="index")
-        >> Embed("embed_question", items="question_list", vectors="question_vectors")
-        >> VectorSearch(vectors="question_vectors", index="index", hits="hits")
-        >> Synthesize(question="question", context="hits", answer="answer")
-    )
+    flow = document_search() >> Synthesize(question="question", context="hits", answer="answer")
     return build_template("naive_rag", flow, outputs={"answer": "answer", "hits": "hits"})
 
 

@@ -32,6 +32,11 @@ def sample_documents(*names: str) -> list[Document]:
     return [doc for name in names for doc in load_documents(docs_dir / name)]
 
 
+def sample_documents_in(folder: str) -> list[Document]:
+    """The documents of one sample corpus folder (e.g. ``multihop``) under ``samples/``."""
+    return load_documents(samples_dir() / folder)
+
+
 def sample_questions(file_name: str = "questions.jsonl") -> list[dict[str, Any]]:
     """The records of a question set under ``samples/`` (question, source,
     answer_contains), with a clear error naming the file and line of a bad record."""

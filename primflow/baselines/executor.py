@@ -49,6 +49,7 @@ class _Run:
     outputs: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     engines_seen: set[str] = field(default_factory=set)
+    decisions: dict[str, str] = field(default_factory=dict)  # constrained choices made
 
 
 class ModuleExecutor:
@@ -57,6 +58,7 @@ class ModuleExecutor:
     def __init__(self, engines: Mapping[str, Engine], *, is_parallel: bool) -> None:
         self.engines = dict(engines)
         self.is_parallel = is_parallel
+        self._engines_seen: dict[str, set[str]] = {}  # query -> engines of its parts so far
 
     async def run(
         self,
@@ -67,7 +69,10 @@ class ModuleExecutor:
         stream_nodes: frozenset[str] = frozenset(),
         on_text: Callable[[str], None] | None = None,
         on_node_done: OnNodeDone | None = None,
+        is_last_part: bool = True,
     ) -> QueryResult:
+        """Run ``graph``; ``is_last_part=False`` keeps the query's engine state (a loop's
+        next round runs under the same id), which the last part releases."""
         run = _Run(graph, inputs, query_id, stream_nodes, on_text, on_node_done)
         started_s = time.perf_counter()
         try:
@@ -77,13 +82,15 @@ class ModuleExecutor:
                 for name in graph.topo_order():
                     await self._run_node(run, graph.node(name))
         except BaseException:
-            for engine in sorted(run.engines_seen):
+            for engine in sorted(run.engines_seen | self._engines_seen.pop(query_id, set())):
                 self.engines[engine].abort(query_id)
             raise
-        for engine in sorted(run.engines_seen):
-            self.engines[engine].release(query_id)
+        self._engines_seen.setdefault(query_id, set()).update(run.engines_seen)
+        if is_last_part:
+            for engine in sorted(self._engines_seen.pop(query_id)):
+                self.engines[engine].release(query_id)
         latency_s = time.perf_counter() - started_s
-        return QueryResult(query_id, run.outputs, latency_s, run.timings)
+        return QueryResult(query_id, run.outputs, latency_s, run.timings, run.decisions)
 
     def dependency_graph(self, graph: Graph) -> Graph:
         """``graph`` with the edges this executor really waits on, for the critical path:
@@ -144,6 +151,8 @@ class ModuleExecutor:
             outputs = await self._call_engine(run, node, values, timing)
         for port in node.outputs:
             run.values[(node.name, port.name)] = outputs.get(port.name)
+        if node.params.get("choices") and isinstance(outputs.get(ops.TEXT), str):
+            run.decisions[node.name] = outputs[ops.TEXT].strip()
         timing.end_s = time.perf_counter()
         if run.on_node_done is not None:
             run.on_node_done(node, timing)

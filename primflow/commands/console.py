@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from primflow.engines.base import Engine, EngineError, EngineKind
-from primflow.engines.placement import CoreBudget
+from primflow.engines.base import EngineError
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Node
 from primflow.session.engine_config import stack_factory
-from primflow.session.factories import EngineUnavailable, embedded_factory
+from primflow.session.factories import EngineUnavailable, embedded_factory, pgvector_factory
 from primflow.session.session import Answer, Session
 from primflow.session.stack import EngineStack, StackError, read_profiles
 
@@ -59,21 +57,7 @@ async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
 
 def _factory(args: argparse.Namespace) -> Any:
     """The embedded engines; with ``--pgvector``, the vector index is that server."""
-    embedded = embedded_factory()
-    dsn = getattr(args, "pgvector", None)
-    if not dsn:
-        return embedded
-
-    def build(
-        name: str, kind: EngineKind, budget: CoreBudget, profile: Any
-    ) -> Engine | Sequence[Engine]:
-        if kind is EngineKind.VECTOR_INDEX:
-            from primflow.engines.vector.pgvector_engine import PgVectorEngine
-
-            return PgVectorEngine(name, dsn=dsn, profile=profile, budget=budget)
-        return embedded(name, kind, budget, profile)
-
-    return build
+    return pgvector_factory(getattr(args, "pgvector", None), embedded_factory())
 
 
 async def _answer_one(
@@ -182,6 +166,16 @@ def format_breakdown(answer: Answer) -> str:
     if answer.passages:
         sources = ", ".join(f"{h.chunk.source}#{h.chunk.chunk_id}" for h in answer.passages)
         lines.append(f"passages: {sources}")
+    if answer.decisions:
+        chosen = ", ".join(f"{node} -> {choice}" for node, choice in answer.decisions.items())
+        lines.append(f"decisions: {chosen}")
+    for record in answer.rounds:
+        cached = ", cached" if record.is_cache_hit else ""
+        lines.append(
+            f"round: {record.label}: +{record.num_nodes} primitives, lowered in "
+            f"{record.lower_s * 1e3:.1f} ms, optimized incrementally in "
+            f"{record.optimize_s * 1e3:.1f} ms{cached}"
+        )
     lines.append(
         f"  {'primitive':<34} {'engine':<12} {'start s':>8} {'queue s':>8} "
         f"{'service s':>9} {'batch':>5}"

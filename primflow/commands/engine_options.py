@@ -45,6 +45,7 @@ def add_engines_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engines",
         type=Path,
+        metavar="FILE",
         help="a YAML engine stack: which engines run on OpenAI-compatible servers "
         "(docs/guide/remote-engines.md); engines it does not list run embedded",
     )

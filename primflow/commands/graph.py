@@ -11,7 +11,7 @@ from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import DocumentError, load_documents
-from primflow.api.lower import LoweringError, lower
+from primflow.api.lower import LoweringError, lower_query
 from primflow.apps import APPS, UnknownAppError, get_app
 from primflow.engines.profile import load_profiles
 from primflow.graph.ir import Graph
@@ -43,11 +43,18 @@ def build_graph(args: argparse.Namespace) -> Graph:
     if args.question or args.docs:
         documents = load_documents(args.docs) if args.docs else query.documents
         query = Query(args.question or query.question, documents, query.config)
-    graph = lower(app.template(), query)
+    lowered = lower_query(app.template(), query)
+    profiles = load_profiles(args.profiles) if args.profiles else None
+    graph = lowered.graph
     if args.optimized:
-        profiles = load_profiles(args.profiles) if args.profiles else None
         graph, _ = optimize(graph, profiles)
-    return graph
+    if lowered.growth is None:
+        return graph
+    # An app with a loop: grown with its sample decisions, each round optimized on its
+    # own as a run would append it.
+    round_optimizer = (lambda g, _key: optimize(g, profiles)) if args.optimized else None
+    lowered.growth.attach(graph, round_optimizer)
+    return lowered.growth.unroll(app.sample_decisions)
 
 
 def render(graph: Graph, fmt: str, name: str) -> str:

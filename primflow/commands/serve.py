@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from primflow.apps import APPS
-from primflow.commands.engine_options import OptionError, add_engine_options, check_engine_options
+from primflow.commands.engine_options import (
+    OptionError,
+    add_engine_options,
+    add_engines_option,
+    check_engine_options,
+)
+from primflow.commands.store_args import add_store_arguments
 
 EXIT_BAD_INPUT = 2
 # Flag destinations that are not ServeSettings fields of the same name.
-RENAMED = {"cores": "num_cores"}
+RENAMED = {"cores": "num_cores", "engines": "engines_file"}
+PATH_OPTIONS = frozenset({"profiles", "engines", "collections_dir"})
 NOT_SETTINGS = frozenset({"config", "max_tokens", "command", "api_key"})
 
 
@@ -33,7 +40,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    from primflow.serve.settings import ENGINE_CHOICES
+    from primflow.serve.settings import ENGINE_BACKENDS
 
     parser.add_argument("--config", type=Path, help="a YAML or JSON file of these options")
     parser.add_argument(
@@ -41,15 +48,18 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated apps to serve: built-in names ({', '.join(APPS)}) and/or "
         "YAML/JSON spec files; default naive_rag",
     )
+    parser.add_argument(
+        "--imports",
+        help="comma-separated Python modules to import first: those defining the @function "
+        "steps that spec files name (kind: function)",
+    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     add_engine_options(parser, placement_default=None)
-    parser.add_argument(
-        "--engines",
-        choices=ENGINE_CHOICES,
-        help="embedded (default): the real small models; fake: model-free fakes with test "
-        "controls under /_testing (for tests and trying the API)",
-    )
+    add_engines_option(parser)
+    add_store_arguments(parser)
+    # fake: model-free fakes with test controls under /_testing (tests, trying the API).
+    parser.add_argument("--engine-backend", choices=ENGINE_BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--fake-latency-scale", type=float, help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-queued-queries",
@@ -91,7 +101,7 @@ def read_config(path: Path, known: set[str]) -> dict[str, Any]:
             raise OptionError(f"config file {str(path)!r}: unknown option {key!r}")
         if dest == "apps" and isinstance(value, list):
             value = ",".join(map(str, value))
-        if dest == "profiles" and value is not None:
+        if dest in PATH_OPTIONS and value is not None:
             value = Path(value)
         options[dest] = value
     return options
@@ -105,17 +115,23 @@ def merged_options(args: argparse.Namespace) -> dict[str, Any]:
     return {**read_config(args.config, set(vars(args))), **given}
 
 
-def app_entries(text: str) -> tuple[str, ...]:
+def _entries(text: object) -> tuple[str, ...]:
+    if isinstance(text, list):
+        text = ",".join(map(str, text))
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def app_entries(text: str, imports: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The ``--apps`` entries, each checked (a spec file is loaded and validated)."""
     from primflow.api.spec import SpecError
     from primflow.apps import UnknownAppError
     from primflow.serve.apps import resolve_apps
 
-    entries = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    entries = _entries(text)
     if not entries:
         raise OptionError("--apps: name at least one app")
     try:
-        resolve_apps(entries)
+        resolve_apps(entries, imports)
     except (UnknownAppError, SpecError, ValueError) as exc:
         raise OptionError(f"--apps: {exc}") from None
     return entries
@@ -131,19 +147,34 @@ def settings_from(args: argparse.Namespace) -> Any:
         profiles=options.get("profiles"),
     )
     changes = check_engine_options(checked)
+    _check_engines_file(options.get("engines"))
     names = {f.name for f in fields(ServeSettings)}
     values: dict[str, Any] = {}
     for dest, value in options.items():
         name = RENAMED.get(dest, dest)
         if name in names and dest not in NOT_SETTINGS:
             values[name] = value
-    if "apps" in values:
-        values["apps"] = app_entries(values["apps"])
+    if "imports" in values:
+        values["imports"] = _entries(values["imports"])
+    if "apps" in values or "imports" in values:
+        values["apps"] = app_entries(values.get("apps", "naive_rag"), values.get("imports", ()))
     api_key = options.get("api_key") or os.environ.get(API_KEY_ENV)
     try:
         return ServeSettings(**values, config_changes=changes, api_key=api_key or None)
     except (TypeError, ValueError) as exc:
         raise OptionError(str(exc)) from None
+
+
+def _check_engines_file(path: Path | None) -> None:
+    """Validate ``--engines FILE`` before any model loads (the stack reads it again)."""
+    if path is None:
+        return
+    from primflow.session.engine_config import EngineConfigError, load_engine_config
+
+    try:
+        load_engine_config(path)
+    except EngineConfigError as exc:
+        raise OptionError(f"--engines: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,6 +84,8 @@ class EngineRequest:
     the runtime's clock); the graph scheduler sets both for the batching policies. A
     client that does not schedule by query (the baselines, a plain API caller) leaves
     ``query_start_s`` None: engines then order its requests by arrival alone.
+    ``query_priority`` is the client's priority of the whole query (higher first, 0 by
+    default): every policy serves a higher one before a lower one, whatever else.
     ``policy`` names the batching policy of the engine scheduler that queued it, so an
     engine that orders work itself (the LLM's step planner) applies the same one.
     ``on_text`` receives decoded text as it streams (LLM_DECODE only).
@@ -113,6 +115,7 @@ class EngineRequest:
     depth: int = 0
     priority: float = 0.0
     query_start_s: float | None = None
+    query_priority: int = 0
     arrival_s: float = 0.0
     policy: str | None = None
     deadline_s: float | None = None

@@ -30,6 +30,13 @@ and a batch of b requests costs O(b log n) plus the requests it has to step over
   later have larger keys, so no request can be overtaken forever: no starvation, with
   no aging term. Measured on the simulator: docs/results/simulator.md.
 
+Every policy serves the client's query priority first (``query_priority``: higher
+first, 0 by default; a server's ``priority`` field): the orders above apply among the
+requests of equal query priority. A request's query priority is fixed when it is
+queued, so among equal ones the no-starvation arguments above still hold; a stream of
+higher-priority queries can delay lower ones indefinitely, which is what asking for a
+priority means.
+
 Every policy stops filling a batch at the first request that does not fit the budget,
 so no request is overtaken by a smaller one of lower rank (no starvation by size).
 Removal is lazy: a removed request stays in the heap and is skipped when reached.
@@ -108,35 +115,51 @@ class FifoPolicy(BatchingPolicy):
     name = "fifo"
 
     def __init__(self) -> None:
-        self._queue: OrderedDict[EngineRequest, None] = OrderedDict()
+        # One arrival-ordered queue per query priority (almost always just 0).
+        self._queues: dict[int, OrderedDict[EngineRequest, None]] = {}
 
     def push(self, request: EngineRequest) -> None:
-        self._queue[request] = None
+        self._queues.setdefault(request.query_priority, OrderedDict())[request] = None
 
     def discard(self, request: EngineRequest) -> None:
-        self._queue.pop(request, None)
+        queue = self._queues.get(request.query_priority)
+        if queue is not None:
+            queue.pop(request, None)
 
     def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
-        for request in self._queue:
-            if budget.is_full:
+        for level in sorted(self._queues, reverse=True):
+            if not self._select_from(self._queues[level], budget, accepts):
                 break
+        for request in budget.requests:
+            del self._queues[request.query_priority][request]
+        for level in [k for k, queue in self._queues.items() if not queue]:
+            del self._queues[level]
+        return budget.requests
+
+    @staticmethod
+    def _select_from(
+        queue: OrderedDict[EngineRequest, None], budget: BatchBudget, accepts: Accepts
+    ) -> bool:
+        """Take from ``queue`` in order; False once the batch is full or stopped."""
+        for request in queue:
+            if budget.is_full:
+                return False
             if not accepts(request):
                 continue
             if not budget.fits(request):
-                break
+                return False
             budget.take(request)
-        for request in budget.requests:
-            del self._queue[request]
-        return budget.requests
+        return not budget.is_full
 
 
 class _Bucket:
     """One query's queued requests on this engine (a handful at a time)."""
 
-    __slots__ = ("earliest_s", "entry_seq", "query_id", "requests")
+    __slots__ = ("earliest_s", "entry_seq", "query_id", "query_priority", "requests")
 
-    def __init__(self, query_id: str) -> None:
+    def __init__(self, query_id: str, query_priority: int = 0) -> None:
         self.query_id = query_id
+        self.query_priority = query_priority
         self.requests: list[EngineRequest] = []
         self.earliest_s = float("inf")
         self.entry_seq = -1  # the seq of this bucket's one live heap entry
@@ -159,14 +182,16 @@ class TopologyPolicy(BatchingPolicy):
 
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
-        # (earliest_s, seq, bucket); only the entry whose seq is bucket.entry_seq is live.
-        self._heap: list[tuple[float, int, _Bucket]] = []
+        # (-query_priority, earliest_s, seq, bucket); only the entry whose seq is
+        # bucket.entry_seq is live.
+        self._heap: list[tuple[int, float, int, _Bucket]] = []
         self._seq = itertools.count()
 
     def push(self, request: EngineRequest) -> None:
         bucket = self._buckets.get(request.query_id)
         if bucket is None:
-            bucket = self._buckets[request.query_id] = _Bucket(request.query_id)
+            bucket = _Bucket(request.query_id, request.query_priority)
+            self._buckets[request.query_id] = bucket
         bucket.requests.append(request)
         if request.arrival_s < bucket.earliest_s:
             bucket.earliest_s = request.arrival_s
@@ -188,31 +213,51 @@ class TopologyPolicy(BatchingPolicy):
     def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
         visited: list[_Bucket] = []
         is_stopped = False
-        # First round: buckets in order of earliest arrival, one primitive each.
+        # One query priority at a time, highest first (almost always just 0).
         while not is_stopped and not budget.is_full:
-            bucket = self._pop_bucket()
-            if bucket is None:
+            top = self._peek_bucket()
+            if top is None:
                 break
-            visited.append(bucket)
-            is_stopped = self._take_one(bucket, budget, accepts) is False
-        # Later rounds over the same buckets while the batch has room.
-        is_progressing = True
-        while not is_stopped and is_progressing and not budget.is_full:
-            is_progressing = False
-            for bucket in visited:
-                taken = self._take_one(bucket, budget, accepts)
-                if taken is False:
-                    is_stopped = True
-                    break
-                is_progressing = is_progressing or taken is True
-                if budget.is_full:
-                    break
+            level: list[_Bucket] = []
+            is_stopped = self._first_round(top.query_priority, level, budget, accepts)
+            visited.extend(level)
+            is_stopped = is_stopped or self._later_rounds(level, budget, accepts)
         for bucket in visited:
             if bucket.requests:
                 self._enqueue(bucket)
             else:
                 del self._buckets[bucket.query_id]
         return budget.requests
+
+    def _first_round(
+        self, query_priority: int, level: list[_Bucket], budget: BatchBudget, accepts: Accepts
+    ) -> bool:
+        """Buckets of ``query_priority`` in order of earliest arrival, one primitive
+        each, appended to ``level``; True if the batch stopped (the best did not fit)."""
+        while not budget.is_full:
+            top = self._peek_bucket()
+            if top is None or top.query_priority != query_priority:
+                return False
+            bucket = self._pop_bucket()
+            assert bucket is top
+            level.append(bucket)
+            if self._take_one(bucket, budget, accepts) is False:
+                return True
+        return False
+
+    def _later_rounds(self, level: list[_Bucket], budget: BatchBudget, accepts: Accepts) -> bool:
+        """Rounds over the same buckets while the batch has room; True if it stopped."""
+        is_progressing = True
+        while is_progressing and not budget.is_full:
+            is_progressing = False
+            for bucket in level:
+                taken = self._take_one(bucket, budget, accepts)
+                if taken is False:
+                    return True
+                is_progressing = is_progressing or taken is True
+                if budget.is_full:
+                    break
+        return False
 
     def _take_one(self, bucket: _Bucket, budget: BatchBudget, accepts: Accepts) -> bool | None:
         """True: took one; None: nothing acceptable here; False: the best does not fit."""
@@ -225,9 +270,18 @@ class TopologyPolicy(BatchingPolicy):
         bucket.remove(request)
         return True
 
+    def _peek_bucket(self) -> _Bucket | None:
+        """The bucket ``_pop_bucket`` would return, left in place (stale tops dropped)."""
+        while self._heap:
+            _, _, seq, bucket = self._heap[0]
+            if seq == bucket.entry_seq and self._buckets.get(bucket.query_id) is bucket:
+                return bucket
+            heapq.heappop(self._heap)
+        return None
+
     def _pop_bucket(self) -> _Bucket | None:
         while self._heap:
-            _, seq, bucket = heapq.heappop(self._heap)
+            _, _, seq, bucket = heapq.heappop(self._heap)
             if seq == bucket.entry_seq and self._buckets.get(bucket.query_id) is bucket:
                 bucket.entry_seq = -1
                 return bucket
@@ -236,19 +290,22 @@ class TopologyPolicy(BatchingPolicy):
     def _enqueue(self, bucket: _Bucket) -> None:
         """Give the bucket one live heap entry under its current earliest arrival."""
         bucket.entry_seq = next(self._seq)
-        heapq.heappush(self._heap, (bucket.earliest_s, bucket.entry_seq, bucket))
+        heapq.heappush(self._heap, _bucket_entry(bucket))
         if len(self._heap) > 4 * len(self._buckets) + 64:
             # Too many stale entries: rebuild from the live buckets.
-            self._heap = [(b.earliest_s, b.entry_seq, b) for b in self._buckets.values()]
-            self._heap = [e for e in self._heap if e[1] >= 0]
+            self._heap = [_bucket_entry(b) for b in self._buckets.values() if b.entry_seq >= 0]
             heapq.heapify(self._heap)
+
+
+def _bucket_entry(bucket: _Bucket) -> tuple[int, float, int, _Bucket]:
+    return (-bucket.query_priority, bucket.earliest_s, bucket.entry_seq, bucket)
 
 
 class CriticalPathPolicy(BatchingPolicy):
     name = "critical_path"
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, float, int, int, EngineRequest]] = []
+        self._heap: list[tuple[int, float, float, int, int, EngineRequest]] = []
         self._live: set[EngineRequest] = set()
         self._query_order: dict[str, int] = {}
         self._seq = itertools.count()
@@ -256,7 +313,8 @@ class CriticalPathPolicy(BatchingPolicy):
     def push(self, request: EngineRequest) -> None:
         query_order = self._query_order.setdefault(request.query_id, len(self._query_order))
         start_s = request.query_start_s if request.query_start_s is not None else request.arrival_s
-        entry = (start_s, -request.priority, query_order, next(self._seq), request)
+        key = (-request.query_priority, start_s, -request.priority, query_order)
+        entry = (*key, next(self._seq), request)
         heapq.heappush(self._heap, entry)
         self._live.add(request)
 
@@ -267,7 +325,7 @@ class CriticalPathPolicy(BatchingPolicy):
         self._query_order.pop(query_id, None)
 
     def select(self, budget: BatchBudget, accepts: Accepts) -> list[EngineRequest]:
-        skipped: list[tuple[float, float, int, int, EngineRequest]] = []
+        skipped: list[tuple[int, float, float, int, int, EngineRequest]] = []
         while self._heap and not budget.is_full:
             request = self._heap[0][-1]
             if request not in self._live:

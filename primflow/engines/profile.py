@@ -16,8 +16,9 @@ the step's decode tokens and prompt chunks, plus its sampling) takes:
                                    + step_per_token_s * num_tokens
 
 Its marginal cost, ``marginal_step_s``, is what adding one sequence's tokens to a step
-costs everyone in the step; ``step_base_s`` is what the sequence saves by not needing a
-step of its own. The LLM step planner batches queries by comparing the two
+costs everyone in the step; ``step_base_s`` is what sharing the step saves the
+sequence's query and every query waiting behind it (no step of its own to wait for).
+The LLM step planner batches queries by comparing the two
 (engines/llm/step_groups.py). Fields are 0 for engines without steps.
 """
 

@@ -18,6 +18,15 @@ AGGREGATE) run right here; engine ops become an ``EngineRequest`` carrying the n
 depth, its current upward rank (``priority``) and the query's start time
 (``query_start_s``) for the engine's batching policy.
 
+Branches: an engine node that only one CONDITION branch needs (``plan.guards``) is
+held until the condition decides, then dispatched or dropped (SKIPPED, never sent), so
+an untaken branch never queues work. Each constrained decision (a decode with
+``choices``) is recorded in the result's ``decisions``.
+
+Growth: with a ``growth``, a trigger node's outputs may append a ``GraphDelta`` to the
+running query (``runtime/growth.py``); the plan is rebuilt for the grown graph, running
+nodes go on, and new nodes whose inputs are there are dispatched at once.
+
 Skipping: a node whose required input is ``SKIPPED`` is skipped (all its outputs are
 ``SKIPPED``); an optional input receives ``None``; an AGGREGATE is skipped only when
 all its parts are; an OUTPUT of a skipped value yields ``None``. Ranks are recomputed
@@ -35,6 +44,7 @@ from primflow.graph import ops
 from primflow.graph.ir import Graph, Op
 from primflow.runtime.clock import Clock
 from primflow.runtime.errors import QueryFailed
+from primflow.runtime.growth import BranchPort, GraphDelta, Growth, extend_graph
 from primflow.runtime.hooks import Hook
 from primflow.runtime.inline_ops import input_value, is_skipped, run_inline
 from primflow.runtime.plan import GraphPlan, NodePlan
@@ -49,6 +59,7 @@ from primflow.runtime.query_state import (
 from primflow.runtime.requests import build_request
 
 Submit = Callable[[str, EngineRequest], None]
+MakePlan = Callable[[Graph], GraphPlan]
 OnText = Callable[[str], None]
 
 
@@ -67,14 +78,26 @@ class QueryRun:
         deadline_at_s: float | None = None,
         engine_query_id: str | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
+        growth: Growth | None = None,
+        make_plan: MakePlan | None = None,
     ) -> None:
         self.query_id = query_id
+        self.priority = priority  # the client's, for every request of this query
         # The id engines see (requests, LLM call ids); differs when an id is reused.
         self.engine_query_id = engine_query_id or query_id
         self.graph = graph
         self.plan = plan
-        self.inputs = inputs
-        self.state = QueryState(query_id, plan.order, plan.num_readers)
+        self.inputs = dict(inputs)
+        self.growth = growth
+        self._make_plan = make_plan
+        if growth is not None and make_plan is None:
+            raise ValueError("a growing query needs make_plan to plan its grown graph")
+        self.state = QueryState(
+            query_id, plan.order, plan.num_readers, is_retaining=growth is not None
+        )
+        self.decisions: dict[str, str] = {}  # decode node -> its constrained choice
+        self.rounds: list[str] = []  # labels of the deltas appended, in order
         self.engines_seen: set[str] = set()
         self.result: QueryResult | None = None
         self.error: BaseException | None = None
@@ -89,6 +112,8 @@ class QueryRun:
         self._requests: dict[str, EngineRequest] = {}  # node -> request not yet finished
         self._ranks = plan.base_ranks
         self._is_rank_stale = False
+        self._held: dict[str, list[str]] = {}  # CONDITION -> guarded nodes waiting on it
+        self._untaken: set[BranchPort] = set()
         self.start_s = clock.now_s()
 
     @property
@@ -172,9 +197,13 @@ class QueryRun:
 
     def _dispatch(self, name: str, now_s: float) -> None:
         plan = self.plan.nodes[name]
+        guard = self._guard_of(name)
+        if guard is not None:  # only a branch needs it: wait until the branch decides
+            self._held.setdefault(guard, []).append(name)
+            return
         values, is_skipped = self._gather_inputs(plan)
         timing = self.state.timings[name] = NodeTiming(ready_s=now_s)
-        if is_skipped:
+        if is_skipped or self._is_on_untaken_branch(name):
             self._skip(plan, timing)
             return
         self.state.set_status(name, NodeStatus.READY)
@@ -184,6 +213,16 @@ class QueryRun:
             self._run_inline(plan, values, timing)
         else:
             self._send(plan, values)
+
+    def _guard_of(self, name: str) -> str | None:
+        """A CONDITION that has not decided yet and decides whether ``name`` is needed."""
+        for condition, _port in self.plan.guards.get(name, ()):
+            if not self.state.status[condition].is_terminal:
+                return condition
+        return None
+
+    def _is_on_untaken_branch(self, name: str) -> bool:
+        return any(guard in self._untaken for guard in self.plan.guards.get(name, ()))
 
     def _gather_inputs(self, plan: NodePlan) -> tuple[dict[str, Any], bool]:
         """Read every input (releasing values); whether a required one was skipped."""
@@ -228,6 +267,7 @@ class QueryRun:
             depth=plan.depth,
             priority=self._ranks[node.name],
             query_start_s=self.start_s,
+            query_priority=self.priority,
             deadline_s=self.deadline_at_s,
             on_text=self._on_text.get(node.name),
         )
@@ -243,8 +283,55 @@ class QueryRun:
         self.state.set_status(name, NodeStatus.DONE)
         timing = self.state.timings[name]
         timing.end_s = now_s
+        if node.params.get("choices") and ops.TEXT in outputs:
+            self.decisions[name] = str(outputs[ops.TEXT]).strip()
+        if node.op is Op.CONDITION:
+            self._decided(name, outputs)
         self._node_done(name, NodeStatus.DONE, timing)
         self._unblock(name, is_dispatch=False)
+        if self.growth is not None and name in self.growth.triggers:
+            self._grow(name, outputs)
+
+    def _decided(self, condition: str, outputs: Mapping[str, Any]) -> None:
+        """A CONDITION decided: its held nodes go back to the worklist, where the ones
+        of an untaken branch are dropped."""
+        for port, value in outputs.items():
+            if value is SKIPPED:
+                self._untaken.add((condition, port))
+        self._ready.extend(self._held.pop(condition, ()))
+
+    def _grow(self, trigger: str, outputs: Mapping[str, Any]) -> None:
+        assert self.growth is not None and self._make_plan is not None
+        try:
+            delta = self.growth.grow(trigger, outputs)
+            if delta is None:
+                return
+            self._extend(delta)
+        except Exception as exc:  # a bad round fails only this query
+            reason = f"growing the graph failed: {type(exc).__name__}: {exc}"
+            self.fail(QueryFailed(self.query_id, trigger, None, reason), None)
+
+    def _extend(self, delta: GraphDelta) -> None:
+        assert self._make_plan is not None
+        graph = extend_graph(self.graph, delta)
+        plan = self._make_plan(graph)
+        new_nodes = [n.name for n in delta.nodes]
+        self.graph, self.plan = graph, plan
+        self.inputs.update(delta.inputs)
+        self.state.add_nodes(new_nodes)
+        self.rounds.append(delta.label)
+        added = set(new_nodes)
+        for name in new_nodes:
+            self._num_waiting[name] = plan.nodes[name].num_deps
+        for name, node_plan in plan.nodes.items():
+            if name in added:
+                continue
+            status = self.state.status[name]
+            for child, is_relaxed in node_plan.children:
+                if child in added and _is_satisfied(status, is_relaxed):
+                    self._num_waiting[child] -= 1
+        self._ready.extend(n for n in new_nodes if self._num_waiting[n] == 0)
+        self._is_rank_stale = True
 
     def _skip(self, plan: NodePlan, timing: NodeTiming) -> None:
         name = plan.node.name
@@ -275,6 +362,9 @@ class QueryRun:
             outputs=self.state.outputs,
             latency_s=now_s - self.start_s,
             timings=self.state.timings,
+            decisions=self.decisions,
+            graph=self.graph if self.rounds else None,
+            rounds=self.rounds,
         )
         self._end(now_s)
 
@@ -290,3 +380,10 @@ class QueryRun:
             skipped = self.state.nodes_with(NodeStatus.SKIPPED)
             self._ranks = self.plan.ranks(skipped)
             self._is_rank_stale = False
+
+
+def _is_satisfied(status: NodeStatus, is_relaxed: bool) -> bool:
+    """Whether an edge from a producer in ``status`` no longer blocks its consumer."""
+    if status in (NodeStatus.DONE, NodeStatus.SKIPPED):
+        return True
+    return is_relaxed and status is NodeStatus.RUNNING

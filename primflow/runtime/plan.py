@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, Edge, EdgeKind, Graph, GraphError, Node, Op
+from primflow.runtime.growth import BranchPort, branch_guards
 from primflow.runtime.query_state import PortKey
 
 # Ops whose ``state`` input may be satisfied by the previous phase's dispatch.
@@ -82,6 +83,10 @@ class GraphPlan:
         self._rank_order = self._stage_aware_order()
         self.base_ranks = self.ranks()  # shared by every query; never mutated
         self.input_keys = [p.node.params.get("key", p.node.name) for p in self._of(Op.INPUT)]
+        # Engine nodes only a CONDITION branch needs: held until it decides (growth.py).
+        self.guards: dict[str, list[BranchPort]] = (
+            branch_guards(graph) if any(True for _ in self._of(Op.CONDITION)) else {}
+        )
 
     def _add_edge(
         self,

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from primflow.graph.ir import Graph
 
 
 class NodeStatus(StrEnum):
@@ -108,12 +111,25 @@ class QueryResult:
     outputs: dict[str, Any]  # OUTPUT node params["key"] -> value
     latency_s: float
     timings: dict[str, NodeTiming] = field(default_factory=dict)
+    # Constrained decisions (decode node -> the choice it made), e.g. a judge's "no".
+    decisions: dict[str, str] = field(default_factory=dict)
+    # A graph that grew while it ran (rounds of a loop, an agent's steps): the graph as
+    # it ended, and one label per appended delta; None and [] for a static graph.
+    graph: Graph | None = None
+    rounds: list[str] = field(default_factory=list)
 
 
 class QueryState:
     def __init__(
-        self, query_id: str, nodes: Iterable[str], num_readers: Mapping[PortKey, int]
+        self,
+        query_id: str,
+        nodes: Iterable[str],
+        num_readers: Mapping[PortKey, int],
+        *,
+        is_retaining: bool = False,
     ) -> None:
+        """``is_retaining``: keep every value until the query ends (a growing graph's
+        later rounds may read any of them), instead of releasing after the last reader."""
         self.query_id = query_id
         self.status: dict[str, NodeStatus] = dict.fromkeys(nodes, NodeStatus.PENDING)
         self.timings: dict[str, NodeTiming] = {}
@@ -121,15 +137,26 @@ class QueryState:
         self.num_unfinished = len(self.status)
         self._values: dict[PortKey, Any] = {}
         self._num_readers: dict[PortKey, int] = dict(num_readers)
+        self.is_retaining = is_retaining
+
+    def add_nodes(self, nodes: Iterable[str]) -> None:
+        """Nodes appended to a growing graph, PENDING."""
+        for node in nodes:
+            if node in self.status:
+                raise RuntimeError(f"node {node!r} is already in the query")
+            self.status[node] = NodeStatus.PENDING
+            self.num_unfinished += 1
 
     def put(self, node: str, port: str, value: Any) -> None:
         key = (node, port)
-        if self._num_readers.get(key, 0) > 0:
+        if self.is_retaining or self._num_readers.get(key, 0) > 0:
             self._values[key] = value
 
     def take(self, node: str, port: str) -> Any:
         """Read a value for one consuming edge; the last reader releases it."""
         key = (node, port)
+        if self.is_retaining:
+            return self._values.get(key, MISSING)
         num_left = self._num_readers[key] - 1
         self._num_readers[key] = num_left
         if num_left > 0:

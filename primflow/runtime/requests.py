@@ -26,6 +26,7 @@ def build_request(
     depth: int = 0,
     priority: float = 0.0,
     query_start_s: float | None = None,
+    query_priority: int = 0,
     deadline_s: float | None = None,
     on_text: Callable[[str], None] | None = None,
 ) -> EngineRequest:
@@ -43,6 +44,7 @@ def build_request(
         depth=depth,
         priority=priority,
         query_start_s=query_start_s,
+        query_priority=query_priority,
         deadline_s=deadline_s,
         on_text=on_text,
     )

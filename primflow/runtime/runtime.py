@@ -27,6 +27,9 @@ runs on it. Its ``GraphPlan`` (the static analysis the graph scheduler runs on) 
 cached by the identities of its frozen nodes and edges, so N queries of one e-graph,
 or of copies of it, analyse it once; a graph changed between runs gets a fresh plan.
 
+A query may grow while it runs (``growth=``, see ``runtime/growth.py``): each grown
+graph gets a plan of its own, built uncached (it is unique to the query).
+
 Chained LLM phases reach the engine before their predecessor finished (see
 ``runtime/plan.py``). Such a request has no ``state`` in its inputs: the engine links
 it to the earlier phase by ``llm_request_id`` and resolves its future only when the
@@ -51,6 +54,7 @@ from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
 from primflow.runtime.clock import Clock, LoopClock, Timer
 from primflow.runtime.errors import QueryCancelled, QueryTimeout
 from primflow.runtime.graph_scheduler import OnText, QueryRun
+from primflow.runtime.growth import Growth
 from primflow.runtime.hooks import Hook
 from primflow.runtime.plan import GraphPlan, PlanCache, estimate_cost_s
 from primflow.runtime.query_state import QueryResult, QueryState
@@ -178,12 +182,21 @@ class Runtime:
         query_id: str | None = None,
         deadline_s: float | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
+        growth: Growth | None = None,
     ) -> QueryResult:
         """Run one query; ``deadline_s`` is seconds from now. Cancelling the caller
         cancels the query. ``on_text`` maps decode nodes to callbacks that receive
-        their text as it streams."""
+        their text as it streams. ``priority``: a higher one is served first on every
+        engine (0 by default). ``growth`` appends rounds to the graph as it runs."""
         return await self.submit(
-            graph, inputs, query_id=query_id, deadline_s=deadline_s, on_text=on_text
+            graph,
+            inputs,
+            query_id=query_id,
+            deadline_s=deadline_s,
+            on_text=on_text,
+            priority=priority,
+            growth=growth,
         )
 
     async def run_many(
@@ -204,6 +217,8 @@ class Runtime:
         query_id: str | None = None,
         deadline_s: float | None = None,
         on_text: Mapping[str, OnText] | None = None,
+        priority: int = 0,
+        growth: Growth | None = None,
     ) -> asyncio.Future[QueryResult]:
         """Start a query now; the future resolves with its result. Cancelling the future
         cancels the query. A query id may be reused once its query has ended."""
@@ -231,6 +246,9 @@ class Runtime:
             deadline_at_s=deadline_at_s,
             engine_query_id=self._new_engine_id(query_id),
             on_text=on_text,
+            priority=priority,
+            growth=growth,
+            make_plan=self._grown_plan,
         )
         self._runs[query_id] = run
         self._runs_by_engine_id[run.engine_query_id] = run
@@ -354,6 +372,13 @@ class Runtime:
         if missing:
             raise ValueError(f"query inputs lack {', '.join(map(repr, missing))}")
         return plan
+
+    def _grown_plan(self, graph: Graph) -> GraphPlan:
+        """The plan of a graph grown during its query: checked, never cached."""
+        for node in graph:
+            if node.op not in INLINE_OPS:
+                self._check_engine(node.name, node.op, node.engine)
+        return GraphPlan(graph, self._cost_s)
 
     def _check_engine(self, node: str, op: Op, engine: str | None) -> None:
         if engine not in self.instances:

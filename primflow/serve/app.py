@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from primflow.serve import routes_admin, routes_chat, routes_query
+from primflow.serve import routes_admin, routes_chat, routes_collections, routes_query
 from primflow.serve.errors import install_handlers
 from primflow.serve.guards import BodyLimit
 from primflow.serve.service import Service
@@ -22,7 +22,9 @@ from primflow.serve.settings import ServeSettings
 DESCRIPTION = """Ask primflow applications questions over HTTP. Every app runs on one
 shared stack of embedded engines, scheduled primitive by primitive across queries.
 `POST /v1/apps/{app}/query` answers as JSON or Server-Sent Events;
-`POST /v1/chat/completions` is OpenAI-compatible (`model` = app name)."""
+`POST /v1/chat/completions` is OpenAI-compatible (`model` = app name);
+`POST /v1/collections/{name}/documents` indexes documents once into a persistent
+collection that queries then name (`"collection": "name"`)."""
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -48,7 +50,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(routes_admin.guarded)
     app.include_router(routes_query.router)
     app.include_router(routes_chat.router)
-    if settings.engines == "fake":
+    app.include_router(routes_collections.router)
+    if settings.engine_backend == "fake":
         from primflow.serve import routes_testing
 
         app.include_router(routes_testing.router)

@@ -4,10 +4,14 @@
 built-in app by name, or a spec file (``.yaml``/``.yml``/``.json``, read once at
 startup by the operator's command, never from a request) as an app named by its spec.
 Invariant: names are unique in a server, since routes and caches key apps by name.
+A spec's ``kind: function`` steps name functions registered by ``@function``; the
+operator's ``--imports`` modules are imported first, so they are (a spec itself runs
+no code).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,8 +38,19 @@ def spec_app(path: Path) -> App:
     )
 
 
-def resolve_apps(entries: Iterable[str]) -> dict[str, App]:
-    """Apps by name; raises UnknownAppError, SpecError, or ValueError for a clash."""
+def import_modules(modules: Iterable[str]) -> None:
+    """Import the operator's modules (they register ``@function`` components)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any failure of the user's module is an option error
+            raise ValueError(f"cannot import module {module!r}: {exc}") from None
+
+
+def resolve_apps(entries: Iterable[str], imports: Iterable[str] = ()) -> dict[str, App]:
+    """Apps by name, after importing ``imports``; raises UnknownAppError, SpecError, or
+    ValueError (a clash, a module that does not import)."""
+    import_modules(imports)
     apps: dict[str, App] = {}
     for entry in entries:
         app = spec_app(Path(entry)) if is_spec_entry(entry) else get_app(entry)

@@ -17,9 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from primflow.api.documents import DocumentError, UnsupportedFileType
 from primflow.apps import UnknownAppError
+from primflow.collections import CollectionError, CollectionExists, UnknownCollection
+from primflow.engines.base import EngineError
 from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout
 from primflow.serve.admission import Refused
+from primflow.serve.collections import BadUpload, CollectionBusy, SourcesExist
 from primflow.serve.schemas import ErrorDetail
 from primflow.serve.service import InvalidQuery
 
@@ -75,19 +79,52 @@ def error_for(exc: BaseException, query_id: str | None, retry_after_s: int = 1) 
             engine=exc.engine,
             primitive=exc.node,
         )
+    if isinstance(exc, EngineError):  # outside a query: indexing a collection
+        return api_error(500, "engine_failure", str(exc), engine=exc.engine, primitive=exc.node)
     if isinstance(exc, QueryCancelled | asyncio.CancelledError):
         message = f"query {query_id!r} was cancelled: the server is shutting down"
         return api_error(503, "cancelled", message, query_id=query_id)
     if isinstance(exc, pydantic.ValidationError):
-        return api_error(
-            422, "invalid_config", _fields_message(exc.errors()), fields=_fields(exc.errors())
-        )
+        return validation_error(exc.errors(), "invalid_config")
     if isinstance(exc, InvalidQuery):
         fields = [{"field": exc.field, "message": str(exc)}]
         return api_error(422, "invalid_request", str(exc), fields=fields)
+    collection_error = _collection_error(exc)
+    if collection_error is not None:
+        return collection_error
     if isinstance(exc, ValueError):
         return api_error(422, "invalid_query", str(exc), query_id=query_id)
     return api_error(500, "internal_error", f"{type(exc).__name__}: {exc}", query_id=query_id)
+
+
+def validation_error(errors: Any, kind: str = "invalid_request", prefix: str = "") -> ApiError:
+    """422 naming each field (``prefix`` goes before each field's path, e.g. ``body``)."""
+    fields = _fields(errors)
+    if prefix:
+        fields = [{**f, "field": ".".join(p for p in (prefix, f["field"]) if p)} for f in fields]
+    message = "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in fields)
+    return api_error(422, kind, message, fields=fields)
+
+
+def _collection_error(exc: BaseException) -> ApiError | None:
+    """Uploads and collections: 404, 409, 415 or 422 with the reason; None otherwise."""
+    if isinstance(exc, UnsupportedFileType):
+        return api_error(415, "unsupported_media_type", str(exc))
+    if isinstance(exc, DocumentError):
+        return api_error(422, "invalid_document", str(exc), fields=_one("files", exc))
+    if isinstance(exc, UnknownCollection):
+        return api_error(404, "unknown_collection", str(exc))
+    if isinstance(exc, CollectionBusy | SourcesExist | CollectionExists):
+        return api_error(409, "conflict", str(exc))
+    if isinstance(exc, BadUpload):
+        return api_error(422, "invalid_upload", str(exc), fields=_one(exc.field, exc))
+    if isinstance(exc, CollectionError):
+        return api_error(422, "invalid_collection", str(exc))
+    return None
+
+
+def _one(field: str, exc: BaseException) -> list[dict[str, Any]]:
+    return [{"field": field, "message": str(exc)[:MAX_MESSAGE_CHARS]}]
 
 
 def _fields(errors: Any) -> list[dict[str, Any]]:
@@ -97,10 +134,6 @@ def _fields(errors: Any) -> list[dict[str, Any]]:
     ][:20]
 
 
-def _fields_message(errors: Any) -> str:
-    return "; ".join(f"{f['field'] or 'body'}: {f['message']}" for f in _fields(errors))
-
-
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -108,10 +141,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        return api_error(
-            422, "invalid_request", _fields_message(errors), fields=_fields(errors)
-        ).response()
+        return validation_error(exc.errors()).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

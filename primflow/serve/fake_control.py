@@ -1,6 +1,7 @@
-"""Fake engines a test can hold, release and break over HTTP (``--engines fake``).
+"""Fake engines a test can hold, release and break over HTTP (``--engine-backend fake``).
 
-``ControlledEngine`` wraps a fake of ``primflow.testing.fakes``: while its gate is
+``ControlledEngine`` wraps a fake of ``primflow.testing.fakes`` (the vector index: the
+real, model-free FAISS engine, so persistent collections work): while its gate is
 closed, submitted batches wait here before reaching the fake (the engine is "busy");
 ``fail`` makes requests whose inputs mention a marker fail with an ``EngineError`` and
 the engine report itself unhealthy, as a broken engine would. Invariants: ``abort``
@@ -29,7 +30,7 @@ from primflow.testing.fakes import FAKES_BY_KIND, FakeEngine
 
 
 class ControlledEngine(Engine):
-    def __init__(self, inner: FakeEngine) -> None:
+    def __init__(self, inner: Engine) -> None:
         self.kind = inner.kind
         super().__init__(inner.name, inner.profile)
         self.inner = inner
@@ -133,7 +134,10 @@ class ControlledEngine(Engine):
     def state(self) -> dict[str, Any]:
         """What this engine still holds for any query: all zero when nothing is left."""
         inner = self.inner
+        if not isinstance(inner, FakeEngine):
+            return self._faiss_state()
         calls = getattr(inner, "_calls", {})
+        served = (r.query_id for batch in inner.batches for r in batch)
         collections = getattr(inner, "collections", {})
         return {
             "num_held_requests": self.num_held_requests,
@@ -142,6 +146,25 @@ class ControlledEngine(Engine):
             "num_llm_calls": len(calls),
             "num_collections": len(collections),
             "aborted": list(inner.aborted[-100:]),
+            # Queries in the order their first request reached the engine.
+            "served_queries": list(dict.fromkeys(served))[-100:],
+        }
+
+    def _faiss_state(self) -> dict[str, Any]:
+        from primflow.engines.vector import FaissEngine
+
+        assert isinstance(self.inner, FaissEngine)
+        health = self.inner.health()
+        # Per-query collections are named "<query id>/<name>"; shared ones have no "/".
+        per_query = [n for n in self.inner.collection_names() if "/" in n]
+        return {
+            "num_held_requests": self.num_held_requests,
+            "num_tracked_tasks": health.num_queued + health.num_running,
+            "num_queries_with_state": len({n.split("/")[0] for n in per_query}),
+            "num_llm_calls": 0,
+            "num_collections": len(per_query),
+            "aborted": [],
+            "served_queries": [],
         }
 
 
@@ -165,6 +188,14 @@ def controlled_fake_factory(latency_scale: float) -> Any:
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
     ) -> Engine:
+        if kind is EngineKind.FUNCTION:  # users' Python steps: model-free already
+            from primflow.engines.function import FunctionEngine
+
+            return FunctionEngine(name, profile, budget)
+        if kind is EngineKind.VECTOR_INDEX:
+            from primflow.engines.vector import FaissEngine
+
+            return ControlledEngine(FaissEngine(name, profile, budget))
         return ControlledEngine(FAKES_BY_KIND[kind](name, profile, latency_scale=latency_scale))
 
     return build

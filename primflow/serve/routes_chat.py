@@ -1,7 +1,8 @@
 """``POST /v1/chat/completions``: a primflow app behind OpenAI's chat API.
 
 ``model`` names the app; the last user message is the question; ``max_tokens`` (or
-``max_completion_tokens``) sets the answer length. Non-streaming answers are one
+``max_completion_tokens``) sets the answer length; ``service_tier`` (or primflow's
+``priority``) the query's priority. Non-streaming answers are one
 ``chat.completion``; streaming ones are ``chat.completion.chunk`` events ending with
 ``data: [DONE]``, as OpenAI's clients expect. Errors keep OpenAI's ``{"error": ...}``
 shape; an error after the stream started arrives as a last chunk-less ``error`` event.
@@ -54,6 +55,8 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any
             changes,
             deadline_s=body.deadline_s,
             on_text=events.on_text if events else None,
+            collection=body.collection,
+            priority=body.query_priority(),
         )
 
     query = admit(service, body.model, start, stream_events=events)

@@ -28,9 +28,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
         (401, "missing or wrong API key"),
-        (404, "unknown app"),
+        (404, "unknown app or collection"),
+        (409, "the collection is in use, or already holds those documents"),
         (413, "request body too large"),
-        (415, "not JSON"),
+        (415, "not JSON (or an upload of an unsupported file type)"),
         (422, "invalid request (the message names the field)"),
         (429, "too many queries queued or running (see Retry-After)"),
         (500, "an engine failed (names the engine and primitive)"),
@@ -105,6 +106,8 @@ async def query_app(request: Request, body: QueryRequest, app: str = AppName) ->
             deadline_s=body.deadline_s,
             on_text=events.on_text if events else None,
             on_node=events.on_node if events else None,
+            collection=body.collection,
+            priority=body.priority,
         )
 
     query = admit(service, app, start, stream_events=events)

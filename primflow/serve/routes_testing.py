@@ -1,4 +1,4 @@
-"""Test controls of the fake engines (mounted only with ``--engines fake``).
+"""Test controls of the fake engines (mounted only with ``--engine-backend fake``).
 
 ``POST /_testing/engines/{engine}/hold|release|fail|recover`` and
 ``GET /_testing/state``: what the runtime, the server and each engine still hold, so a

@@ -5,6 +5,10 @@ The first SIGTERM or SIGINT starts a drain: new queries get 503, running ones ha
 stop and the lifespan close the engines. A second signal exits at once. The line
 ``primflow serve: ready at URL`` is printed (and flushed) once the socket listens, with
 the port really bound (``--port 0`` picks a free one).
+
+The engines start before uvicorn does, in the same event loop, so an engine that cannot
+start (a remote server that does not answer, a model it does not serve, a missing
+package) is one ``primflow serve: ...`` line and exit code 3, not a traceback.
 """
 
 from __future__ import annotations
@@ -16,9 +20,16 @@ from typing import Any
 
 import uvicorn
 
+from primflow.engines.base import EngineError
 from primflow.serve.app import create_app
 from primflow.serve.service import Service
 from primflow.serve.settings import ServeSettings
+from primflow.session.factories import EngineUnavailable
+from primflow.session.stack import StackError
+
+EXIT_ENGINES_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+STARTUP_ERRORS = (EngineError, EngineUnavailable, StackError, ImportError, OSError)
 
 
 class DrainingServer(uvicorn.Server):
@@ -42,7 +53,8 @@ class DrainingServer(uvicorn.Server):
         print(
             f"primflow serve: ready at http://{settings.host}:{port}\n"
             f"  apps: {', '.join(self.service.apps)}\n"
-            f"  engines ({settings.engines}, {settings.placement} placement): {engines}\n"
+            f"  engines ({_stack_kind(settings)}, {settings.placement} placement): {engines}\n"
+            f"  collections: {self.service.collections.store.root}\n"
             f"  max queued queries: {settings.max_queued_queries}; "
             f"API key: {'required' if settings.api_key else 'none'}; "
             f"docs: http://{settings.host}:{port}/docs",
@@ -68,6 +80,12 @@ class DrainingServer(uvicorn.Server):
         return is_clean
 
 
+def _stack_kind(settings: ServeSettings) -> str:
+    if settings.engines_file is not None:
+        return f"{settings.engine_backend}, remote from {settings.engines_file.name}"
+    return settings.engine_backend
+
+
 def serve(settings: ServeSettings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
@@ -79,6 +97,23 @@ def serve(settings: ServeSettings) -> int:
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, app.state.service)
-    server.run()
+    try:
+        code = asyncio.run(_started_then_served(server, app.state.service))
+    except KeyboardInterrupt:  # Ctrl-C while the engines were still starting
+        print("primflow serve: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     sys.stdout.flush()
+    return code
+
+
+async def _started_then_served(server: DrainingServer, service: Service) -> int:
+    try:
+        await service.start()
+    except STARTUP_ERRORS as exc:
+        print(f"primflow serve: the engines did not start: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ENGINES_UNAVAILABLE
+    try:
+        await server.serve()
+    finally:
+        await service.close()  # the lifespan closed it already unless uvicorn failed early
     return 0 if server.started else 1

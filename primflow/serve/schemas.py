@@ -25,6 +25,26 @@ DeadlineS = Annotated[
     float,
     Field(gt=0, le=MAX_DEADLINE_S, description="seconds to answer in; past it: 504"),
 ]
+MAX_PRIORITY = 100
+Priority = Annotated[
+    int,
+    Field(
+        ge=-MAX_PRIORITY,
+        le=MAX_PRIORITY,
+        description="higher is served first on every engine (default 0)",
+    ),
+]
+CollectionName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="a collection uploaded to POST /v1/collections/{name}/documents; the "
+        "query reads it instead of indexing documents",
+    ),
+]
+# OpenAI's service tiers, as query priorities.
+PRIORITY_BY_SERVICE_TIER = {"auto": 0, "default": 0, "scale": 0, "flex": -1, "priority": 1}
 
 
 class QueryOptions(BaseModel):
@@ -67,7 +87,8 @@ class QueryRequest(BaseModel):
                     "config": {"top_k": 3, "max_tokens": 64},
                     "deadline_s": 30,
                     "stream": False,
-                }
+                },
+                {"question": "How much leave do I get?", "collection": "handbook", "priority": 5},
             ]
         },
     )
@@ -77,7 +98,9 @@ class QueryRequest(BaseModel):
     documents: Annotated[list[InlineDocument], Field(max_length=MAX_NUM_DOCUMENTS)] = Field(
         default_factory=list
     )
+    collection: CollectionName | None = None
     deadline_s: DeadlineS | None = None
+    priority: Priority = 0
     stream: bool = Field(
         default=False,
         description="answer as Server-Sent Events: query, token, node_done, then done or error",
@@ -193,7 +216,9 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request: ``model`` is the app; the last user message is
     the question. Sampling fields clients send (temperature, ...) are accepted and
-    ignored; ``documents`` and ``deadline_s`` are primflow's (``extra_body`` in the
+    ignored; ``service_tier`` sets the query's priority (``priority``: 1, ``flex``: -1,
+    others 0). ``documents``, ``collection``, ``deadline_s`` and ``priority`` (higher
+    first; it wins over ``service_tier``) are primflow's (``extra_body`` in the
     ``openai`` client)."""
 
     model_config = ConfigDict(
@@ -218,4 +243,47 @@ class ChatCompletionRequest(BaseModel):
     documents: Annotated[list[InlineDocument], Field(max_length=MAX_NUM_DOCUMENTS)] = Field(
         default_factory=list
     )
+    collection: CollectionName | None = None
     deadline_s: DeadlineS | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    priority: Priority | None = None
+
+    def query_priority(self) -> int:
+        if self.priority is not None:
+            return self.priority
+        return PRIORITY_BY_SERVICE_TIER[self.service_tier or "default"]
+
+
+class UploadRequest(BaseModel):
+    """Documents sent inline (JSON) to a collection; files go as multipart instead."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"documents": [{"text": "Employees get 25 days of leave.", "source": "hr.md"}]}
+            ]
+        },
+    )
+
+    documents: Annotated[list[InlineDocument], Field(min_length=1, max_length=MAX_NUM_DOCUMENTS)]
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    backend: str
+    num_documents: int
+    num_chunks: int
+    dim: int | None
+    embedding_model: str
+    chunk_size: int
+    chunk_overlap: int
+    created_at: str
+    updated_at: str
+
+
+class UploadResponse(BaseModel):
+    collection: CollectionInfo
+    is_new: bool
+    num_documents_added: int
+    num_chunks_added: int

@@ -6,7 +6,8 @@ the task's end, whatever it is, releases the admission and drops the query's
 listeners, so nothing of a query outlives it. Cancelling the task (a client gone, or
 the drain timing out) cancels the query in the runtime, which aborts its work on
 every engine. ``drain`` refuses new queries, waits for running ones up to a timeout,
-then cancels what is left.
+then cancels what is left. Persistent collections (``collections.py``) are indexed on
+the stack's embedder; a query that names one reads it instead of indexing documents.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from primflow.api.documents import Document
+from primflow.api.indexed import without_indexing
+from primflow.api.template import TemplateError
 from primflow.apps import UnknownAppError
+from primflow.collections import Backend, Collection, CollectionError, CollectionStore
 from primflow.runtime import QueryCancelled, QueryFailed, QueryTimeout
 from primflow.serve.admission import Admission, Ticket
 from primflow.serve.apps import resolve_apps
+from primflow.serve.collections import ServedCollections
 from primflow.serve.events import NodeListener, ServerHook
 from primflow.serve.metrics import ServerMetrics
 from primflow.serve.settings import ServeSettings
-from primflow.session.factories import embedded_factory
+from primflow.session.engine_config import stack_factory
+from primflow.session.factories import embedded_factory, pgvector_factory
 from primflow.session.session import Answer, OnText, Session
-from primflow.session.stack import EngineStack, read_profiles
+from primflow.session.stack import EngineFactory, EngineStack, read_profiles
 
 
 class InvalidQuery(ValueError):
@@ -43,6 +49,7 @@ class RunningQuery:
     query_id: str
     app: str
     task: asyncio.Task[Answer]
+    collection: str | None = None
 
 
 class Service:
@@ -51,34 +58,49 @@ class Service:
         self.metrics = ServerMetrics()
         self.hook = ServerHook(self.metrics)
         self.admission = Admission(settings.max_queued_queries)
-        self.apps = resolve_apps(settings.apps)
+        self.apps = resolve_apps(settings.apps, settings.imports)
         self._needs_documents = {
             name: any(c.kind == "chunk" for c in app.template().components)
             for name, app in self.apps.items()
         }
+        backend = Backend.PGVECTOR if settings.pgvector else Backend.FAISS
+        self.collections = ServedCollections(CollectionStore(settings.collections_dir), backend)
+        self._reads_collections: dict[str, str | None] = {}  # app -> why not (None: can)
         self.stack: EngineStack | None = None
         self.session: Session | None = None
         self.running: dict[str, RunningQuery] = {}
         self.started_s = time.time()
 
     # -- lifecycle ----------------------------------------------------------------
-    async def start(self) -> None:
+    def _factory(self) -> EngineFactory:
         settings = self.settings
-        if settings.engines == "fake":
+        if settings.engine_backend == "fake":
             from primflow.serve.fake_control import controlled_fake_factory
 
-            factory = controlled_fake_factory(settings.fake_latency_scale)
+            base = controlled_fake_factory(settings.fake_latency_scale)
         else:
-            factory = embedded_factory()
+            base = embedded_factory()
+        return stack_factory(settings.engines_file, pgvector_factory(settings.pgvector, base))
+
+    async def start(self) -> None:
+        """Start the engines (idempotent); raises what a failing engine raises."""
+        if self.stack is not None:
+            return
+        settings = self.settings
         stack = EngineStack.for_apps(
             list(self.apps.values()),
-            factory,
+            self._factory(),
             placement=settings.placement,
             profiles=read_profiles(settings.profiles),
             num_cores=settings.num_cores,
         )
-        await stack.start()
+        try:
+            await stack.start()
+        except BaseException:
+            await stack.close()
+            raise
         self.stack = stack
+        self.collections.bind(stack)
         self.session = Session(stack, hooks=[self.hook])
         await self.session.start()
         self.metrics.watch(stack, self.session.runtime, lambda: self.admission.num_active)
@@ -90,8 +112,10 @@ class Service:
             await asyncio.wait([q.task for q in self.running.values()], timeout=5)
         if self.session is not None:
             await self.session.close()
+            self.session = None
         if self.stack is not None:
             await self.stack.close()
+            self.stack = None
 
     async def drain(self, timeout_s: float) -> bool:
         """Refuse new queries; True if every running one finished within ``timeout_s``
@@ -115,15 +139,20 @@ class Service:
         deadline_s: float | None = None,
         on_text: OnText | None = None,
         on_node: NodeListener | None = None,
+        collection: str | None = None,
+        priority: int = 0,
     ) -> RunningQuery:
-        """Admit and start one query; raises UnknownAppError or Refused at once."""
+        """Admit and start one query; raises UnknownAppError, InvalidQuery,
+        CollectionError or Refused at once."""
         if app not in self.apps:
             served = ", ".join(self.apps)
             raise UnknownAppError(f"unknown app {app[:64]!r}; this server serves: {served}")
         assert self.session is not None and self.stack is not None
-        if not documents and self.needs_documents(app):
+        read = self._collection_for(app, collection, documents) if collection else None
+        if read is None and not documents and self.needs_documents(app):
             raise InvalidQuery(
-                "body.documents", f"documents: app {app!r} answers from documents; send some"
+                "body.documents",
+                f"documents: app {app!r} answers from documents; send some, or name a collection",
             )
         query_id = self.stack.new_query_id(app)
         ticket = self.admission.admit(query_id)
@@ -138,15 +167,43 @@ class Service:
             config_changes=changes,
             query_id=query_id,
             deadline_s=deadline_s,
+            collection=read,
+            priority=priority,
         )
         task = asyncio.get_running_loop().create_task(coroutine)
-        query = RunningQuery(query_id, app, task)
+        query = RunningQuery(query_id, app, task, read.name if read else None)
+        if read is not None:
+            self.collections.acquire(read.name)
         self.running[query_id] = query
         task.add_done_callback(lambda done: self._on_end(query, ticket, done))
         return query
 
     def needs_documents(self, app: str) -> bool:
         return self._needs_documents[app]
+
+    def _collection_for(self, app: str, name: str, documents: Sequence[Document]) -> Collection:
+        if documents:
+            raise InvalidQuery("body.collection", "send documents or a collection, not both")
+        if app not in self._reads_collections:
+            try:
+                without_indexing(self.apps[app].template())
+                self._reads_collections[app] = None
+            except TemplateError as exc:
+                self._reads_collections[app] = str(exc)
+        why_not = self._reads_collections[app]
+        if why_not is not None:
+            raise InvalidQuery(
+                "body.collection", f"app {app!r} cannot read a collection: {why_not}"
+            )
+        try:
+            collection = self.collections.open(name)
+        except CollectionError as exc:
+            if type(exc) is CollectionError:  # the name itself is bad
+                raise InvalidQuery("body.collection", str(exc)) from None
+            raise
+        if collection.meta.num_chunks == 0:
+            raise InvalidQuery("body.collection", f"collection {name!r} is empty; upload documents")
+        return collection
 
     def _counting(self, app: str, on_text: OnText | None) -> OnText:
         pieces = self.metrics.text_pieces.labels(app)
@@ -161,6 +218,8 @@ class Service:
     def _on_end(self, query: RunningQuery, ticket: Ticket, task: asyncio.Task[Answer]) -> None:
         self.running.pop(query.query_id, None)
         self.hook.forget(query.query_id)
+        if query.collection is not None:
+            self.collections.release(query.collection)
         ticket.release()
         self.metrics.queries.labels(query.app, _status(task)).inc()
         if not task.cancelled() and task.exception() is None:

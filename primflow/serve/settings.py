@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINE_CHOICES = ("embedded", "fake")
+ENGINE_BACKENDS = ("embedded", "fake")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 API_KEY_ENV = "PRIMFLOW_API_KEY"
@@ -19,15 +19,21 @@ API_KEY_ENV = "PRIMFLOW_API_KEY"
 @dataclass(frozen=True)
 class ServeSettings:
     apps: tuple[str, ...] = ("naive_rag",)
+    imports: tuple[str, ...] = ()  # modules to import before loading specs (@function)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     placement: str = "shared"
     num_cores: int | None = None
     profiles: Path | None = None
     config_changes: dict[str, Any] = field(default_factory=dict)  # server-wide query defaults
-    # "fake": the model-free fakes of primflow.testing with test controls under
-    # /_testing (for scheduling tests and trying the API without models).
-    engines: str = "embedded"
+    # The engine stack file of `primflow run --engines FILE` (remote engines); None:
+    # every engine embedded.
+    engines_file: Path | None = None
+    # "fake" (hidden --engine-backend): the model-free fakes of primflow.testing with
+    # test controls under /_testing, for scheduling tests and trying the API.
+    engine_backend: str = "embedded"
+    collections_dir: Path | None = None  # None: the store's default root
+    pgvector: str | None = None  # a DSN: the vector index, and new collections' backend
     fake_latency_scale: float = 0.01
     max_queued_queries: int = 64  # queued plus running, over all apps
     drain_timeout_s: float = 30.0
@@ -37,8 +43,10 @@ class ServeSettings:
     retry_after_s: int = 1  # the Retry-After of a 429
 
     def __post_init__(self) -> None:
-        if self.engines not in ENGINE_CHOICES:
-            raise ValueError(f"engines must be one of {ENGINE_CHOICES}, got {self.engines!r}")
+        if self.engine_backend not in ENGINE_BACKENDS:
+            raise ValueError(
+                f"engine backend must be one of {ENGINE_BACKENDS}, got {self.engine_backend!r}"
+            )
         if not self.apps:
             raise ValueError("serve at least one app")
         for name in ("max_queued_queries", "max_body_bytes", "max_upload_bytes"):

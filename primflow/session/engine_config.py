@@ -24,13 +24,15 @@ error names the field (``engines.llm.base_url: field required``); unknown fields
 refused (a typo must not silently keep a default). An engine the file does not list
 runs embedded. Vector index and web search have no OpenAI-compatible API, so they are
 embedded only. An API key comes from the file or, better, from the environment variable
-named by ``api_key_env``, read when the stack is built.
+named by ``api_key_env``, read when the stack is built. The remote engines' measured
+latency profiles are read from beside the file (``<stem>.profiles.json``, written by
+`primflow profile --engines FILE`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
-from primflow.session.stack import ENGINE_KINDS, EngineFactory, StackError
+from primflow.session.stack import ENGINE_KINDS, EngineFactory, StackError, read_profiles
 
 REMOTE_KINDS = frozenset({EngineKind.LLM, EngineKind.EMBEDDER, EngineKind.RERANKER})
 
@@ -188,8 +190,19 @@ def load_engine_config(path: Path) -> EngineConfig:
     return parse_engine_config(data, str(path))
 
 
-def config_factory(config: EngineConfig, embedded: EngineFactory) -> EngineFactory:
-    """Builds the file's remote engines; ``embedded`` builds the rest."""
+def config_factory(
+    config: EngineConfig,
+    embedded: EngineFactory,
+    measured: Mapping[str, LatencyProfile] | None = None,
+    engines_file: Path | None = None,
+) -> EngineFactory:
+    """Builds the file's remote engines; ``embedded`` builds the rest.
+
+    A remote engine's profile is its entry in ``measured`` (what `primflow profile
+    --engines FILE` saved), else the one the stack passes (``--profiles``), else its
+    kind's default with a :class:`RemoteProfileWarning`.
+    """
+    found = dict(measured or {})
 
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
@@ -202,13 +215,17 @@ def config_factory(config: EngineConfig, embedded: EngineFactory) -> EngineFacto
             return build_ray_instances(name, kind, entry, embedded, profile, address)
         if not isinstance(entry, OpenAIBackend):
             return embedded(name, kind, budget, profile)
-        return build_remote(name, kind, entry, profile)
+        return build_remote(name, kind, entry, found.get(name) or profile, engines_file)
 
     return build
 
 
 def build_remote(
-    name: str, kind: EngineKind, entry: OpenAIBackend, profile: LatencyProfile | None
+    name: str,
+    kind: EngineKind,
+    entry: OpenAIBackend,
+    profile: LatencyProfile | None,
+    engines_file: Path | None = None,
 ) -> Engine:
     from primflow.engines.remote import (
         DIALECTS,
@@ -231,7 +248,9 @@ def build_remote(
     dialect = DIALECTS[DialectName(entry.dialect)]
     can_reuse = dialect.can_reuse_prefix if entry.prefix_cache is None else entry.prefix_cache
     is_llm = kind is EngineKind.LLM
-    chosen = remote_profile(name, str(kind), profile, can_reuse_prefix=can_reuse and is_llm)
+    chosen = remote_profile(
+        name, str(kind), profile, can_reuse_prefix=can_reuse and is_llm, engines_file=engines_file
+    )
     if is_llm:
         return RemoteLLMEngine(
             name,
@@ -252,8 +271,12 @@ def build_remote(
 
 
 def stack_factory(engines_file: Path | None, embedded: EngineFactory) -> EngineFactory:
-    """The factory for `--engines FILE` (None: every engine embedded). For run, bench,
-    profile and serve alike."""
+    """The factory for `--engines FILE` (None: every engine embedded), with the remote
+    engines' profiles saved beside the file. For run, bench and serve alike."""
     if engines_file is None:
         return embedded
-    return config_factory(load_engine_config(engines_file), embedded)
+    from primflow.engines.remote.profile import profiles_path_for
+
+    config = load_engine_config(engines_file)
+    measured = read_profiles(profiles_path_for(engines_file))
+    return config_factory(config, embedded, measured, engines_file)

@@ -13,6 +13,7 @@ engine's measured profile (None: the kind's default).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,5 +130,23 @@ def fake_factory(latency_scale: float = 1.0) -> EngineFactory:
         if kind is EngineKind.FUNCTION:  # model-free already: the real one
             return FunctionEngine(name, profile, budget)
         return FAKES_BY_KIND[kind](name, profile, latency_scale=latency_scale)
+
+    return build
+
+
+def pgvector_factory(dsn: str | None, base: EngineFactory) -> EngineFactory:
+    """``base``, except that the vector index is a pgvector engine on ``dsn`` (so
+    pgvector collections there can be searched); ``dsn`` None: ``base`` as it is."""
+    if not dsn:
+        return base
+
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
+    ) -> Engine | Sequence[Engine]:
+        if kind is EngineKind.VECTOR_INDEX:
+            from primflow.engines.vector.pgvector_engine import PgVectorEngine
+
+            return PgVectorEngine(name, dsn=dsn, profile=profile, budget=budget)
+        return base(name, kind, budget, profile)
 
     return build

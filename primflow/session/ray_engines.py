@@ -8,22 +8,37 @@ only when a ``backend: ray`` engine is built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.session.stack import EngineFactory, StackError
 
-if TYPE_CHECKING:
-    from primflow.session.engine_config import RayBackend
+
+class RayEntry(Protocol):
+    """What an engine file's ``backend: ray`` entry says (engine_config.RayBackend)."""
+
+    @property
+    def num_instances(self) -> int: ...
+    @property
+    def num_cpus(self) -> float: ...
+    @property
+    def num_gpus(self) -> float: ...
+    @property
+    def resources(self) -> Mapping[str, float]: ...
+    @property
+    def max_restarts(self) -> int: ...
+    @property
+    def placement_timeout_s(self) -> float: ...
 
 
 def build_ray_instances(
     name: str,
     kind: EngineKind,
-    entry: RayBackend,
+    entry: RayEntry,
     embedded: EngineFactory,
     profile: LatencyProfile | None,
     address: str | None,

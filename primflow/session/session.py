@@ -25,10 +25,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from primflow.api.config import Query
 from primflow.api.documents import Document
+from primflow.api.dynamic import LoopGrowth, RoundRecord
 from primflow.api.indexed import IndexedTemplate, without_indexing
 from primflow.api.lower import lower_query
 from primflow.api.template import Template
@@ -38,8 +40,9 @@ from primflow.collections import Collection
 from primflow.engines.base import EngineKind
 from primflow.engines.scheduler import Batch
 from primflow.graph.ir import INLINE_OPS, LLM_OPS, EdgeKind, Graph, Node, Op
-from primflow.passes import GraphCache, Optimizer
+from primflow.passes import GraphCache, Optimizer, OptimizeReport
 from primflow.runtime import Hook, NodeStatus, NodeTiming, QueryResult, Runtime
+from primflow.session.rounds import run_rounds
 from primflow.session.solo_bound import PREFILL_PHASES, SoloBound, solo_bound
 from primflow.session.stack import EngineStack
 from primflow.session.timing import TimingReport, timing_report
@@ -92,6 +95,9 @@ class Answer:
     honored: Graph | None = None
     num_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per prefill phase
     solo: SoloBound | None = None  # set by set_reference
+    # Constrained decisions (decode node -> choice) and the rounds a loop appended.
+    decisions: dict[str, str] = field(default_factory=dict)
+    rounds: list[RoundRecord] = field(default_factory=list)
 
     @property
     def bound_s(self) -> float | None:
@@ -145,6 +151,8 @@ class Answer:
             "critical_path": self.timing.critical_path,
             "bound_path": self.solo.path if self.solo is not None else None,
             "primitives": self.timing.to_dicts(),
+            "decisions": dict(self.decisions),
+            "rounds": [r.to_dict() for r in self.rounds],
         }
 
 
@@ -255,6 +263,7 @@ class Session:
         collection: Collection | None = None,
         query_id: str | None = None,
         deadline_s: float | None = None,
+        priority: int = 0,
     ) -> Answer:
         """Answer ``question`` with ``app`` over ``documents``, or over a persistent
         ``collection`` (then the query skips indexing: its graph searches the
@@ -263,11 +272,15 @@ class Session:
         ``query_id``: the caller's id (unique on the stack: ``stack.new_query_id``),
         so it can match hook events to this query before the answer exists.
         ``deadline_s``: seconds from the start of the run; past it the query ends in
-        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline)."""
+        ``QueryTimeout`` (primflow scheme only: the baselines have no deadline).
+        ``priority``: every engine serves a query of higher priority before queries of
+        lower priority (0 by default; primflow scheme only)."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r} (known: {', '.join(SCHEMES)})")
         if deadline_s is not None and scheme != "primflow":
             raise ValueError(f"the {scheme} scheme takes no deadline")
+        if priority != 0 and scheme != "primflow":
+            raise ValueError(f"the {scheme} scheme takes no priority")
         app, template = self._app(app)
         app_name = app.name
         query = app.query(question, documents, **(config_changes or {}))
@@ -279,16 +292,28 @@ class Session:
         started_s = time.perf_counter()
         lowered = lower_query(template, query)
         lower_s = time.perf_counter() - started_s
+        growth = lowered.growth
         if scheme == "primflow":
             key = f"{template_key}/{'+'.join(self.ablation.passes)}"
             graph, report = self.optimizer.optimize(lowered.graph, template_id=key)
             optimize_s, is_cache_hit = report.total_s, report.is_cache_hit
+            if growth is not None:  # later rounds: optimized on their own, cached
+                graph = growth.attach(graph, self._optimize_round, key)
         else:
             graph, optimize_s, is_cache_hit = lowered.graph, 0.0, False
         progress = _Progress(graph, on_progress)
         stream_nodes = answer_decode_nodes(graph) if on_text is not None else frozenset()
         num_tokens: dict[str, int] = {}
-        if scheme == "primflow":
+        if growth is not None:
+            on_round = partial(self._on_round, query_id, progress, on_text)
+            growth.on_round.append(on_round)
+        if growth is not None and scheme != "primflow":
+            executor = baseline_executor(scheme, self.stack.engines)
+            result, honored = await run_rounds(
+                executor, growth, lowered.graph, lowered.inputs, query_id, progress.done
+            )
+            graph = honored if result.graph is None else result.graph
+        elif scheme == "primflow":
             result = await self._run_primflow(
                 graph,
                 lowered.inputs,
@@ -298,7 +323,10 @@ class Session:
                 progress,
                 num_tokens,
                 deadline_s,
+                priority,
+                growth,
             )
+            graph = result.graph or graph
             honored = graph
         else:
             executor = baseline_executor(scheme, self.stack.engines)
@@ -315,6 +343,8 @@ class Session:
             app_name, scheme, question, result, graph, honored, lower_s, optimize_s, is_cache_hit
         )
         answer.num_tokens = num_tokens
+        if growth is not None:
+            answer.rounds = list(growth.records)
         if scheme == "sequential":  # its primitives ran alone: it is its own reference
             answer.set_reference(answer)
         return answer
@@ -329,6 +359,8 @@ class Session:
         progress: _Progress,
         num_tokens: dict[str, int],
         deadline_s: float | None = None,
+        priority: int = 0,
+        growth: LoopGrowth | None = None,
     ) -> QueryResult:
         for node in stream_nodes:
             assert on_text is not None
@@ -336,12 +368,33 @@ class Session:
         self._hook.node_done[query_id] = lambda node, _t: progress.done(node)
         self._hook.num_tokens[query_id] = num_tokens
         try:
-            return await self.runtime.run(graph, inputs, query_id=query_id, deadline_s=deadline_s)
+            return await self.runtime.run(
+                graph,
+                inputs,
+                query_id=query_id,
+                deadline_s=deadline_s,
+                priority=priority,
+                growth=growth,
+            )
         finally:
-            for node in stream_nodes:
-                self._hook.streams.pop((query_id, node), None)
+            for stream_query, node in list(self._hook.streams):
+                if stream_query == query_id:
+                    self._hook.streams.pop((query_id, node), None)
             self._hook.node_done.pop(query_id, None)
             self._hook.num_tokens.pop(query_id, None)
+
+    def _optimize_round(self, graph: Graph, template_id: str) -> tuple[Graph, OptimizeReport]:
+        """Optimize one appended round on its own (api/dynamic.py), cached by shape."""
+        return self.optimizer.optimize(graph, template_id=template_id)
+
+    def _on_round(
+        self, query_id: str, progress: _Progress, on_text: OnText | None, graph: Graph
+    ) -> None:
+        """A loop appended a round: count its primitives, stream its answer decode."""
+        progress.set_graph(graph)
+        if on_text is not None:
+            for node in answer_decode_nodes(graph):
+                self._hook.streams[(query_id, node)] = on_text
 
     def forget_prefixes(self, query_id: str) -> None:
         """Drop the cached prompt prefixes a finished query left in the LLM engines (an
@@ -382,12 +435,18 @@ class Session:
 
 class _Progress:
     def __init__(self, graph: Graph, callback: OnProgress | None) -> None:
-        self.graph = graph
         self.callback = callback
-        self.total = sum(1 for n in graph if n.op not in INLINE_OPS)
         self.num_done = 0
+        self.set_graph(graph)
+
+    def set_graph(self, graph: Graph) -> None:
+        """The graph grew (a loop's round): count the primitives it now has."""
+        self.graph = graph
+        self.total = sum(1 for n in graph if n.op not in INLINE_OPS)
 
     def done(self, name: str) -> None:
+        if name not in self.graph:  # a baseline's helper node, outside the graph
+            return
         node = self.graph.node(name)
         if self.callback is None or node.op in INLINE_OPS:
             return
@@ -449,4 +508,5 @@ def _answer(
         timing=timing_report(honored, result.timings, query_start_s),
         outputs=dict(result.outputs),
         honored=honored,
+        decisions=dict(result.decisions),
     )

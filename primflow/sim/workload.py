@@ -89,6 +89,11 @@ def app_workload(
         raise ValueError(f"unknown query source {queries!r} (known: {known})")
     template = app.template()
     sample = app.sample_query()
+    if app.has_loop:
+        raise ValueError(
+            f"app {app_name!r} grows its graph while a query runs (a loop); the simulator "
+            "runs static graphs only"
+        )
     sample_graph = lower_query(template, sample).graph
     kinds = engine_kinds(sample_graph)
     profiles = {name: profiles_by_kind[str(kind)] for name, kind in kinds.items()}

@@ -132,6 +132,9 @@ class FakeLLM(FakeEngine):
         parser = request.params.get("parser")
         items = self._items_for(request, prompt, num_items) if parser else []
         text = self._responses.get(request.node)
+        choices = request.params.get("choices")
+        if text is None and choices:  # a constrained choice: one of them, by the prompt
+            text = str(choices[digest(prompt) % len(choices)])
         if text is None:
             text = _format_items(items, parser) if parser else _fake_text(prompt)
         if request.on_text is not None:

@@ -11,7 +11,7 @@ of the stack runs for real.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from primflow.engines.base import Engine, EngineKind
 from primflow.engines.placement import CoreBudget
@@ -26,12 +26,22 @@ Factory = Callable[[str, EngineKind, CoreBudget, LatencyProfile | None], Engine]
 
 
 def fixed_judge_factory(decision: str, rest: Factory, *, latency_scale: float = 0.001) -> Factory:
+    return scripted_judge_factory({JUDGE_DECODE: decision}, rest, latency_scale=latency_scale)
+
+
+def scripted_judge_factory(
+    decisions: Mapping[str, str], rest: Factory, *, latency_scale: float = 0.001
+) -> Factory:
+    """Like :func:`fixed_judge_factory`, with a decision per judge decode node (e.g.
+    ``{"hops.r1.enough.decode": "no", "hops.r2.enough.decode": "yes"}`` for a loop)."""
+
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
     ) -> Engine:
         if name == JUDGE_ENGINE:
             judge = FakeLLM(name, profile, latency_scale=latency_scale)
-            judge.set_response(JUDGE_DECODE, decision)
+            for node, decision in decisions.items():
+                judge.set_response(node, decision)
             return RecordingEngine(judge)
         return RecordingEngine(rest(name, kind, budget, profile))
 

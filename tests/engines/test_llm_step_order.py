@@ -1,7 +1,8 @@
 """The LLM step planner's order and cross-query batching, without a model (pure logic;
 runs in the unit tier too): each batching policy orders a step as its own definition
 says, the policy each request names wins, and the step-cost rule batches other queries'
-work in only when a step's fixed cost outweighs what it adds."""
+work in only when the waiting it saves (a step's fixed cost, for the query and those
+queued behind it) outweighs the time it adds to the queries in the step."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from primflow.engines.llm.config import LlamaConfig
 from primflow.engines.llm.core import EngineCore
 from primflow.engines.llm.scheduler import StepScheduler
 from primflow.engines.llm.sequence import Sequence
+from primflow.engines.llm.step_groups import joining_pays
 from primflow.engines.llm.step_order import ordered
 from primflow.engines.policies import BatchBudget, make_policy, policy_order
 from primflow.engines.profile import LatencyProfile
@@ -194,7 +196,8 @@ def test_cross_query_batching_on_and_off_ignore_the_profile():
 
 def test_the_delay_counts_every_query_already_in_the_step():
     """Base 1 ms, a decode adds 0.6 ms per query in the step: the second query's decode
-    joins (0.6 < 1), a third's would delay two queries (1.2 > 1) and waits."""
+    joins (0.6 < 1 ms for itself + 1 ms for the third query waiting behind it), the
+    third's would delay two queries (1.2 ms) and saves only its own 1 ms: it waits."""
     profile = LatencyProfile(step_base_s=0.001, step_per_seq_s=0.0003, step_per_token_s=0.0003)
     scheduler = StepScheduler(
         num_slots=8,
@@ -230,6 +233,67 @@ def test_a_small_prompt_chunk_joins_another_querys_step_a_large_one_waits():
         scheduler.add(new)
         chunks = [(c.seq, c.num_tokens) for c in run(scheduler).chunks]
         assert chunks == ([(old, 1), (new, num_tokens)] if joins else [(old, 1)])
+
+
+def test_queries_waiting_behind_the_step_make_batching_pay():
+    """A decode adds 1.5 ms, a step's fixed cost is 1 ms: with two queries the second
+    waits (1.5 > 1); with a third queued behind, sharing also spares the third a step's
+    fixed cost (1.5 < 2), so the second joins."""
+    profile = LatencyProfile(step_base_s=0.001, step_per_seq_s=0.001, step_per_token_s=0.0005)
+    for num_queries, num_joined in ((2, 1), (3, 2)):
+        scheduler = StepScheduler(
+            num_slots=8,
+            max_num_batched_tokens=512,
+            kv_capacity=4096,
+            cross_query_batching="cost",
+            profile=profile,
+        )
+        calls = [call(q, float(i), float(i), 1, 1.0) for i, q in enumerate("XYZ"[:num_queries])]
+        for s in calls:
+            scheduler.add(s)
+        while scheduler.has_work():
+            run(scheduler)
+        for s in calls:
+            start_decoding(s)
+        assert [c.seq for c in run(scheduler).chunks] == calls[:num_joined]
+
+
+def test_a_prompt_joins_when_the_decode_steps_it_then_shares_pay_for_it():
+    """A 200-token chunk adds 20.1 ms, more than one step's fixed cost (10 ms): it waits
+    while its decode length is unknown. Once it is (32 tokens) and the running query has
+    31 decode steps ahead, joining lets it decode in those steps (9.8 ms saved in each)."""
+    for max_new_tokens, joins in ((None, False), (32, True)):
+        scheduler = StepScheduler(
+            num_slots=8,
+            max_num_batched_tokens=512,
+            kv_capacity=4096,
+            cross_query_batching="cost",
+            profile=FIXED_COST,
+        )
+        old = call("old", start_s=0.0, arrival_s=0.0, depth=1, priority=1.0)
+        old.max_new_tokens = 32
+        scheduler.add(old)
+        run(scheduler)
+        start_decoding(old)
+        new = call("new", start_s=1.0, arrival_s=1.0, depth=1, priority=1.0, num=200)
+        new.max_new_tokens = max_new_tokens
+        scheduler.add(new)
+        chunks = [(c.seq, c.num_tokens) for c in run(scheduler).chunks]
+        assert chunks == ([(old, 1), (new, 200)] if joins else [(old, 1)])
+
+
+def test_joining_pays_weighs_added_time_against_saved_waiting():
+    profile = LatencyProfile(step_base_s=0.004, step_per_seq_s=0.002, step_per_token_s=0.002)
+    # a decode token adds 4 ms: not for one query in the step (4 < 4 fails), yes with
+    # one query waiting behind (4 < 8); two queries in the step would lose 8 ms
+    assert not joining_pays(profile, num_in_step=1, num_waiting=0, num_tokens=1)
+    assert joining_pays(profile, num_in_step=1, num_waiting=1, num_tokens=1)
+    assert not joining_pays(profile, num_in_step=2, num_waiting=1, num_tokens=1)
+    # a 30-token prompt adds 62 ms; 20 shared decodes save (8 - 4) ms each = 80 ms + 8
+    assert not joining_pays(profile, 1, 1, 30, num_shared_decodes=10)
+    assert joining_pays(profile, 1, 1, 30, num_shared_decodes=20)
+    # shared decodes that do not pay (a decode token costs more than it saves) add nothing
+    assert not joining_pays(profile, 1, 0, 30, num_shared_decodes=1000)
 
 
 def test_query_unaware_requests_keep_continuous_batching_under_the_cost_rule():

@@ -7,6 +7,7 @@ import pytest
 
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.vector import FaissEngine
+from primflow.engines.vector.faiss_engine import MAX_INLINE_INGEST_ROWS
 from primflow.graph.ir import Op
 from primflow.values import Chunk, IndexHandle
 
@@ -124,11 +125,16 @@ async def test_release_and_abort_free_per_query_collections_but_not_shared() -> 
 
 async def test_abort_cancels_queued_futures() -> None:
     engine = FaissEngine()
-    chunks, vectors = corpus(10)
+    chunks, vectors = corpus(MAX_INLINE_INGEST_ROWS + 1)  # too large to run inline
     futures = engine.submit([ingest("q9", chunks, vectors)])
     engine.abort("q9")
     assert futures[0].cancelled()
     await asyncio.sleep(0.05)
+    assert engine.collection_names() == []
+    # A small ingest ran inline (done at once); aborting its query frees its collection.
+    [done] = engine.submit([ingest("q8", chunks[:10], vectors[:10])])
+    assert done.done() and engine.collection_names() == ["q8/docs"]
+    engine.abort("q8")
     assert engine.collection_names() == []
 
 
@@ -156,3 +162,44 @@ async def test_bad_requests_fail_alone_and_the_engine_keeps_serving() -> None:
     assert "3 chunks but 10 vectors" in messages[4]
     assert "dimension 8" in messages[5]
     assert len(bad[6]["hits"]) == 3
+
+
+async def test_small_work_runs_inline_and_large_work_on_the_engine_thread() -> None:
+    """An ingest and a one-vector search are cheaper than the hop to the engine thread:
+    their futures are done when ``submit`` returns. An ingest past the inline limit goes
+    to the thread; a small ingest submitted behind it waits for it (submission order),
+    so it appends to what the large one added."""
+    engine = FaissEngine()
+    chunks, vectors = corpus(50)
+    [ingested] = engine.submit([ingest("q1", chunks, vectors)])
+    assert ingested.done()
+    [searched] = engine.submit([search("q1", vectors[:1], ingested.result()["index"])])
+    assert searched.done() and searched.result()["hits"][0].chunk.chunk_id == 0
+
+    big_chunks, big_vectors = corpus(MAX_INLINE_INGEST_ROWS + 1, seed=1)
+    [big] = engine.submit([ingest("q2", big_chunks, big_vectors)])
+    [small] = engine.submit([ingest("q2", chunks, vectors)])
+    assert not big.done() and not small.done()
+    assert (await small)["index"].num_items == MAX_INLINE_INGEST_ROWS + 1 + 50
+    await big
+    await engine.close()
+
+
+async def test_work_on_the_engine_thread_keeps_later_small_batches_off_the_loop() -> None:
+    """A search submitted while ``add_shared`` is queued on the engine thread does not
+    run inline ahead of it: it finds the rows that call adds."""
+    engine = FaissEngine()
+    chunks, vectors = corpus(20)
+    engine.create_shared("kb", chunks, vectors)
+    more_vectors = corpus(20, seed=1)[1]
+    more = [Chunk(f"more {i}", "more", 100 + i) for i in range(20)]
+    adding = asyncio.ensure_future(engine.add_shared("kb", more, more_vectors))
+    await asyncio.sleep(0)  # add_shared is now queued on the engine thread
+    handle = IndexHandle("vector", "kb", 40)
+    [found] = engine.submit([search("q1", more_vectors[3:4], handle)])
+    assert not found.done()
+    assert (await found)["hits"][0].chunk.chunk_id == 103
+    await adding
+    [again] = engine.submit([search("q1", more_vectors[3:4], handle)])
+    assert again.done()
+    await engine.close()

@@ -22,6 +22,9 @@ ANSWER = '["alpha", "beta", "gamma"]'
 class FakeServer:
     def __init__(self) -> None:
         self.bodies: list[tuple[str, dict[str, Any]]] = []
+        # End streams with [DONE] after the first piece, no finish_reason (as
+        # llama-cpp-python's server does when another request waits).
+        self.is_cutting_streams = False
         self.port = free_port()
         self.app = self._build()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
@@ -95,8 +98,11 @@ class FakeServer:
             return JSONResponse({"choices": [choice], "usage": usage})
 
         def events() -> Iterator[str]:
-            for piece in (ANSWER[:7], ANSWER[7:15], ANSWER[15:]):
-                choice = {"delta": {"content": piece}} if is_chat else {"text": piece}
+            pieces = (ANSWER[:7], ANSWER[7:15], ANSWER[15:])
+            for number, piece in enumerate(pieces[:1] if self.is_cutting_streams else pieces):
+                finish = "stop" if number == len(pieces) - 1 else None
+                text: dict[str, Any] = {"delta": {"content": piece}} if is_chat else {"text": piece}
+                choice = {**text, "finish_reason": finish}
                 yield f"data: {json.dumps({'choices': [choice]})}\n\n"
             final = {"choices": [], "usage": usage, "timings": {"cache_n": 5}}
             yield f"data: {json.dumps(final)}\n\n"

@@ -57,7 +57,9 @@ class LlamaServer:
             self.process.wait(timeout=10)
 
 
-def start_llama_server(log_path: Path) -> LlamaServer:
+def start_llama_server(log_path: Path, *, is_cache_enabled: bool = True) -> LlamaServer:
+    """``is_cache_enabled``: keep older prompts' KV in RAM (``--cache``) so a request
+    reuses the longest prefix it shares with any of them, not only with the last one."""
     from primflow.engines.llm.model import default_model_path
 
     port = free_port()
@@ -77,6 +79,12 @@ def start_llama_server(log_path: Path) -> LlamaServer:
         "4096",
         "--n_threads",
         "1",
+        # Without these, a streamed answer is cut short whenever another request waits,
+        # and only the previous request's prompt can be reused (docs/guide/remote-engines.md).
+        "--interrupt_requests",
+        "false",
+        "--cache",
+        "true" if is_cache_enabled else "false",
         "--verbose",
         "true",  # the prefix-match and disconnect lines the tests read
     ]

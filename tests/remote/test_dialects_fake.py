@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fake_openai import FakeServer
 
-from primflow.engines.base import EngineRequest
+from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.remote import ClientSettings, RemoteEmbedder, RemoteLLMEngine, RemoteReranker
 from primflow.graph.ir import Op
 from primflow.values import Chunk, Hit
@@ -98,6 +98,37 @@ async def test_llama_cpp_sends_cache_prompt_and_a_grammar(fake: FakeServer) -> N
     warmup, decode = fake.bodies_at("/v1/chat/completions")
     assert warmup["cache_prompt"] is True and decode["cache_prompt"] is True
     assert decode["grammar"].startswith("root ::=") and "priority" not in decode
+
+
+SCHEMA = {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "field", "expected"),
+    [
+        ("llama_cpp", "json_schema", SCHEMA),
+        ("llama_cpp_python", "response_format", {"type": "json_object", "schema": SCHEMA}),
+    ],
+)
+async def test_gbnf_servers_convert_a_json_schema_themselves(
+    fake: FakeServer, dialect: str, field: str, expected: dict[str, Any]
+) -> None:
+    await run_split_call(llm(fake, dialect), {**LIST_PARAMS, "json_schema": SCHEMA})
+    _, decode = fake.bodies_at("/v1/chat/completions")
+    assert decode[field] == expected and "grammar" not in decode
+
+
+async def test_a_stream_cut_without_finish_reason_fails_clearly(fake: FakeServer) -> None:
+    fake.is_cutting_streams = True
+    engine = llm(fake, "llama_cpp_python")
+    await engine.start()
+    prefill = EngineRequest("q", "p", Op.LLM_PREFILL, {}, {"template": "Hi"}, llm_request_id="c")
+    decode = EngineRequest("q", "d", Op.LLM_DECODE, {}, {"max_tokens": 8}, llm_request_id="c")
+    await asyncio.gather(*engine.submit([prefill]))
+    (future,) = engine.submit([decode])
+    with pytest.raises(EngineError, match=r"without a finish_reason.*interrupt_requests false"):
+        await future
+    await engine.close()
 
 
 async def test_openai_dialect_sends_no_warm_up_and_no_extra_fields(fake: FakeServer) -> None:

@@ -12,6 +12,7 @@ from primflow.cli import main
 from primflow.engines.base import EngineKind
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.remote import RemoteEmbedder, RemoteLLMEngine, RemoteProfile
+from primflow.engines.remote.profile import RemoteProfileWarning
 from primflow.graph.ir import Op
 from primflow.session import EngineStack, fake_factory
 from primflow.session.engine_config import (
@@ -19,6 +20,7 @@ from primflow.session.engine_config import (
     config_factory,
     load_engine_config,
     parse_engine_config,
+    stack_factory,
 )
 
 REMOTE_LLM = {"backend": "openai", "base_url": "http://127.0.0.1:8000", "model": "m"}
@@ -112,3 +114,17 @@ def test_run_refuses_a_bad_engine_file_before_any_model_loads(
     )
     assert code == 2
     assert "engines.llm.openai.base_url: Field required" in capsys.readouterr().err
+
+
+def test_a_remote_engine_without_a_saved_profile_warns_naming_the_file_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "remote.yaml"
+    path.write_text("engines:\n  llm: {backend: openai, base_url: 'http://h:1', model: m}\n")
+    with pytest.warns(RemoteProfileWarning) as caught:
+        stack = EngineStack.for_apps(["naive_rag"], stack_factory(path, fake_factory()))
+    message = str(caught[0].message)
+    assert "'llm' has no measured latency profile" in message
+    assert str(tmp_path / "remote.profiles.json") in message
+    assert f"primflow profile --engines {path}" in message
+    assert stack.engines["llm"].profile.base_s == LatencyProfile.default_for("llm").base_s

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ class ServerProcess:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.args = ["--host", "127.0.0.1", "--port", "0", *args]
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        if "--collections-dir" not in args:  # never the user's own collections
+            self._collections = tempfile.TemporaryDirectory(prefix="primflow-serve-")
+            self.env["PRIMFLOW_COLLECTIONS_DIR"] = self._collections.name
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.lines: list[str] = []
@@ -103,5 +107,5 @@ class ServerProcess:
 
 def fake_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
     return ServerProcess(
-        "--engines", "fake", "--apps", "naive_rag,search_augmented", *args, env=env
+        "--engine-backend", "fake", "--apps", "naive_rag,search_augmented", *args, env=env
     )

@@ -116,6 +116,8 @@ def test_apps_graph_and_schema(server: ServerProcess) -> None:
     schema = httpx.get(f"{server.url}/openapi.json").json()
     assert "/v1/apps/{app}/query" in schema["paths"]
     assert "/v1/chat/completions" in schema["paths"]
+    upload = schema["paths"]["/v1/collections/{name}/documents"]["post"]
+    assert set(upload["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     assert schema["components"]["schemas"]["QueryRequest"]["examples"]
 
 

@@ -1,10 +1,17 @@
 """End to end on the real embedded engines behind the real server: naive_rag over
-samples/docs, answers streamed token by token to httpx and to the `openai` client."""
+samples/docs, answers streamed token by token to httpx and to the `openai` client, and
+the serving guide's newcomer flow (upload a folder with curl, ask from curl and from
+the `openai` client) run from the guide's own code blocks."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shlex
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -13,6 +20,15 @@ from serve_process import REPO, ServerProcess
 
 pytestmark = pytest.mark.e2e
 MAX_TOKENS = 24
+GUIDE = REPO / "docs" / "guide" / "serving.md"
+GUIDE_URL = "http://127.0.0.1:8000"
+
+
+def snippet(marker: str) -> str:
+    """The code block after ``<!-- newcomer: MARKER -->`` in the serving guide."""
+    after = GUIDE.read_text(encoding="utf-8").split(f"<!-- newcomer: {marker} -->\n", 1)[1]
+    block = after.split("```", 2)[1]
+    return block.split("\n", 1)[1]
 
 
 def _documents() -> list[dict[str, str]]:
@@ -27,9 +43,12 @@ def _question(index: int = 0) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Iterator[ServerProcess]:
-    args = ("--apps", "naive_rag", "--cores", "1", "--max-tokens", str(MAX_TOKENS))
-    with ServerProcess(*args) as server:
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    command = shlex.split(snippet("serve"))  # the guide's command, on a free port
+    assert command[:2] == [".venv/bin/primflow", "serve"], command
+    root = tmp_path_factory.mktemp("collections")
+    extra = ["--cores", "1", "--max-tokens", str(MAX_TOKENS), "--collections-dir", str(root)]
+    with ServerProcess(*command[2:], *extra) as server:
         yield server
 
 
@@ -82,3 +101,32 @@ def test_openai_client_streams_from_real_engines(embedded: ServerProcess) -> Non
     assert whole.choices[0].message.content
     ready = httpx.get(f"{embedded.url}/ready", timeout=30).json()
     assert ready["status"] == "ready" and ready["engines"]["llm"]["is_healthy"]
+
+
+def _run_guide_shell(marker: str, url: str) -> dict[str, object]:
+    done = subprocess.run(
+        ["bash", "-c", snippet(marker).replace(GUIDE_URL, url)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_the_guide_s_newcomer_flow(embedded: ServerProcess) -> None:
+    uploaded = _run_guide_shell("upload", embedded.url)
+    num_files = len(list(Path(REPO / "samples" / "docs").iterdir()))
+    assert uploaded["is_new"] and uploaded["num_documents_added"] == num_files, uploaded
+    answered = _run_guide_shell("ask", embedded.url)
+    assert answered["answer"], answered
+    sources = {p["source"] for p in answered["passages"]}  # type: ignore[attr-defined]
+    assert _question(0)["source"] in sources
+    ops = {p["op"] for p in answered["primitives"]}  # type: ignore[attr-defined]
+    assert "vector_ingest" not in ops  # the collection was indexed once, at upload
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet("openai").replace(GUIDE_URL, embedded.url), {})
+    assert printed.getvalue().strip()

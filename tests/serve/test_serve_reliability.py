@@ -112,3 +112,35 @@ async def test_engine_failure_fails_only_its_queries(client: httpx.AsyncClient) 
     assert again.status_code == 200  # the server keeps serving
     await control(client, "llm", "recover")
     assert (await client.get("/ready")).status_code == 200
+
+
+async def test_a_higher_priority_query_is_served_first(client: httpx.AsyncClient) -> None:
+    await control(client, "all", "hold")
+    first = asyncio.ensure_future(client.post(QUERY, json=body("the first question")))
+    await wait_for(client, lambda s: s["runtime"]["num_queued"]["embedder"] == 0 and _held(s))
+    low = asyncio.ensure_future(client.post(QUERY, json=body("a low question", priority=-1)))
+    plain = asyncio.ensure_future(client.post(QUERY, json=body("a plain question")))
+    await wait_for(client, lambda s: s["runtime"]["num_running_queries"] == 3)
+    chat = {
+        "model": "naive_rag",
+        "messages": [{"role": "user", "content": "an urgent question"}],
+        "documents": body()["documents"],
+        "service_tier": "priority",
+    }
+    urgent = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat))
+    await wait_for(client, lambda s: s["runtime"]["num_running_queries"] == 4)
+    await control(client, "all", "release")
+    answers = await asyncio.gather(first, low, plain, urgent)
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    first_id, low_id, plain_id = (a.json()["query_id"] for a in answers[:3])
+    urgent_id = answers[3].json()["id"].removeprefix("chatcmpl-")
+    served = (await state(client))["engines"]["embedder"]["served_queries"]
+    order = [q for q in served if q in {first_id, low_id, plain_id, urgent_id}]
+    # The first was already on the engine; then by priority, not by arrival.
+    assert order == [first_id, urgent_id, plain_id, low_id]
+
+
+def _held(current: dict[str, object]) -> bool:
+    engines = current["engines"]
+    assert isinstance(engines, dict)
+    return bool(engines["embedder"]["num_held_requests"])

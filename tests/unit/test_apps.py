@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from primflow.api.lower import lower
+from primflow.api.lower import lower_query
 from primflow.apps import APPS, UnknownAppError, get_app
 from primflow.apps.samples import samples_dir
 from primflow.cli import main
@@ -23,7 +23,7 @@ from primflow.graph import ops
 from primflow.graph.ir import EdgeKind, Graph, Op
 from primflow.graph.lint import lint
 from primflow.graph.printers import to_text
-from primflow.passes import optimize
+from primflow.passes import OptimizeReport, optimize
 from primflow.sim.profiles import preset
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
@@ -31,13 +31,28 @@ IS_UPDATING = os.environ.get("PRIMFLOW_UPDATE_GOLDEN") == "1"
 
 
 def _pgraph(name: str) -> Graph:
+    """The sample's p-graph; an app with a loop grown whole with its sample decisions."""
     app = get_app(name)
-    return lower(app.template(), app.sample_query())
+    lowered = lower_query(app.template(), app.sample_query())
+    if lowered.growth is None:
+        return lowered.graph
+    lowered.growth.attach(lowered.graph)
+    return lowered.growth.unroll(app.sample_decisions)
 
 
 def _egraph(name: str, profiles: dict[str, LatencyProfile] | None = None) -> Graph:
-    graph, _ = optimize(_pgraph(name), profiles, lint_each=True)
-    return graph
+    """The sample's e-graph; a loop's rounds optimized one by one as they are appended."""
+    app = get_app(name)
+    lowered = lower_query(app.template(), app.sample_query())
+    graph, _ = optimize(lowered.graph, profiles, lint_each=True)
+    if lowered.growth is None:
+        return graph
+
+    def optimize_round(round_graph: Graph, _key: str) -> tuple[Graph, OptimizeReport]:
+        return optimize(round_graph, profiles, lint_each=True)
+
+    lowered.growth.attach(graph, optimize_round)
+    return lowered.growth.unroll(app.sample_decisions)
 
 
 def _check_golden(file_name: str, text: str) -> None:
@@ -48,8 +63,16 @@ def _check_golden(file_name: str, text: str) -> None:
     assert text == path.read_text(), f"{file_name} changed; see tests/unit/test_apps.py"
 
 
-def test_registry_knows_the_four_apps() -> None:
-    assert list(APPS) == ["naive_rag", "advanced_rag", "search_augmented", "contextual_retrieval"]
+def test_registry_knows_the_apps() -> None:
+    assert list(APPS) == [
+        "naive_rag",
+        "advanced_rag",
+        "search_augmented",
+        "contextual_retrieval",
+        "multi_hop_rag",
+        "corrective_rag",
+        "tool_agent",
+    ]
     with pytest.raises(UnknownAppError, match="unknown app 'rag'; known apps: naive_rag, adv"):
         get_app("rag")
 

@@ -31,6 +31,8 @@ from primflow.sim.profiles import preset
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "plan_and_bound.json"
 IS_UPDATING = os.environ.get("PRIMFLOW_UPDATE_GOLDEN") == "1"
 PRESETS = ("cpu", "gpu")
+# The apps the snapshot was taken of (apps added since never parsed names).
+SNAPSHOT_APPS = ("advanced_rag", "contextual_retrieval", "naive_rag", "search_augmented")
 
 
 def _case(preset_name: str, app_name: str) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def _case(preset_name: str, app_name: str) -> dict[str, Any]:
 
 
 def snapshot() -> dict[str, Any]:
-    return {f"{p}/{a}": _case(p, a) for p in PRESETS for a in sorted(APPS)}
+    return {f"{p}/{a}": _case(p, a) for p in PRESETS for a in SNAPSHOT_APPS}
 
 
 def _approx(value: Any) -> Any:
@@ -80,7 +82,7 @@ def golden() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("preset_name", PRESETS)
-@pytest.mark.parametrize("app_name", sorted(APPS))
+@pytest.mark.parametrize("app_name", SNAPSHOT_APPS)
 def test_plan_and_bound_match_the_name_parsing_code(
     golden: dict[str, Any], preset_name: str, app_name: str
 ) -> None:

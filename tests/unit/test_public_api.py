@@ -12,7 +12,7 @@ import primflow
 # Issue 17: function (a decorated Python function as a component).
 WORKFLOW = {
     "Aggregate", "App", "ChunkDocuments", "Component", "Condition", "Document", "Embed",
-    "ExpandQuery", "Generate", "Ingest", "Judge", "Query", "QueryConfig", "Rerank",
+    "ExpandQuery", "Generate", "Ingest", "Judge", "Loop", "Query", "QueryConfig", "Rerank",
     "Situate", "Synthesize", "Template", "VectorSearch", "WebSearch", "build_template",
     "get_app", "load_documents", "load_spec", "function",
 }  # fmt: skip

@@ -8,6 +8,7 @@ from primflow.api.components.embed import Embed
 from primflow.api.components.expand import ExpandQuery
 from primflow.api.components.generate import Generate, Judge
 from primflow.api.components.ingest import Ingest
+from primflow.api.components.loop import Loop
 from primflow.api.components.rerank import Rerank
 from primflow.api.components.search import VectorSearch
 from primflow.api.components.situate import Situate
@@ -43,6 +44,7 @@ __all__ = [
     "Generate",
     "Ingest",
     "Judge",
+    "Loop",
     "Rerank",
     "Situate",
     "Synthesize",

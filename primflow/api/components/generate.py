@@ -47,6 +47,8 @@ class Generate(Component):
         max_tokens: answer length; ``None`` reads ``config.max_tokens``.
         stop: stop strings.
         engine: engine name (default ``llm``).
+        grammar: a GBNF grammar the text must follow (a structured reply, so the
+            query's ``ignore_eos`` does not apply), e.g. an arithmetic expression.
 
     Examples:
         >>> from primflow import Generate, Query, build_template, lower
@@ -81,8 +83,10 @@ class Generate(Component):
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         engine: str | None = None,
+        grammar: str | None = None,
     ) -> None:
         self.prompt = prompt
+        self.grammar = grammar
         self.config_prompt = config_prompt
         self._placeholders = self._find_placeholders()
         self.optional = frozenset(optional)
@@ -143,7 +147,8 @@ class Generate(Component):
         return DecodeSpec(
             max_tokens=self.max_tokens or ctx.config.max_tokens,
             stop=self.stop,
-            ignore_eos=ctx.config.ignore_eos,
+            ignore_eos=ctx.config.ignore_eos and self.grammar is None,
+            grammar=self.grammar,
         )
 
     def expand(self, ctx: LoweringContext) -> None:
@@ -157,24 +162,31 @@ class Generate(Component):
 
 
 class Judge(Generate):
-    """A yes/no decision by a (usually smaller) LLM, e.g. whether to search (kind ``judge``).
+    """A constrained decision by a (usually smaller) LLM, e.g. whether to search (kind ``judge``).
 
-    Uses the query's ``prompts.judge`` and ``config.judge_max_tokens``, stops at a newline
-    and never follows ``ignore_eos``. Feed its decision to a ``Condition``.
+    The decode is constrained to exactly one of ``choices`` (a grammar on llama.cpp), so
+    the decision is never free text parsed afterwards. Uses the query's
+    ``prompts.judge`` (or ``prompt`` with its ``reads``) and ``config.judge_max_tokens``
+    (raised to fit the longest choice), stops at a newline and never follows
+    ``ignore_eos``. Feed its decision to a ``Condition``, or to a ``Loop``'s ``until``.
 
     Args:
         name: the component's name (default ``judge``).
-        question: channel read: the question (type ``text``).
-        decision: channel written with the reply text (type ``text``).
+        question: channel read: the question (type ``text``), for the config prompt.
+        decision: channel written with the chosen answer (type ``text``).
         engine: engine name (default ``judge``, an LLM engine of its own).
+        prompt: a prompt of its own instead of ``prompts.judge``; bind its
+            placeholders with ``reads``.
+        reads: placeholder -> channel, for ``prompt``.
+        choices: the allowed answers (default ``("yes", "no")``).
 
     Examples:
         >>> from primflow import Judge, Query, build_template, lower
         >>> judge = Judge(question="question", decision="decision")
         >>> template = build_template("judge_only", judge, outputs={"decision": "decision"})
         >>> decode = lower(template, Query("Who won the 1921 Nobel Prize?")).node("judge.decode")
-        >>> decode.engine, decode.params["max_tokens"]
-        ('judge', 4)
+        >>> decode.engine, decode.params["max_tokens"], decode.params["choices"]
+        ('judge', 4, ['yes', 'no'])
     """
 
     kind = "judge"
@@ -187,15 +199,33 @@ class Judge(Generate):
         question: str = "question",
         decision: str = "decision",
         engine: str | None = None,
+        prompt: str | None = None,
+        reads: Mapping[str, str] | None = None,
+        choices: Sequence[str] = ("yes", "no"),
     ) -> None:
-        super().__init__(
-            name,
-            config_prompt="judge",
-            reads={"question": question},
-            text=decision,
-            stop=["\n"],
-            engine=engine,
-        )
+        self.choices = tuple(str(c) for c in choices)
+        if prompt is None:
+            super().__init__(
+                name,
+                config_prompt="judge",
+                reads={"question": question},
+                text=decision,
+                stop=["\n"],
+                engine=engine,
+            )
+        else:
+            super().__init__(
+                name, prompt=prompt, reads=reads, text=decision, stop=["\n"], engine=engine
+            )
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.choices or any(not c.strip() for c in self.choices):
+            raise ValueError(f"choices must be non-empty answers, got {list(self.choices)}")
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"choices repeat an answer: {list(self.choices)}")
 
     def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
-        return DecodeSpec(max_tokens=ctx.config.judge_max_tokens, stop=self.stop)
+        # Worst case one token per character, plus the end-of-generation token.
+        max_tokens = max(ctx.config.judge_max_tokens, max(map(len, self.choices)) + 1)
+        return DecodeSpec(max_tokens=max_tokens, stop=self.stop, choices=self.choices)

@@ -39,6 +39,9 @@ class DecodeSpec:
     json_schema: Mapping[str, Any] | None = None
     stop: Sequence[str] | None = None
     ignore_eos: bool = False  # run to max_tokens (or a stop string): see the module doc
+    # A constrained choice: the decode writes exactly one of these (a grammar on llama.cpp).
+    choices: Sequence[str] | None = None
+    grammar: str | None = None  # a GBNF grammar of its own (e.g. arithmetic expressions)
 
 
 def add_llm_call(
@@ -54,11 +57,16 @@ def add_llm_call(
     unbound = [n for n in names if n not in bindings]
     if unbound:
         raise ctx.error(f"prompt placeholder {{{unbound[0]}}} of {base!r} has no value")
-    if decode.ignore_eos and (decode.parser is not None or decode.json_schema is not None):
+    is_structured = (
+        decode.parser is not None or decode.json_schema is not None or decode.grammar is not None
+    )
+    if decode.ignore_eos and (is_structured or decode.choices):
         raise ctx.error(
             f"LLM call {base!r}: ignore_eos applies to free-text decodes only, "
-            "not to one with a parser or a JSON schema"
+            "not to one with a parser, a JSON schema or choices"
         )
+    if decode.choices is not None and (is_structured or not decode.choices):
+        raise ctx.error(f"LLM call {base!r}: choices must be non-empty and stand alone")
     inputs = tuple(
         bindings[n].source.port_for(n, bindings[n].select, bindings[n].is_optional) for n in names
     )
@@ -95,6 +103,10 @@ def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
         params["stop"] = list(spec.stop)
     if spec.ignore_eos:
         params["ignore_eos"] = True
+    if spec.choices:
+        params["choices"] = list(spec.choices)
+    if spec.grammar:
+        params["grammar"] = spec.grammar
     return Node(
         f"{base}.decode",
         Op.LLM_DECODE,

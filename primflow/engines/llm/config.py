@@ -40,9 +40,10 @@ class LlamaConfig:
     is_speculation_idle_only: bool = True
     max_speculative_tokens_per_step: int = 64
     # Cross-query batching (step_groups.py): "cost" lets another query's work join a
-    # step when the step-cost profile predicts it adds less time for the queries in the
-    # step than a step of its own costs it; "off": one query's real work per step (the
-    # earlier default, FCFS under load); "on": every query's (plain continuous batching).
+    # step when the step-cost profile predicts it saves more waiting (its query's and
+    # that of the queries queued behind) than it adds to the queries in the step; "off":
+    # one query's real work per step (FCFS under load); "on": every query's (plain
+    # continuous batching).
     # Requests without a query start all count as one query.
     cross_query_batching: str = "cost"
     # Orders requests that name no batching policy (a client without an engine

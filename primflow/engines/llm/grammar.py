@@ -13,7 +13,7 @@ A grammar makes the structure certain (not the content). Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from primflow.graph.ops import DecodeParser
@@ -78,12 +78,28 @@ def schema_grammar(schema: Mapping[str, Any] | str) -> str:
         raise ValueError(f"json_schema cannot be turned into a grammar: {err}") from err
 
 
+def choice_grammar(choices: Sequence[str]) -> str:
+    """Exactly one of ``choices`` (a constrained decision: the model cannot answer
+    anything else, so no free text is parsed afterwards)."""
+    options = [str(c) for c in choices]
+    if not options or any(not c for c in options):
+        raise ValueError(f"choices must be non-empty strings, got {options!r}")
+    return "root ::= " + " | ".join(json.dumps(c) for c in options) + "\n"
+
+
 def decode_grammar(params: Mapping[str, Any], max_tokens: int) -> str | None:
     """The grammar a decode node's params ask for, or None.
 
-    ``json_schema`` wins; otherwise a ``json_list``/``json_object`` parser with
+    ``choices`` (a constrained decision) wins, then a raw GBNF ``grammar``, then
+    ``json_schema``; otherwise a ``json_list``/``json_object`` parser with
     ``num_items`` is constrained unless ``constrain`` is false.
     """
+    choices = params.get("choices")
+    if choices:
+        return choice_grammar(choices)
+    grammar = params.get("grammar")
+    if grammar:
+        return str(grammar)
     schema = params.get("json_schema")
     if schema:
         return schema_grammar(schema)

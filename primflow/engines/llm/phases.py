@@ -161,5 +161,6 @@ def _note_phase(seq: Sequence, request: EngineRequest) -> None:
     """What the step order reads, from the sequence's latest phase."""
     seq.priority = request.priority
     seq.query_start_s = request.query_start_s
+    seq.query_priority = request.query_priority
     seq.depth = request.depth
     seq.policy = request.policy

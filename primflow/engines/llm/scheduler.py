@@ -14,8 +14,9 @@ returns a :class:`StepPlan` and the engine thread applies it. Invariants:
 - Cross-query batching (step_groups.py): the first query in the order with real work
   leads the step; another query's decode token or prompt chunk joins only when
   ``cross_query_batching`` allows it: by default when the engine's step-cost profile
-  predicts it adds less step time for the queries already in the step than a step of
-  its own would cost it.
+  predicts it saves more waiting (a step's fixed cost, for its query and the queries
+  queued behind, and the decode steps a prompt then shares) than it adds to the
+  queries already in the step.
 - KV admission with reservation (kv_admission.py): a sequence is admitted only when its
   prompt plus its generation (``max_new_tokens``, or ``reserve_tokens`` until its decode
   phase says) fits next to what every admitted sequence may still grow to; cached

@@ -58,6 +58,7 @@ class Sequence:
     # What the batching policy orders by (step_order.py), from its latest phase.
     priority: float = 0.0
     query_start_s: float | None = None  # when its query was submitted (None: not said)
+    query_priority: int = 0  # the client's priority of its query
     arrival_s: float = 0.0  # when its first phase reached the engine scheduler
     depth: int = 0
     policy: str | None = None  # the engine scheduler's policy (None: the engine's own)

@@ -64,5 +64,6 @@ def _ticket(seq: Sequence) -> EngineRequest:
         depth=seq.depth,
         priority=seq.priority,
         query_start_s=seq.query_start_s,
+        query_priority=seq.query_priority,
         arrival_s=seq.arrival_s,
     )

@@ -42,6 +42,15 @@ class GrammarField(StrEnum):
     GBNF = "gbnf"  # a llama.cpp GBNF `grammar` string
 
 
+class SchemaField(StrEnum):
+    """How a GBNF server takes a JSON schema, so the server converts it (the client
+    needs no llama-cpp-python for the conversion)."""
+
+    NONE = "none"  # converted here (llama-cpp-python's converter) and sent as `grammar`
+    JSON_SCHEMA = "json_schema"  # llama.cpp's C++ server: a top-level `json_schema`
+    JSON_OBJECT = "json_object"  # llama-cpp-python (chat): response_format json_object + schema
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     name: DialectName
@@ -54,6 +63,8 @@ class Dialect:
     extra_fields: tuple[tuple[str, object], ...] = ()
     # Rerank endpoint path, or None when the server family has none.
     rerank_path: str | None = None
+    # GBNF dialects: how a JSON schema goes to the server.
+    schema_field: SchemaField = SchemaField.NONE
 
 
 DIALECTS: dict[DialectName, Dialect] = {
@@ -81,6 +92,7 @@ DIALECTS: dict[DialectName, Dialect] = {
         ignore_eos_field="ignore_eos",
         extra_fields=(("cache_prompt", True),),
         rerank_path="/v1/rerank",
+        schema_field=SchemaField.JSON_SCHEMA,
     ),
     DialectName.LLAMA_CPP_PYTHON: Dialect(
         DialectName.LLAMA_CPP_PYTHON,
@@ -90,6 +102,7 @@ DIALECTS: dict[DialectName, Dialect] = {
         can_reuse_prefix=True,
         grammar=GrammarField.GBNF,
         ignore_eos_field=None,  # min_tokens = max_tokens stands in (requests.py)
+        schema_field=SchemaField.JSON_OBJECT,
     ),
     DialectName.OLLAMA: Dialect(
         DialectName.OLLAMA,

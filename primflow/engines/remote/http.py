@@ -3,8 +3,12 @@
 Invariants:
 
 - One ``httpx.AsyncClient`` per engine, HTTP/1.1 with keep-alive, at most
-  ``max_concurrent_requests`` requests in flight (a semaphore; the pool holds as many
-  connections), so a busy engine reuses its connections instead of opening new ones.
+  ``max_concurrent_requests`` requests in flight (the pool holds as many connections),
+  so a busy engine reuses its connections instead of opening new ones.
+- Requests waiting for one of those slots get it in the order of their ``order`` key
+  (smallest first, then arrival): the engine passes its scheduling policy's key, so a
+  server that serves one request at a time and takes no priority field (llama.cpp's
+  servers) still serves the critical path first when ``max_concurrent_requests`` is 1.
 - Every failure is a :class:`RemoteError` whose message names the URL and what went
   wrong (connection refused, timeout, HTTP status with the server's own words, a
   malformed stream); engines turn it into an ``EngineError`` naming engine and node.
@@ -16,6 +20,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +55,49 @@ class ClientSettings:
     backoff_s: float = 0.2
 
 
+OrderKey = tuple[float, ...]
+
+
+class OrderedSlots:
+    """At most ``num_slots`` holders at once; waiters get a freed slot smallest
+    ``order`` key first (ties: first come). A cancelled waiter gives up its place, or
+    passes on a slot it was handed but never used."""
+
+    def __init__(self, num_slots: int) -> None:
+        self._num_free = num_slots
+        self._waiting: list[tuple[OrderKey, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    async def acquire(self, order: OrderKey) -> None:
+        if self._num_free > 0 and not self._waiting:
+            self._num_free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (order, next(self._arrivals), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot, then cancelled: the next waiter takes it
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, future = heapq.heappop(self._waiting)
+            if not future.done():  # cancelled waiters are skipped here
+                future.set_result(None)
+                return
+        self._num_free += 1
+
+    @asynccontextmanager
+    async def slot(self, order: OrderKey) -> AsyncIterator[None]:
+        await self.acquire(order)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class RemoteClient:
     """A pooled async HTTP client for one server (created lazily on the running loop)."""
 
@@ -56,12 +105,12 @@ class RemoteClient:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self._client: httpx.AsyncClient | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: OrderedSlots | None = None
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def _ensure(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _ensure(self) -> tuple[httpx.AsyncClient, OrderedSlots]:
         if self._client is None or self._slots is None:
             s = self.settings
             headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
@@ -71,7 +120,7 @@ class RemoteClient:
             )
             timeout = httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s)
             self._client = httpx.AsyncClient(headers=headers, limits=limits, timeout=timeout)
-            self._slots = asyncio.Semaphore(s.max_concurrent_requests)
+            self._slots = OrderedSlots(s.max_concurrent_requests)
         return self._client, self._slots
 
     async def close(self) -> None:
@@ -89,22 +138,24 @@ class RemoteClient:
             raise _transport_error(url, err) from err
         return _json_body(url, response)
 
-    async def post_json(self, path: str, body: dict[str, Any], *, is_idempotent: bool) -> Any:
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, is_idempotent: bool, order: OrderKey = ()
+    ) -> Any:
         """POST ``body``; retried with backoff when ``is_idempotent`` and the failure may pass."""
         attempts = 1 + (self.settings.max_retries if is_idempotent else 0)
         for attempt in range(attempts):
             try:
-                return await self._post_once(path, body)
+                return await self._post_once(path, body, order)
             except RemoteError as err:
                 if not err.is_retryable or attempt == attempts - 1:
                     raise
             await asyncio.sleep(self.settings.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def _post_once(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post_once(self, path: str, body: dict[str, Any], order: OrderKey) -> Any:
         client, slots = self._ensure()
         url = self.url(path)
-        async with slots:
+        async with slots.slot(order):
             try:
                 response = await client.post(url, json=body)
             except httpx.HTTPError as err:
@@ -112,7 +163,9 @@ class RemoteClient:
         return _json_body(url, response)
 
     @asynccontextmanager
-    async def stream_events(self, path: str, body: dict[str, Any]) -> AsyncIterator[_Events]:
+    async def stream_events(
+        self, path: str, body: dict[str, Any], order: OrderKey = ()
+    ) -> AsyncIterator[_Events]:
         """POST ``body`` and iterate its server-sent events (parsed JSON), until [DONE].
 
         Leaving the block closes the connection: that is how a decode is aborted (the
@@ -120,7 +173,7 @@ class RemoteClient:
         """
         client, slots = self._ensure()
         url = self.url(path)
-        async with slots:
+        async with slots.slot(order):
             try:
                 async with client.stream("POST", url, json=body) as response:
                     if response.status_code >= 400:

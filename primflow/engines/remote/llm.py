@@ -16,7 +16,9 @@ A remote server has no "prefill only" call, so the phases map onto plain request
 
 Invariants: ``abort(query_id)`` cancels the query's futures and closes its streams at
 once; errors become ``EngineError`` naming the engine, the node and the URL; a streamed
-decode is never retried, a warm-up is (it is idempotent).
+decode is never retried, a warm-up is (it is idempotent); a stream the server ends
+without a ``finish_reason`` fails its waiters rather than pass for a whole answer. The
+per-call state and the reading of stream events live in engines/remote/calls.py.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from primflow.engines.base import (
@@ -39,60 +40,37 @@ from primflow.engines.base import (
 from primflow.engines.llm.output import GenerationOutput
 from primflow.engines.llm.parsers import make_parser
 from primflow.engines.profile import LatencyProfile
+from primflow.engines.remote.calls import (
+    STAT_NAMES,
+    Call,
+    RemoteLLMState,
+    Waiter,
+    count_usage,
+    event_text,
+    is_final_event,
+    settle_after,
+)
 from primflow.engines.remote.dialects import DIALECTS, Dialect, DialectName
-from primflow.engines.remote.http import ClientSettings, RemoteClient, RemoteError
+from primflow.engines.remote.http import ClientSettings, OrderKey, RemoteClient, RemoteError
 from primflow.engines.remote.requests import CHAT, PATHS, decode_body, warmup_body
 from primflow.engines.remote.server import check_model
 from primflow.graph.ir import Op
-from primflow.graph.ops import ITEMS, STATE, TEXT
+from primflow.graph.ops import STATE
 from primflow.prompts import render
 
-
-@dataclass(frozen=True, slots=True)
-class RemoteLLMState:
-    """The ``state`` an LLM phase outputs on a remote engine: names the request."""
-
-    engine: str
-    request_id: str
-    item_index: int | None = None
-
-
-@dataclass(slots=True)
-class _Waiter:
-    future: asyncio.Future[Outputs]
-    node: str
-    item_index: int | None  # None: the whole decode
-
-
-@dataclass(eq=False, slots=True)
-class _Call:
-    """One LLM call of one query: its prompt so far and its one generation."""
-
-    request_id: str
-    query_id: str
-    system: str | None
-    parts: list[str]
-    is_closed: bool
-    warmup: asyncio.Task[None] | None = None
-    generation: asyncio.Task[None] | None = None
-    output: GenerationOutput | None = None
-    waiters: list[_Waiter] = field(default_factory=list)
-    error: str | None = None  # why the generation failed
-
-    @property
-    def content(self) -> str:
-        return "".join(self.parts)
-
+__all__ = ["RemoteLLMEngine", "RemoteLLMState"]
 
 MAX_NUM_ABORTED_QUERIES = 10_000  # aborted ids remembered; old ones are forgotten
-STAT_NAMES = (
-    "num_warmups",
-    "num_generations",
-    "num_early_closes",
-    "num_prompt_tokens",
-    "num_cached_prompt_tokens",
-    "num_completion_tokens",
-)
+MAX_NUM_PENDING_BATCHES = 1024
+
+
+def order_key(request: EngineRequest) -> OrderKey:
+    """The order a request takes an HTTP slot in: first come under ``fifo`` or for a
+    client that does not schedule by query (no ``query_start_s``); else the older query
+    first, then the longer remaining critical path (as critical_path orders)."""
+    if request.policy in (None, "fifo") or request.query_start_s is None:
+        return ()
+    return (request.query_start_s, -request.priority)
 
 
 class RemoteLLMEngine(Engine):
@@ -117,7 +95,7 @@ class RemoteLLMEngine(Engine):
             raise ValueError(f"api must be one of {', '.join(PATHS)}, got {api!r}")
         self.api = api
         self.is_warmup_enabled = is_warmup_enabled and self.dialect.can_reuse_prefix
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, Call] = {}
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
         self._aborted: OrderedDict[str, None] = OrderedDict()  # refuse their late work
         self._stats = dict.fromkeys(STAT_NAMES, 0)
@@ -125,7 +103,11 @@ class RemoteLLMEngine(Engine):
 
     @property
     def max_concurrent_batches(self) -> int:
-        return self.client.settings.max_concurrent_requests
+        # Every ready phase is handed over at once, as to the embedded LLM engine: the
+        # HTTP slots (max_concurrent_requests) go to waiting requests in the order of
+        # their scheduling policy (order_key), so a server that serves one request at a
+        # time serves the critical path first.
+        return MAX_NUM_PENDING_BATCHES
 
     async def start(self) -> None:
         """Fail now, not at the first query, when the server or the model is wrong."""
@@ -216,14 +198,14 @@ class RemoteLLMEngine(Engine):
         if is_closed and not content.strip():
             raise ValueError("the prompt is empty (the template rendered no user content)")
         system = request.params.get("system")
-        call = _Call(request_id, request.query_id, system, [content], is_closed)
+        call = Call(self.name, request_id, request.query_id, system, [content], is_closed)
         self._calls[request_id] = call
         state: Outputs = {STATE: RemoteLLMState(self.name, request_id)}
         if is_closed or not self.is_warmup_enabled:
             future.set_result(state)
             return
         call.warmup = asyncio.create_task(self._warm_up(call, request))
-        call.warmup.add_done_callback(lambda task: _settle_after(task, future, state))
+        call.warmup.add_done_callback(lambda task: settle_after(task, future, state))
 
     def _append(
         self, request: EngineRequest, request_id: str, future: asyncio.Future[Outputs]
@@ -239,7 +221,7 @@ class RemoteLLMEngine(Engine):
         if call.warmup is None:
             future.set_result(state)
         else:
-            call.warmup.add_done_callback(lambda task: _settle_after(task, future, state))
+            call.warmup.add_done_callback(lambda task: settle_after(task, future, state))
 
     def _decode(
         self, request: EngineRequest, request_id: str, future: asyncio.Future[Outputs]
@@ -272,12 +254,12 @@ class RemoteLLMEngine(Engine):
                 else None
             )
             call.output = GenerationOutput((), parser)
-            call.generation = asyncio.create_task(self._generate(call, body, request.on_text))
-        waiter = _Waiter(future, request.node, item_index)
-        if not self._resolve_if_ready(call, waiter):
-            call.waiters.append(waiter)
+            call.generation = asyncio.create_task(
+                self._generate(call, body, request.on_text, order_key(request))
+            )
+        call.wait(Waiter(future, request.node, item_index))
 
-    def _find(self, request_id: str, hint: str) -> _Call:
+    def _find(self, request_id: str, hint: str) -> Call:
         call = self._calls.get(request_id)
         if call is None:
             raise ValueError(f"no open LLM request {request_id!r}: {hint}")
@@ -285,20 +267,26 @@ class RemoteLLMEngine(Engine):
 
     # -- requests -----------------------------------------------------------------------
 
-    async def _warm_up(self, call: _Call, request: EngineRequest) -> None:
+    async def _warm_up(self, call: Call, request: EngineRequest) -> None:
         body = warmup_body(
             self.model, self.api, self.dialect, call.system, call.parts[0], request.priority
         )
         try:
-            response = await self.client.post_json(PATHS[self.api], body, is_idempotent=True)
+            response = await self.client.post_json(
+                PATHS[self.api], body, is_idempotent=True, order=order_key(request)
+            )
         except RemoteError as err:
             self._last_error = str(err)
             raise EngineError(self.name, request.node, f"prefix warm-up failed: {err}") from err
         self._stats["num_warmups"] += 1
-        self._count_usage(response)
+        count_usage(self._stats, response)
 
     async def _generate(
-        self, call: _Call, body: dict[str, Any], on_text: Callable[[str], None] | None
+        self,
+        call: Call,
+        body: dict[str, Any],
+        on_text: Callable[[str], None] | None,
+        order: OrderKey,
     ) -> None:
         if call.warmup is not None:
             with contextlib.suppress(Exception):  # its own node reports a failed warm-up
@@ -307,114 +295,40 @@ class RemoteLLMEngine(Engine):
         output = call.output
         self._stats["num_generations"] += 1
         try:
-            async with self.client.stream_events(PATHS[self.api], body) as events:
+            async with self.client.stream_events(PATHS[self.api], body, order) as events:
+                is_finished = False
                 async for event in events:
-                    self._count_usage(event)
-                    text = _event_text(event, self.api)
+                    count_usage(self._stats, event)
+                    text = event_text(event, self.api)
                     if text:
-                        self._emit(call, output.feed(text.encode()).text, on_text)
+                        call.emit(output.feed(text.encode()).text, on_text)
+                    is_finished = is_finished or is_final_event(event)
                     if output.is_done:  # every item is in: stop the server generating
                         self._stats["num_early_closes"] += 1
+                        is_finished = True
                         break
+                if not is_finished:
+                    raise RemoteError(
+                        events.url,
+                        f"the stream ended after {events.num_events} events without a "
+                        "finish_reason (cut short by the server; llama-cpp-python's server "
+                        "does so when another request waits, unless started with "
+                        "--interrupt_requests false)",
+                    )
         except Exception as err:  # a broken stream fails this call's waiters, nothing else
             self._last_error = str(err)
             call.error = f"the decode stream failed: {err}"
-            self._fail_waiters(call, call.error)
+            call.fail(call.error)
             return
-        self._emit(call, output.finish().text, on_text)
-        for waiter in list(call.waiters):
-            self._resolve(call, waiter)
-        call.waiters.clear()
+        call.emit(output.finish().text, on_text)
+        call.finish()
 
-    def _emit(self, call: _Call, text: str, on_text: Callable[[str], None] | None) -> None:
-        if text and on_text is not None:
-            on_text(text)
-        for waiter in [w for w in call.waiters if self._item_ready(call, w)]:
-            call.waiters.remove(waiter)
-            self._resolve(call, waiter)
-
-    def _item_ready(self, call: _Call, waiter: _Waiter) -> bool:
-        index = waiter.item_index
-        return index is not None and call.output is not None and index < len(call.output.items)
-
-    def _resolve_if_ready(self, call: _Call, waiter: _Waiter) -> bool:
-        if call.error is not None:
-            waiter.future.set_exception(EngineError(self.name, waiter.node, call.error))
-            return True
-        is_finished = call.generation is not None and call.generation.done()
-        if is_finished or self._item_ready(call, waiter):
-            self._resolve(call, waiter)
-            return True
-        return False
-
-    def _resolve(self, call: _Call, waiter: _Waiter) -> None:
-        if waiter.future.done() or call.output is None:
-            return
-        items = call.output.items
-        if waiter.item_index is None:
-            result: Outputs = {TEXT: call.output.text}
-            if call.output.parser is not None:
-                result[ITEMS] = items
-        else:
-            index = waiter.item_index
-            state = RemoteLLMState(self.name, call.request_id, index)
-            result = {ITEMS: items[index : index + 1], STATE: state}
-        waiter.future.set_result(result)
-
-    def _fail_waiters(self, call: _Call, reason: str) -> None:
-        for waiter in call.waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(EngineError(self.name, waiter.node, reason))
-        call.waiters.clear()
-
-    def _count_usage(self, response: Any) -> None:
-        if not isinstance(response, dict):
-            return
-        usage = response.get("usage") or {}
-        cached: int | None = None
-        if isinstance(usage, dict) and usage:
-            self._stats["num_prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
-            self._stats["num_completion_tokens"] += int(usage.get("completion_tokens") or 0)
-            details = usage.get("prompt_tokens_details")
-            if isinstance(details, dict) and "cached_tokens" in details:
-                cached = int(details.get("cached_tokens") or 0)
-        timings = response.get("timings")  # llama.cpp's C++ server (older ones: only here)
-        if cached is None and isinstance(timings, dict) and "cache_n" in timings:
-            cached = int(timings.get("cache_n") or 0)
-        self._stats["num_cached_prompt_tokens"] += cached or 0
-
-    def _drop(self, call: _Call, reason: str) -> None:
+    def _drop(self, call: Call, reason: str) -> None:
         self._calls.pop(call.request_id, None)
-        for task in (call.warmup, call.generation):
-            if task is not None and not task.done():
-                task.cancel()  # closes its connection: the server stops this request
-        self._fail_waiters(call, reason)
+        call.cancel_tasks()
+        call.fail(reason)
 
     def _track(self, query_id: str, future: asyncio.Future[Outputs]) -> None:
         futures = self._futures_by_query.setdefault(query_id, set())
         futures.add(future)
         future.add_done_callback(futures.discard)
-
-
-def _event_text(event: dict[str, Any], api: str) -> str:
-    choices = event.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
-        return ""
-    choice = choices[0]
-    if api == CHAT:
-        delta = choice.get("delta") or {}
-        return str(delta.get("content") or "") if isinstance(delta, dict) else ""
-    return str(choice.get("text") or "")
-
-
-def _settle_after(
-    task: asyncio.Task[None], future: asyncio.Future[Outputs], result: Outputs
-) -> None:
-    if future.done():
-        return
-    if task.cancelled():
-        future.cancel()
-    elif (error := task.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

@@ -12,6 +12,8 @@ Invariants:
 - A JSON constraint (a ``json_schema`` param, or a ``json_list`` / ``json_object``
   parser with ``num_items``) is pushed down in the dialect's own field; a dialect
   without one decodes unconstrained and the incremental parser copes (stack.md P13).
+  A GBNF server is handed a JSON schema to convert itself where it takes one, so a
+  remote-only install never needs llama-cpp-python.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from primflow.engines.llm import grammar as gbnf
-from primflow.engines.remote.dialects import Dialect, GrammarField, server_priority
+from primflow.engines.remote.dialects import Dialect, GrammarField, SchemaField, server_priority
 from primflow.graph.ops import DecodeParser
 
 WARMUP_TAG = "primflow-warmup"
@@ -138,9 +140,7 @@ def _add_constraint(
     body: dict[str, Any], dialect: Dialect, api: str, params: Mapping[str, Any], max_tokens: int
 ) -> None:
     if dialect.grammar is GrammarField.GBNF:
-        grammar = _gbnf(params, max_tokens)
-        if grammar is not None:
-            body["grammar"] = grammar
+        _add_gbnf(body, dialect, api, params, max_tokens)
         return
     schema = json_schema_for(params, max_tokens)
     if schema is None:
@@ -154,7 +154,32 @@ def _add_constraint(
         }
 
 
-def _gbnf(params: Mapping[str, Any], max_tokens: int) -> str | None:
-    # The same grammars the embedded engine uses; a json_schema needs llama-cpp-python's
-    # converter (imported only then).
-    return gbnf.decode_grammar(params, max_tokens)
+def _add_gbnf(
+    body: dict[str, Any], dialect: Dialect, api: str, params: Mapping[str, Any], max_tokens: int
+) -> None:
+    """A GBNF server: a JSON schema goes to the server to convert where it takes one;
+    the parsers' own grammars (json_list / json_object) are written here."""
+    schema = params.get("json_schema")
+    if not schema:
+        grammar = gbnf.decode_grammar(params, max_tokens)
+        if grammar is not None:
+            body["grammar"] = grammar
+        return
+    parsed = dict(json.loads(schema) if isinstance(schema, str) else schema)
+    if dialect.schema_field is SchemaField.JSON_SCHEMA:
+        body["json_schema"] = parsed
+    elif dialect.schema_field is SchemaField.JSON_OBJECT and api == CHAT:
+        body["response_format"] = {"type": "json_object", "schema": parsed}
+    else:
+        body["grammar"] = _converted_here(parsed, dialect)
+
+
+def _converted_here(schema: dict[str, Any], dialect: Dialect) -> str:
+    try:
+        return gbnf.schema_grammar(schema)
+    except ImportError:
+        raise ValueError(
+            f"a json_schema constraint for a {dialect.name} server on the completions API "
+            "is converted to GBNF here, which needs llama-cpp-python installed; use "
+            "api: chat (the server converts it) or install the engines extra"
+        ) from None

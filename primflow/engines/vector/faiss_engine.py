@@ -14,6 +14,13 @@ Owns per-query and shared collections; request checks and op dispatch are
   of each query vector, one per chunk (its best score), best first. The searches of one
   batch against the same collection run as one FAISS call.
 - Bad input (wrong dimension, unknown collection) fails that request only.
+- Small work runs inline (``runs_inline``, threaded.py): ingests of up to
+  ``MAX_INLINE_INGEST_ROWS`` rows into exact collections and searches of fewer than
+  ``MAX_INLINE_QUERY_ROWS`` query rows over at most ``MAX_INLINE_SEARCH_ROWS`` exact rows.
+  That work takes 10-300 microseconds and runs in one thread (faiss computes fewer than
+  20 query rows without BLAS or OpenMP teams), while the hop to the engine thread and
+  back took 0.1-0.2 ms per request (docs/results/parity.md). Larger work and HNSW
+  collections run on the engine thread.
 """
 
 from __future__ import annotations
@@ -36,9 +43,17 @@ from primflow.engines.vector.common import (
     hits_outputs,
     index_outputs,
     names_of_query,
+    query_scoped,
 )
 from primflow.engines.vector.faiss_collection import HNSW_THRESHOLD, FaissCollection
+from primflow.graph.ir import Op
+from primflow.graph.ops import INDEX, VECTORS
 from primflow.values import Chunk, IndexHandle
+
+# Inline limits (see the module docstring): ~0.3 ms of work at most on the caller's thread.
+MAX_INLINE_INGEST_ROWS = 4096
+MAX_INLINE_QUERY_ROWS = 16  # faiss uses BLAS (and its threads) from 20 query rows on
+MAX_INLINE_SEARCH_ROWS = 20_000  # query rows x collection rows
 
 
 class FaissEngine(VectorEngine):
@@ -61,6 +76,38 @@ class FaissEngine(VectorEngine):
     def collection_dim(self, name: str) -> int | None:
         collection = self._get(name)
         return None if collection is None else collection.dim
+
+    def runs_inline(self, batch: Sequence[EngineRequest]) -> bool:
+        return all(self._is_small(request) for request in batch)
+
+    def _is_small(self, request: EngineRequest) -> bool:
+        """Small enough to run inline; anything unexpected goes to the engine thread,
+        whose checks give the error."""
+        if request.op is Op.VECTOR_INGEST:
+            vectors = request.inputs.get(VECTORS)
+            num_rows = len(vectors) if isinstance(vectors, (np.ndarray, list)) else None
+            if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
+                return False
+            name = request.params.get("collection")
+            collection = self._get(query_scoped(request.query_id, name)) if name else None
+            num_held = 0 if collection is None else len(collection)
+            return num_held + num_rows <= self.hnsw_threshold and not (
+                collection is not None and collection.is_hnsw
+            )
+        if request.op is Op.VECTOR_SEARCH:
+            handle = request.inputs.get(INDEX)
+            queries = request.inputs.get(VECTORS)
+            if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+                return False
+            collection = self._get(handle.collection)
+            num_queries = 1 if queries.ndim == 1 else len(queries)
+            return (
+                collection is not None
+                and not collection.is_hnsw
+                and num_queries < MAX_INLINE_QUERY_ROWS
+                and num_queries * len(collection) <= MAX_INLINE_SEARCH_ROWS
+            )
+        return False
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
         if self.budget is not None:

@@ -1,0 +1,124 @@
+"""Multi-hop RAG: retrieve, let a judge decide whether the evidence suffices, and while
+it does not, reformulate the search query from the evidence and retrieve again (at
+most ``MAX_HOPS`` retrievals), then answer from all the evidence.
+
+A dynamic graph: the hops after the first are a ``Loop`` whose rounds are lowered and
+optimized (incrementally, on the new round only) when the judge's constrained yes/no
+is known, and appended to the running query's graph.
+"""
+
+from __future__ import annotations
+
+from primflow.api.components import (
+    Aggregate,
+    Embed,
+    Generate,
+    Judge,
+    Loop,
+    VectorSearch,
+)
+from primflow.api.config import QueryConfig
+from primflow.api.documents import Document
+from primflow.api.template import Template, build_template
+from primflow.apps.app import App
+from primflow.apps.retrieval import document_search
+from primflow.apps.samples import sample_documents_in
+from primflow.graph.ir import PortType
+
+MAX_HOPS = 3  # retrievals in all: the first, then at most two more
+MAX_EVIDENCE = 6  # passages kept across hops (merged, best first)
+
+ENOUGH_PROMPT = (
+    "Question: {question}\nPassages:\n{evidence}\n\n"
+    "Do the passages contain every fact needed to answer the question? Reply yes or no.\n"
+    "Reply:"
+)
+REFORMULATE_PROMPT = (
+    "Question: {question}\nPassages:\n{evidence}\n\n"
+    "The passages do not answer the question yet. Write one short search query for the "
+    "missing fact, naming what the passages tell you.\nQuery:"
+)
+ANSWER_PROMPT = (
+    "Answer the question using only the passages. Be brief.\n"
+    "Question: {question}\nPassages:\n{evidence}\n\nAnswer:"
+)
+
+
+def hop_check() -> Template:
+    judge = Judge(
+        "enough",
+        prompt=ENOUGH_PROMPT,
+        reads={"question": "question", "evidence": "evidence"},
+        decision="decision",
+    )
+    return build_template(
+        "hop_check", judge, outputs={"decision": "decision"}, inputs={"evidence": PortType.HITS}
+    )
+
+
+def hop() -> Template:
+    flow = (
+        Generate(
+            "reformulate",
+            prompt=REFORMULATE_PROMPT,
+            reads={"question": "question", "evidence": "evidence"},
+            text="next_query",
+            max_tokens=24,
+            stop=["\n"],
+        )
+        >> Aggregate("as_list", parts=["next_query"], result="next_queries")
+        >> Embed("embed_query", items="next_queries", vectors="next_vectors")
+        >> VectorSearch(vectors="next_vectors", index="index", hits="new_hits")
+        >> Aggregate(
+            "merge",
+            parts=["evidence", "new_hits"],
+            result="evidence_next",
+            mode="top_k",
+            top_k=MAX_EVIDENCE,
+        )
+    )
+    return build_template(
+        "hop",
+        flow,
+        outputs={"evidence": "evidence_next"},
+        inputs={"evidence": PortType.HITS, "index": PortType.INDEX},
+    )
+
+
+def build(max_hops: int = MAX_HOPS) -> Template:
+    hops = Loop(
+        "hops",
+        check=hop_check(),
+        steps={"no": hop()},
+        state={"evidence": "hits", "index": "index"},
+        results={"evidence": "evidence"},
+        stop_on=("yes",),
+        max_rounds=max_hops - 1,
+    )
+    flow = (
+        document_search()
+        >> hops
+        >> Generate(
+            "answer",
+            prompt=ANSWER_PROMPT,
+            reads={"question": "question", "evidence": "evidence"},
+            text="answer",
+        )
+    )
+    return build_template("multi_hop_rag", flow, outputs={"answer": "answer", "hits": "evidence"})
+
+
+def sample_documents() -> list[Document]:
+    return sample_documents_in("multihop")
+
+
+APP = App(
+    name="multi_hop_rag",
+    description="multi-hop RAG: retrieve, judge the evidence, reformulate and retrieve again",
+    build=build,
+    default_config=QueryConfig(top_k=2),
+    sample_question="Which city does the lead engineer of Project Kestrel work in?",
+    sample_documents=sample_documents,
+    sample_decisions=("no", "yes"),
+    questions_file="multihop_questions.jsonl",
+)
