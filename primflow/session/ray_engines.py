@@ -71,6 +71,10 @@ def build_ray_instances(
     except Exception:
         disconnect()
         raise
+    # Each proxy disconnects when it closes: one connection per instance, this one's
+    # included (Ray shuts down, if primflow started it, when the last one closes).
+    for _ in actors[1:]:
+        connect(address)
     return [
         RayEngine(name, index, actor, description)
         for index, (actor, description) in enumerate(actors)

@@ -151,3 +151,26 @@ async def test_cancellation_and_deadlines_reach_the_actor(cluster: dict[str, str
             )
             assert attribute(llm, "num_queries_with_state") == 0
             assert attribute(llm, "num_tracked_tasks") == 0
+
+
+async def test_partial_decode_items_stream_back_from_the_actor(cluster: dict[str, str]) -> None:
+    """advanced_rag's query expansion decodes three items in one LLM call; with the
+    last one held in the actor, the first one's downstream embed already runs."""
+    stack = ray_stack(["advanced_rag"], {"llm": {"num_cpus": 0.5, "resources": {"llm_node": 1}}})
+    async with stack, Session(stack) as session:
+        [llm] = instances(stack, "llm")
+        ray.get(llm.actor.engine_call.remote("block", "expand.decode.p2"), timeout=30)
+        query_id = stack.new_query_id("advanced_rag-stream")
+        task = asyncio.ensure_future(_ask(session, "advanced_rag", query_id=query_id))
+        embedder = stack.engines["embedder"]
+        await _eventually(
+            lambda: [(query_id, "embed_queries.p0")] in embedder.batch_keys,  # type: ignore[attr-defined]
+            "the first expansion's embed while the last item is still decoding",
+        )
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _eventually(
+            lambda: query_id in attribute(llm, "aborted"), "the cancel to abort on the actor"
+        )

@@ -11,6 +11,13 @@ Invariants:
 - ``abort`` and ``release`` run concurrently with running batches (an async actor runs
   many calls at once on its event loop), so an abort reaches the engine while its
   request runs and cancels it there.
+- The engine sees batches and aborts in the order the driver sent them (each carries
+  the proxy's sequence number): Ray runs an async actor's calls concurrently and does
+  not keep their order, and the phases of one LLM call (partial prefills, decode) or an
+  index's insert and search of one query must reach the engine in order. A call waits
+  for the ones before it at most ``MAX_ORDER_WAIT_S`` (one lost with a crashed
+  incarnation must not hold the rest forever); after a restart the first call seen
+  sets the count anew.
 - Large output arrays go into the object store from here (``wire.StoredValue``); input
   references are fetched here, so a value moves between actors without the driver.
 """
@@ -18,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
@@ -37,6 +45,8 @@ from primflow.engines.ray_actors.wire import (
 
 EngineBuilder = Callable[[CoreBudget], Engine]
 
+MAX_ORDER_WAIT_S = 5.0
+
 
 class EngineHost:
     """One engine instance inside a Ray actor; see the module docstring."""
@@ -48,6 +58,9 @@ class EngineHost:
         self._is_started = False
         # Inputs that arrived as object-store references (from another actor).
         self.num_fetched_inputs = 0
+        # The sequence number of the next call to hand to the engine (module docstring).
+        self._next_seq: int | None = None
+        self._turn = asyncio.Condition()
 
     def describe(self) -> EngineDescription:
         engine = self._engine
@@ -65,7 +78,7 @@ class EngineHost:
         return os.getpid()
 
     async def run_batch(
-        self, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
+        self, seq: int, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
     ) -> AsyncIterator[Outcome | TextPiece]:
         await self._ensure_started()
         events: asyncio.Queue[tuple[int, str | None]] = asyncio.Queue()
@@ -73,11 +86,17 @@ class EngineHost:
         for index, (request, is_wanted) in enumerate(zip(batch, wants_text, strict=True)):
             if is_wanted:
                 request.on_text = partial(_put_text, events, index)
+        await self._wait_turn(seq)
+        futures: list[asyncio.Future[Outputs]] = []
+        broke: Exception | None = None
         try:
             futures = self._engine.submit(batch)
         except Exception as exc:  # the engine broke on this batch: fail just its requests
+            broke = exc
+        await self._end_turn(seq)
+        if broke is not None:
             for index, request in enumerate(batch):
-                yield self._failure(index, request, exc)
+                yield self._failure(index, request, broke)
             return
         for index, future in enumerate(futures):
             future.add_done_callback(partial(_put_done, events, index))
@@ -91,14 +110,18 @@ class EngineHost:
             yield self._outcome(index, batch[index], futures[index])
 
     async def run_batch_at_once(
-        self, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
+        self, seq: int, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
     ) -> list[Outcome | TextPiece]:
         """``run_batch`` in one answer: for batches whose requests finish together and
         stream nothing, one round trip instead of one per event."""
-        return [event async for event in self.run_batch(requests, wants_text)]
+        return [event async for event in self.run_batch(seq, requests, wants_text)]
 
-    def abort(self, query_id: str) -> None:
-        self._engine.abort(query_id)
+    async def abort(self, seq: int, query_id: str) -> None:
+        await self._wait_turn(seq)
+        try:
+            self._engine.abort(query_id)
+        finally:
+            await self._end_turn(seq)
 
     def release(self, query_id: str) -> None:
         self._engine.release(query_id)
@@ -128,6 +151,26 @@ class EngineHost:
             if not self._is_started:
                 await self._engine.start()
                 self._is_started = True
+
+    async def _wait_turn(self, seq: int) -> None:
+        async with self._turn:
+            if self._next_seq is None:
+                self._next_seq = seq
+            if seq <= self._next_seq:
+                return
+            # A timeout: its predecessor was lost (module docstring); go on regardless.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._turn.wait_for(lambda: self._seq_at_least(seq)), MAX_ORDER_WAIT_S
+                )
+
+    async def _end_turn(self, seq: int) -> None:
+        async with self._turn:
+            self._next_seq = max(self._next_seq or 0, seq + 1)
+            self._turn.notify_all()
+
+    def _seq_at_least(self, seq: int) -> bool:
+        return self._next_seq is not None and self._next_seq >= seq
 
     async def _with_fetched_inputs(self, request: EngineRequest) -> EngineRequest:
         if not any(isinstance(v, StoredValue) for v in request.inputs.values()):

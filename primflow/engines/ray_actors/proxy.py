@@ -65,6 +65,8 @@ class RayEngine(Engine):
         self._down_reason: str | None = None
         self._num_running = 0
         self.num_restarts_seen = 0
+        # Numbers the calls that reach the engine, so the actor keeps their order.
+        self._next_seq = 0
 
     @property
     def max_batch_size(self) -> int:
@@ -102,10 +104,11 @@ class RayEngine(Engine):
         wants_text = [request.on_text is not None for request in requests]
         if any(wants_text) or (len(requests) > 1 and self.max_concurrent_batches > 1):
             # Text to stream, or requests that finish one by one (continuous batching).
-            stream = self.actor.run_batch.options(num_returns="streaming").remote(wire, wants_text)
-            events = _streamed(stream)
+            run = self.actor.run_batch.options(num_returns="streaming")
+            events = _streamed(run.remote(self._take_seq(), wire, wants_text))
         else:
-            events = _at_once(self.actor.run_batch_at_once.remote(wire, wants_text))
+            ref = self.actor.run_batch_at_once.remote(self._take_seq(), wire, wants_text)
+            events = _at_once(ref)
         task = loop.create_task(self._consume(events, requests, futures))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -115,7 +118,7 @@ class RayEngine(Engine):
         for future in self._futures_by_query.pop(query_id, set()):
             future.cancel()
         if self.is_up:
-            self.actor.abort.remote(query_id)
+            self.actor.abort.remote(self._take_seq(), query_id)
 
     def release(self, query_id: str) -> None:
         self._futures_by_query.pop(query_id, None)
@@ -129,6 +132,11 @@ class RayEngine(Engine):
         return EngineHealth(True, last.detail, last.num_queued, self._num_running, last.load)
 
     # -- internals ----------------------------------------------------------------
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
     async def _consume(
         self,
         events: AsyncIterator[Outcome | TextPiece],
