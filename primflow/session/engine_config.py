@@ -14,6 +14,7 @@ engines:
     num_instances: 2           # the engine scheduler balances them
     num_cpus: 1                # what each actor reserves: Ray places it by these
     resources: {rerank_node: 1}
+    label_selector: {zone: b}  # only nodes started with this label (ray start --labels)
     max_restarts: 1            # Ray restarts a dead actor this often
 ray:
   address: null                # a running cluster (auto, host:port), or null: start one
@@ -107,6 +108,7 @@ class RayBackend(_Strict):
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
     resources: dict[str, float] = Field(default_factory=dict)  # custom resources per actor
+    label_selector: dict[str, str] = Field(default_factory=dict)  # node labels required
     max_restarts: int = Field(1, ge=-1)  # -1: restart forever
     placement_timeout_s: float = Field(60.0, gt=0)
 

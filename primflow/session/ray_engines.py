@@ -30,6 +30,8 @@ class RayEntry(Protocol):
     @property
     def resources(self) -> Mapping[str, float]: ...
     @property
+    def label_selector(self) -> Mapping[str, str]: ...
+    @property
     def max_restarts(self) -> int: ...
     @property
     def placement_timeout_s(self) -> float: ...
@@ -61,6 +63,7 @@ def build_ray_instances(
         num_cpus=entry.num_cpus,
         num_gpus=entry.num_gpus,
         resources=dict(entry.resources),
+        label_selector=dict(entry.label_selector),
         max_restarts=entry.max_restarts,
         placement_timeout_s=entry.placement_timeout_s,
     )

@@ -2,8 +2,9 @@
 
 Three nodes on the loopback, each with few CPUs and its own custom resource, so a test
 can place an engine on a chosen node: the head (``head_node``, 1 CPU), ``llm_node``
-(1 CPU) and ``embed_node`` (2 CPUs). The driver connects once; the cluster is always
-shut down at the end of the session.
+(1 CPU) and ``embed_node`` (2 CPUs); the two workers also carry a node label
+(``role: llm``, ``role: embed``) for placement by ``label_selector``. The driver
+connects once; the cluster is always shut down at the end of the session.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def cluster() -> Iterator[dict[str, str]]:
     local = Cluster(initialize_head=True, head_node_args={**head_args, "include_dashboard": False})
     try:
         for name in ("llm_node", "embed_node"):
-            local.add_node(**node_args, **NODES[name], resources={name: 4})
+            labels = {"role": name.removesuffix("_node")}  # for label_selector placement
+            local.add_node(**node_args, **NODES[name], resources={name: 4}, labels=labels)
         local.wait_for_nodes()
         ray.init(
             address=local.address,

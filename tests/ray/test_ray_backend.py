@@ -49,7 +49,7 @@ async def test_an_app_runs_on_engines_on_different_nodes(
 ) -> None:
     placed = {
         "llm": {"num_cpus": 0.5, "resources": {"llm_node": 1}},
-        "embedder": {"num_cpus": 0.5, "resources": {"embed_node": 1}},
+        "embedder": {"num_cpus": 0.5, "label_selector": {"role": "embed"}},
         "vector_index": {"num_cpus": 0, "resources": {"head_node": 1}},
     }
     stack = ray_stack([app_name], placed)
@@ -58,9 +58,9 @@ async def test_an_app_runs_on_engines_on_different_nodes(
         on_ray = await _ask(session, app_name, on_text=texts.append)
     async with local_stack([app_name]) as local, Session(local) as session:
         expected = await _ask(session, app_name)
-    for name, fields in placed.items():
-        [node_resource] = fields["resources"]  # type: ignore[misc]
-        assert instances(stack, name)[0].description.node_id == cluster[node_resource]
+    on_nodes = {"llm": "llm_node", "embedder": "embed_node", "vector_index": "head_node"}
+    for name, node in on_nodes.items():
+        assert instances(stack, name)[0].description.node_id == cluster[node]
     assert on_ray.text == expected.text
     assert "".join(texts).strip() == expected.text.strip()
     assert [(h.chunk.source, h.chunk.chunk_id) for h in on_ray.passages] == [

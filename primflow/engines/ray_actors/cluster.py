@@ -5,8 +5,9 @@ Invariants:
 - primflow connects to a running cluster (``address``) or, with none given and Ray not
   yet initialised, starts a local one (dashboard off); it shuts down only a Ray it
   started itself, when the last engine that needed it closes.
-- Each actor reserves its resources (``num_cpus``, ``num_gpus``, custom resources) so
-  Ray places it on a node that has them; one that cannot be placed within
+- Each actor reserves its resources (``num_cpus``, ``num_gpus``, custom resources) and
+  may require node labels (``label_selector``), so Ray places it on a node that has
+  them; one that cannot be placed within
   ``placement_timeout_s`` is an error naming the engine and what it asked for.
 """
 
@@ -42,12 +43,14 @@ class ActorResources:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     resources: Mapping[str, float] = field(default_factory=dict)
+    label_selector: Mapping[str, str] = field(default_factory=dict)  # node labels
     max_restarts: int = 1
     placement_timeout_s: float = 60.0
 
     def describe(self) -> str:
         parts = [f"num_cpus={self.num_cpus:g}", f"num_gpus={self.num_gpus:g}"]
         parts += [f"{key}={value:g}" for key, value in sorted(self.resources.items())]
+        parts += [f"label {key}={value}" for key, value in sorted(self.label_selector.items())]
         return ", ".join(parts)
 
     @property
@@ -97,6 +100,8 @@ def create_actors(
     }
     if resources.resources:
         options["resources"] = dict(resources.resources)
+    if resources.label_selector:
+        options["label_selector"] = dict(resources.label_selector)
     host_class: Any = ray.remote(EngineHost).options(**options)
     actors: list[Any] = [
         host_class.remote(build, resources.num_cores) for _ in range(num_instances)
