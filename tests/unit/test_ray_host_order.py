@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("ray")
 
-from primflow.engines.base import Engine, EngineRequest  # noqa: E402
-from primflow.engines.placement import CoreBudget  # noqa: E402
-from primflow.engines.ray_actors import EngineHost  # noqa: E402
-from primflow.engines.ray_actors import host as host_module  # noqa: E402
-from primflow.graph.ir import Op  # noqa: E402
-from primflow.testing.fakes import FakeEmbedder  # noqa: E402
+from primflow.engines.base import Engine, EngineRequest
+from primflow.engines.placement import CoreBudget
+from primflow.engines.ray_actors import EngineHost
+from primflow.engines.ray_actors import host as host_module
+from primflow.graph.ir import Op
+from primflow.testing.fakes import FakeEmbedder
 
 
 def _build(budget: CoreBudget) -> Engine:
