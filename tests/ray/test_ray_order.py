@@ -10,9 +10,11 @@ as a different answer.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 import ray
+from ray import cloudpickle
 
 from primflow.engines.base import Engine, EngineRequest, Outputs
 from primflow.engines.placement import CoreBudget
@@ -23,6 +25,9 @@ from primflow.testing.fake_llm import FakeLLM
 pytestmark = pytest.mark.ray
 
 NUM_CALLS = 40
+
+# The actor cannot import this test module: ship its builder by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _build(budget: CoreBudget) -> Engine:
