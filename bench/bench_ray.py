@@ -20,7 +20,7 @@ Three measurements in one run, on a local multi-node Ray cluster on the loopback
 Seeded; prints one result line; saves JSON (default docs/bench/ray.json).
 
     python bench/bench_ray.py [--num-requests 300] [--num-queries 30] [--seed 0]
-        [--throughput-queries 24] [--skip-real]
+        [--throughput-queries 16] [--skip-real]
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-requests", type=int, default=300)
     parser.add_argument("--num-queries", type=int, default=30)
-    parser.add_argument("--throughput-queries", type=int, default=24)
+    parser.add_argument("--throughput-queries", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-real", action="store_true", help="no MiniLM throughput")
     parser.add_argument("--out", type=Path, default=OUT_PATH)
