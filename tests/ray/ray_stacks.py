@@ -25,8 +25,10 @@ def ray_stack(
     return EngineStack.for_apps(apps, config_factory(config, inner))
 
 
-def local_stack(apps: list[str], factory: EngineFactory | None = None) -> EngineStack:
-    return EngineStack.for_apps(apps, factory or fake_factory(LATENCY_SCALE))
+def local_stack(
+    apps: list[str], factory: EngineFactory | None = None, num_cores: int | None = None
+) -> EngineStack:
+    return EngineStack.for_apps(apps, factory or fake_factory(LATENCY_SCALE), num_cores=num_cores)
 
 
 def instances(stack: EngineStack, name: str) -> list[RayEngine]:
