@@ -209,7 +209,7 @@ async def throughput_qps(stack: EngineStack, num_queries: int) -> dict[str, Any]
         )
         elapsed_s = time.perf_counter() - started_s
         embedders = [e for e in stack.instances["embedder"] if isinstance(e, RayEngine)]
-        used = [len(ray.get(e.actor.engine_attribute.remote("batches"))) for e in embedders]
+        used = [ray.get(e.actor.engine_attribute.remote("num_batches")) for e in embedders]
     return {"qps": num_queries / elapsed_s, "batches_per_instance": used}
 
 

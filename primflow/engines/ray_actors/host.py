@@ -58,6 +58,7 @@ class EngineHost:
         self._is_started = False
         # Inputs that arrived as object-store references (from another actor).
         self.num_fetched_inputs = 0
+        self.num_batches = 0  # batches this incarnation ran (tests, benchmarks)
         # The sequence number of the next call to hand to the engine (module docstring).
         self._next_seq: int | None = None
         self._turn = asyncio.Condition()
@@ -81,6 +82,7 @@ class EngineHost:
         self, seq: int, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
     ) -> AsyncIterator[Outcome | TextPiece]:
         await self._ensure_started()
+        self.num_batches += 1
         events: asyncio.Queue[tuple[int, str | None]] = asyncio.Queue()
         batch = [await self._with_fetched_inputs(request) for request in requests]
         for index, (request, is_wanted) in enumerate(zip(batch, wants_text, strict=True)):
@@ -131,8 +133,8 @@ class EngineHost:
 
     def engine_attribute(self, name: str) -> Any:
         """An attribute of the hosted engine, or of this host (tests, diagnostics)."""
-        if name == "num_fetched_inputs":
-            return self.num_fetched_inputs
+        if name in ("num_fetched_inputs", "num_batches"):
+            return getattr(self, name)
         return getattr(self._engine, name)
 
     def engine_call(self, method: str, *args: Any) -> None:
