@@ -28,7 +28,7 @@ test: install lint docs
 	$(BIN)/python -m pytest
 
 unit: install
-	$(BIN)/python -m pytest -m "not engines and not e2e and not pg"
+	$(BIN)/python -m pytest -m "not engines and not e2e and not pg and not ray"
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)

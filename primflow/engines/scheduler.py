@@ -17,6 +17,9 @@ Invariants:
   that instance holds the call's KV state.
 - Instances are balanced by load: the free instance with the fewest requests in
   flight, or for LLM engines the lowest reported load (KV occupancy).
+- An instance the caller reports unavailable (a dead actor being restarted) gets no new
+  batch while another instance is available; with none available, work goes to them
+  all as usual (a restarting instance takes it once it is back).
 
 The max-wait rule. A batch that is not full is held while more requests may arrive
 soon, for at most ``max_wait_ms`` after its oldest request. It is formed at once when
@@ -36,7 +39,7 @@ policy decides the LLM's steps, not the moment a request is handed over.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from primflow.engines.base import EngineRequest
@@ -113,12 +116,16 @@ class EngineScheduler:
         *,
         loads: Sequence[float] | None = None,
         is_more_expected: bool = True,
+        unavailable: Collection[int] = (),
     ) -> list[Batch]:
-        """Form one batch per free instance slot, as far as the max-wait rule allows."""
+        """Form one batch per free instance slot, as far as the max-wait rule allows.
+        ``unavailable`` instances get none while another instance is available."""
         batches: list[Batch] = []
         self._is_stalled = False
+        if len(unavailable) >= self.num_instances:
+            unavailable = ()
         while self._queued and self._is_batch_due(now_s, is_more_expected):
-            batch = self._form_batch(now_s, loads)
+            batch = self._form_batch(now_s, loads, unavailable)
             if batch is None:
                 # Due, but every queued request is pinned to a busy instance: only a
                 # completion can help, so no timer (it would fire in a busy loop).
@@ -181,8 +188,12 @@ class EngineScheduler:
     def _has_free_slot(self) -> bool:
         return min(self._num_batches) < self.max_concurrent_batches
 
-    def _form_batch(self, now_s: float, loads: Sequence[float] | None) -> Batch | None:
+    def _form_batch(
+        self, now_s: float, loads: Sequence[float] | None, unavailable: Collection[int]
+    ) -> Batch | None:
         for instance in self._free_instances(loads):
+            if instance in unavailable:
+                continue
             budget = BatchBudget(self.max_num_items, self.max_num_tokens)
             requests = self.policy.select(budget, self._accepts_for(instance))
             if requests:

@@ -99,7 +99,10 @@ class EngineWorker:
         self._wakeup = None
         now_s = self._clock.now_s()
         batches = self.scheduler.schedule(
-            now_s, loads=self._loads(), is_more_expected=self._is_more_expected(self.scheduler)
+            now_s,
+            loads=self._loads(),
+            is_more_expected=self._is_more_expected(self.scheduler),
+            unavailable=self._unavailable(),
         )
         for batch in batches:
             self._submit(batch, now_s)
@@ -143,6 +146,12 @@ class EngineWorker:
         if not self._is_llm or len(self.instances) < 2:
             return None
         return [instance.health().load for instance in self.instances]
+
+    def _unavailable(self) -> list[int]:
+        """Instances that report themselves unhealthy (e.g. an actor being restarted)."""
+        if len(self.instances) < 2:
+            return []
+        return [i for i, instance in enumerate(self.instances) if not instance.health().is_healthy]
 
     def _arm_timer(self, at_s: float | None) -> None:
         if at_s == self._timer_at_s:

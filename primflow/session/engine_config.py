@@ -10,6 +10,15 @@ engines:
   embedder:
     backend: embedded          # the in-process engine
     model: models/bge-small    # optional: an ONNX model folder (LLM: a .gguf file)
+  reranker:
+    backend: ray               # the embedded engine, in Ray actors (the `ray` extra)
+    num_instances: 2           # the engine scheduler balances them
+    num_cpus: 1                # what each actor reserves: Ray places it by these
+    resources: {rerank_node: 1}
+    label_selector: {zone: b}  # only nodes started with this label (ray start --labels)
+    max_restarts: 1            # Ray restarts a dead actor this often
+ray:
+  address: null                # a running cluster (auto, host:port), or null: start one
 ```
 
 Invariants: the file is validated as a whole before any engine is built, and every
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,11 +109,39 @@ class OpenAIBackend(_Strict):
         return key
 
 
-EngineEntry = Annotated[EmbeddedBackend | OpenAIBackend, Field(discriminator="backend")]
+class RayBackend(_Strict):
+    """The embedded engine, one instance per Ray actor (docs/guide/ray.md)."""
+
+    backend: Literal["ray"]
+    kind: EngineKind | None = None
+    num_instances: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)  # custom resources per actor
+    label_selector: dict[str, str] = Field(default_factory=dict)  # node labels required
+    max_restarts: int = Field(1, ge=-1)  # -1: restart forever
+    placement_timeout_s: float = Field(60.0, gt=0)
+
+
+class RayCluster(_Strict):
+    """Where the Ray engines run: a running cluster's ``address``, or None to start a
+    local Ray (or use the one this process already initialised)."""
+
+    address: str | None = None
+
+
+EngineEntry = Annotated[
+    EmbeddedBackend | OpenAIBackend | RayBackend, Field(discriminator="backend")
+]
+
+# Kinds whose per-query state (a query's index) lives in the instance that made it,
+# so a second instance could not serve the query's next primitive.
+SINGLE_INSTANCE_KINDS = frozenset({EngineKind.VECTOR_INDEX})
 
 
 class EngineConfig(_Strict):
     engines: dict[str, EngineEntry]
+    ray: RayCluster | None = None
 
     def kind_of(self, name: str) -> EngineKind | None:
         entry = self.engines.get(name)
@@ -127,6 +164,15 @@ class EngineConfig(_Strict):
                 raise EngineConfigError(
                     f"engines.{name}.backend: a {kind} engine has no OpenAI-compatible API; "
                     "use backend: embedded"
+                )
+            if (
+                isinstance(entry, RayBackend)
+                and kind in SINGLE_INSTANCE_KINDS
+                and entry.num_instances > 1
+            ):
+                raise EngineConfigError(
+                    f"engines.{name}.num_instances: a {kind} engine keeps each query's index "
+                    "in the instance that built it, so it runs as one instance"
                 )
             if isinstance(entry, EmbeddedBackend) and entry.model is not None:
                 _check_model(name, kind, entry.model)
@@ -208,8 +254,13 @@ def config_factory(
 
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
-    ) -> Engine:
+    ) -> Engine | Sequence[Engine]:
         entry = config.engines.get(name)
+        if isinstance(entry, RayBackend):
+            from primflow.session.ray_engines import build_ray_instances
+
+            address = config.ray.address if config.ray is not None else None
+            return build_ray_instances(name, kind, entry, embedded, profile, address)
         if isinstance(entry, OpenAIBackend):
             return build_remote(name, kind, entry, found.get(name) or profile, engines_file)
         if isinstance(entry, EmbeddedBackend) and entry.model is not None:

@@ -13,6 +13,7 @@ engine's measured profile (None: the kind's default).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def pgvector_factory(dsn: str | None, base: EngineFactory) -> EngineFactory:
 
     def build(
         name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
-    ) -> Engine:
+    ) -> Engine | Sequence[Engine]:
         if kind is EngineKind.VECTOR_INDEX:
             from primflow.engines.vector.pgvector_engine import PgVectorEngine
 

@@ -50,7 +50,11 @@ CORE_PRIORITY = ("llm", "judge", "embedder", "reranker", "vector_index", "web_se
 
 _log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[str, EngineKind, CoreBudget, LatencyProfile | None], Engine]
+# A factory returns one engine, or several instances of it (e.g. Ray actors), which
+# the engine's scheduler then balances.
+EngineFactory = Callable[
+    [str, EngineKind, CoreBudget, LatencyProfile | None], Engine | Sequence[Engine]
+]
 
 
 class StackError(RuntimeError):
@@ -151,10 +155,13 @@ class EngineStack:
         self.placement = Placement(placement)
         self.budget = make_budget(self.placement, engine_kinds, num_cores)
         known = dict(profiles or {})
-        self.engines: dict[str, Engine] = {}
+        # Every instance of each engine; ``engines`` holds the first one of each, for the
+        # callers that talk to one instance (collections, baselines, metrics).
+        self.instances: dict[str, list[Engine]] = {}
         for name, kind in engine_kinds.items():
             profile = known.get(name) or known.get(str(kind))
-            self.engines[name] = factory(name, kind, self.budget, profile)
+            self.instances[name] = _instances(name, factory(name, kind, self.budget, profile))
+        self.engines: dict[str, Engine] = {n: found[0] for n, found in self.instances.items()}
         self._is_started = False
         # Engines keep per-query state by id (an LLM engine refuses an id it aborted), so
         # ids are unique per stack, whichever of its sessions asks.
@@ -194,7 +201,7 @@ class EngineStack:
         if self._is_started:
             return
         started_s = time.perf_counter()
-        await asyncio.gather(*(engine.start() for engine in self.engines.values()))
+        await asyncio.gather(*(engine.start() for engine in self._all_instances()))
         self._is_started = True
         _log.info(
             "started %d engine(s) (%s) in %.1f s",
@@ -204,9 +211,12 @@ class EngineStack:
         )
 
     async def close(self) -> None:
-        for engine in self.engines.values():
+        for engine in self._all_instances():
             await engine.close()
         self._is_started = False
+
+    def _all_instances(self) -> list[Engine]:
+        return [engine for found in self.instances.values() for engine in found]
 
     async def __aenter__(self) -> EngineStack:
         await self.start()
@@ -220,9 +230,23 @@ class EngineStack:
     ) -> None:
         await self.close()
 
-    def borrowed(self) -> dict[str, Engine]:
-        """Views of the engines whose start/close do nothing (the stack owns them)."""
-        return {name: BorrowedEngine(engine) for name, engine in self.engines.items()}
+    def borrowed(self) -> dict[str, Engine | list[Engine]]:
+        """Views of the engines whose start/close do nothing (the stack owns them): an
+        engine, or the list of its instances when it has several."""
+        views: dict[str, Engine | list[Engine]] = {}
+        for name, found in self.instances.items():
+            borrowed: list[Engine] = [BorrowedEngine(engine) for engine in found]
+            views[name] = borrowed[0] if len(borrowed) == 1 else borrowed
+        return views
+
+
+def _instances(name: str, built: Engine | Sequence[Engine]) -> list[Engine]:
+    found = [built] if isinstance(built, Engine) else list(built)
+    if not found:
+        raise StackError(f"the factory built no instance of engine {name!r}")
+    if len({engine.kind for engine in found}) > 1:
+        raise StackError(f"the instances of engine {name!r} are of different kinds")
+    return found
 
 
 class BorrowedEngine(Engine):
