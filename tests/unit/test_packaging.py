@@ -101,3 +101,19 @@ def test_every_sample_folder_is_installed_with_the_package() -> None:
     for folder, sources in installed.items():
         has_files = any(p.is_file() for p in (REPO / folder).iterdir())
         assert not has_files or any(s.startswith(f"{folder}/") for s in sources), folder
+
+
+def test_the_cli_runs_without_the_optional_extras() -> None:
+    """`pip install primflow[engines]` has no httpx (the remote and serve extras): every
+    command that needs neither must still run (`primflow setup` once failed here)."""
+    code = (
+        "import sys\n"
+        "for name in ('httpx', 'fastapi', 'uvicorn', 'opentelemetry'):\n"
+        "    sys.modules[name] = None  # importing it raises ImportError\n"
+        "from primflow.cli import main\n"
+        "sys.exit(main(['graph', 'naive_rag']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
