@@ -41,7 +41,8 @@ CONCURRENCY = (1, 4, 8, 16)
 
 def requantize_q4_0(src: str) -> str:
     """The engine's cached Q4_0 conversion (quantize.py), made in a child process so this
-    process's only llama caller stays the engine's llama thread (stack.md P10)."""
+    process's only llama caller stays the engine's llama thread (a second OS thread calling
+    llama.cpp slows every call of the process)."""
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(requantized, src, "q4_0").result()
@@ -79,7 +80,7 @@ async def run_engine(engine: LlamaEngine, prompts: list[str], max_tokens: int, t
 
 
 # The baseline runs in its own process: two OpenMP llama.cpp callers in one process slow
-# each other down (stack.md P10), which would flatter the engine.
+# each other down (OpenMP builds), which would flatter the engine.
 _baseline_llm: Any = None
 
 

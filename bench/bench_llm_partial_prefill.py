@@ -10,7 +10,8 @@ A RAG-shaped prompt: instruction + question (known at once) then retrieved conte
 The critical path measured is from the context's arrival to the end of prefill (and
 to the end of a short decode). Prefix caching is off so each run computes its prompt.
 The retrieval wait is a sleep: on a real 2-core box retrieval also needs CPU, so the
-overlap gain there is smaller (placement.md). Prints one result line; saves
+overlap gain there is smaller (retrieval and the LLM then compete for the cores).
+Prints one result line; saves
 docs/bench/llm_partial_prefill.json.
 
     .venv/bin/python bench/bench_llm_partial_prefill.py [--threads 2] [--repeats 5]

@@ -1,5 +1,5 @@
-"""stack.md P10 on the engine: does a second LlamaEngine alive in the same process slow
-the first one down?
+"""One llama.cpp thread per process, measured on the engine: does a second LlamaEngine
+alive in the same process slow the first one down?
 
 Each trial runs in a fresh process (libgomp thread teams live as long as the process):
 engine A (2 threads) generates ``max_tokens`` tokens for a few prompts; the decode

@@ -19,7 +19,8 @@ Side by side in one run, interleaved and repeated (the side that goes first alte
 
 Speedup = raw_s / engine_s per repeat (>= 1.0: the engine is at least as fast); medians
 and ranges are reported. The raw loops run in a spawned process (bench_parity_raw.py),
-so the two sides never share llama.cpp's OpenMP state (stack.md P10). Prints one result
+so the two sides never share llama.cpp's OpenMP state (a second thread calling
+llama.cpp slows every call). Prints one result
 line per section and saves docs/bench/parity.json (or ``--out``).
 
     .venv/bin/python bench/bench_parity.py [--sections embed,llm,faiss,e2e] [--repeats 3]

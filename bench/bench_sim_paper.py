@@ -7,7 +7,7 @@ stored with each row): the LLM in engine steps (``--llm-model steps``), the base
 module by module as `primflow bench` runs them (``--baselines modules``), sample
 queries, seed 0.
 
-- ``paper``: the paper's four applications on its GPU profiles (system.md section 7.1;
+- ``paper``: the paper's four applications on its GPU profiles (the Teola paper's evaluation set-up;
   ``paper-7b`` / ``paper-13b`` / ``paper-30b`` / ``paper-gemma-2b`` presets), one instance
   per engine, at a low and a high Poisson rate, with the paper's reported speedups.
 - ``cluster``: 64 GPUs with many instances per engine (each LLM, embedder and reranker
@@ -69,7 +69,7 @@ class Setup:
         return " ".join(parts)
 
 
-PAPER_REPORTED = {  # system.md section 7.2 ("up to" over the six baseline schemes)
+PAPER_REPORTED = {  # the Teola paper's reported results ("up to" over the six baseline schemes)
     ("search_augmented", "low"): "1.79",
     ("search_augmented", "high"): "1.79",
     ("naive_rag", "low"): "1.62",
@@ -80,7 +80,7 @@ PAPER_REPORTED = {  # system.md section 7.2 ("up to" over the six baseline schem
     ("contextual_retrieval", "high"): "1.06-1.59",
 }
 
-# (app, preset, low rate, high rate): the paper's models per app (system.md 7.1).
+# (app, preset, low rate, high rate): the paper's models per app (its evaluation set-up).
 PAPER_APPS = [
     ("search_augmented", "paper-7b", 0.5, 4.0),
     ("search_augmented", "paper-13b", 0.5, 4.0),

@@ -93,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _remote_profile_warnings_plainly() -> Iterator[None]:
     """A missing remote profile is advice for the user: one plain line on stderr, not
     a Python warning with a source line."""
-    from primflow.engines.remote.profile import RemoteProfileWarning
+    try:
+        from primflow.engines.remote.profile import RemoteProfileWarning
+    except ImportError:  # no remote extra (httpx): no remote engine can warn
+        yield
+        return
 
     shown = warnings.showwarning
 

@@ -6,7 +6,7 @@
 # so we pass explicit ISA flags read from /proc/cpuinfo. The wheel is cached
 # outside the checkout, keyed by version and flags, so a fresh clone on the same
 # machine reuses it and a different CPU gets its own build (pip's own wheel cache
-# ignores CMAKE_ARGS, P2).
+# ignores CMAKE_ARGS).
 set -euo pipefail
 # The version requirements.lock pins (LLAMA_CPP_VERSION overrides it).
 locked=$(sed -n 's/^llama-cpp-python==//p' "$(dirname "$0")/../requirements.lock" 2>/dev/null || true)
@@ -15,7 +15,7 @@ python="${PYTHON:-python3}"
 
 flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 has() { grep -qw "$1" /proc/cpuinfo; }
-# Each optional flag only when the CPU lists it (P0: AVX_VNNI miscompiles on some EPYCs otherwise).
+# Each optional flag only when the CPU lists it (AVX_VNNI miscompiles on some EPYCs otherwise).
 has avx_vnni && flags="$flags -DGGML_AVX_VNNI=ON"
 if has avx512f; then
   flags="$flags -DGGML_AVX512=ON"

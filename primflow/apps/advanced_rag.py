@@ -3,7 +3,7 @@
 top-k and refine-mode synthesis. Expansion and synthesis share the core LLM.
 
 The original question keeps its own embed -> search -> rerank branch next to the
-expanded queries' (small models write poor queries; stack.md P13), and the two reranked
+expanded queries' (small models write poor queries), and the two reranked
 lists merge into the overall top-k.
 """
 

@@ -11,12 +11,11 @@ modules register; the spec itself runs no code); every failure is an
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from primflow.api.spec import SpecError
+from primflow.api.user_modules import UserModuleError, import_user_modules
 from primflow.apps import APPS, App, UnknownAppError, get_app, is_spec_path, spec_app
 
 
@@ -50,27 +49,11 @@ def add_import_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def import_modules(entries: Iterable[str]) -> None:
-    """Import each ``--import`` entry: a ``.py`` file (its folder joins ``sys.path``,
-    so a process-pool engine's workers can import it too) or a dotted module name."""
-    for entry in entries:
-        if entry.endswith(".py") or "/" in entry or "\\" in entry:
-            file = Path(entry)
-            if not file.is_file():
-                raise AppChoiceError(f"--import {entry!r}: no such file")
-            folder = str(file.resolve().parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            module = file.stem
-        else:
-            module = entry
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                raise AppChoiceError(f"--import {entry!r}: no module named {module!r}") from None
-            raise AppChoiceError(f"--import {entry!r}: importing it failed: {exc}") from None
-        except Exception as exc:  # the user's module raised while importing
-            raise AppChoiceError(f"--import {entry!r}: importing it failed: {exc!r}") from None
+    """Import each ``--import`` entry (:func:`primflow.api.user_modules.import_user_modules`)."""
+    try:
+        import_user_modules(entries)
+    except UserModuleError as exc:
+        raise AppChoiceError(f"--import {exc}") from None
 
 
 def chosen_app(args: argparse.Namespace) -> App:
@@ -92,11 +75,13 @@ def chosen_app(args: argparse.Namespace) -> App:
         raise AppChoiceError(f"{exc}; or pass --spec FILE for your own workflow") from None
 
 
-def load_spec_app(path: Path) -> App:
+def load_spec_app(path: Path, import_flag: str = "--import") -> App:
+    """The spec file's app; a spec naming an unregistered function says which module
+    to pass to ``import_flag``."""
     try:
         return spec_app(path)
     except SpecError as exc:
         if exc.unregistered_function is not None:
             module = exc.unregistered_function.split(":", 1)[0]
-            raise AppChoiceError(f"{exc}; pass --import {module} (or its .py file)") from None
+            raise AppChoiceError(f"{exc}; pass {import_flag} {module} (or its .py file)") from None
         raise AppChoiceError(str(exc)) from None

@@ -30,9 +30,8 @@ from primflow.commands.store_args import add_store_arguments
 EXIT_BAD_INPUT = 2
 # Flag destinations that are not ServeSettings fields of the same name.
 RENAMED = {"cores": "num_cores", "engines": "engines_file"}
-PATH_OPTIONS = frozenset({"profiles", "engines", "collections_dir"})
+PATH_OPTIONS = frozenset({"profiles", "engines", "collections_dir", "llm_model", "embed_model"})
 NOT_SETTINGS = frozenset({"config", "max_tokens", "command", "api_key"})
-MODEL_OPTIONS = ("llm_model", "embed_model")  # engine_options.add_model_options
 
 
 def add_parser(subparsers: Any, name: str, help_text: str) -> None:
@@ -152,12 +151,6 @@ def settings_from(args: argparse.Namespace) -> Any:
     changes = check_engine_options(checked)
     _check_engines_file(options.get("engines"))
     names = {f.name for f in fields(ServeSettings)}
-    for dest in MODEL_OPTIONS:
-        # Until the server's settings carry the model files, refuse them rather than
-        # serve the shipped models in silence.
-        if options.get(dest) is not None and dest not in names:
-            flag = "--" + dest.replace("_", "-")
-            raise OptionError(f"{flag}: primflow serve does not take a model file yet")
     values: dict[str, Any] = {}
     for dest, value in options.items():
         name = RENAMED.get(dest, dest)

@@ -5,7 +5,7 @@ events, each a plain method call on the event loop:
 
 - ``start()``: INPUT nodes run, their children are unblocked;
 - ``on_dispatched(request, ...)``: an engine worker handed the request to its engine
-  (the node is RUNNING; chained LLM phases waiting on it are unblocked, §5.5);
+  (the node is RUNNING; chained LLM phases waiting on it are unblocked: relaxed edges, plan.py);
 - ``on_result(request, outputs, error)``: the engine finished the request.
 
 State: ``num_waiting[node]`` counts the in-edges not yet satisfied (an edge is

@@ -14,7 +14,7 @@ never changes its plan. Without that, a quarter of a
 document embedding ranked below an LLM partial prefill that actually waits for the
 whole embedding, and the LLM took the cores from the critical path.
 
-Relaxed edges (dependent pre-scheduling, design §5.5). The ``state`` edge from an LLM
+Relaxed edges (dependent pre-scheduling). The ``state`` edge from an LLM
 phase to the next phase of the same call on the same engine (prefill -> decode,
 partial prefill -> full prefill, partial decode i -> i + 1) is satisfied when the
 producer is *dispatched*, not when it finishes: the engine links the phases by

@@ -32,7 +32,7 @@ from primflow.serve.metrics import ServerMetrics
 from primflow.serve.settings import ServeSettings
 from primflow.serve.tracing import ServeTracing
 from primflow.session.engine_config import stack_factory
-from primflow.session.factories import embedded_factory, pgvector_factory
+from primflow.session.factories import EmbeddedSettings, embedded_factory, pgvector_factory
 from primflow.session.session import Answer, OnText, Session
 from primflow.session.stack import EngineFactory, EngineStack, read_profiles
 
@@ -81,8 +81,20 @@ class Service:
 
             base = controlled_fake_factory(settings.fake_latency_scale)
         else:
-            base = embedded_factory()
-        return stack_factory(settings.engines_file, pgvector_factory(settings.pgvector, base))
+            base = embedded_factory(self._embedded_settings())
+        return stack_factory(
+            settings.engines_file,
+            pgvector_factory(settings.pgvector, base),
+            self._embedded_settings(),
+        )
+
+    def _embedded_settings(self) -> EmbeddedSettings:
+        """The embedded engines' models: the operator's files, else the shipped ones."""
+        llm_model, embed_model = self.settings.llm_model, self.settings.embed_model
+        return EmbeddedSettings(
+            llm_model_path=str(llm_model) if llm_model is not None else None,
+            embed_model_dir=embed_model,
+        )
 
     async def start(self) -> None:
         """Start the engines (idempotent); raises what a failing engine raises."""

@@ -29,6 +29,10 @@ class ServeSettings:
     # The engine stack file of `primflow run --engines FILE` (remote engines); None:
     # every engine embedded.
     engines_file: Path | None = None
+    # The embedded engines' models (`--llm-model`, `--embed-model`, checked like run's);
+    # None: the shipped SmolLM2-135M-Instruct and all-MiniLM-L6-v2.
+    llm_model: Path | None = None
+    embed_model: Path | None = None
     # "fake" (hidden --engine-backend): the model-free fakes of primflow.testing with
     # test controls under /_testing, for scheduling tests and trying the API.
     engine_backend: str = "embedded"

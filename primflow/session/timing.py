@@ -5,8 +5,8 @@ along the heaviest path of its e-graph: the time the query would take if every
 primitive started the moment its inputs were ready (no queueing, no scheduling). A
 primitive's service time is ``end - max(start, latest parent end)``: for an ordinary
 node that is its engine time; for an LLM phase the runtime handed over early (a decode
-dispatched before its prefill finished, design §5.5) the wait for the predecessor
-inside the engine is not counted twice. Inline ops (INPUT, OUTPUT, CONDITION,
+dispatched before its prefill finished: a relaxed edge, runtime/plan.py) the wait for the
+predecessor inside the engine is not counted twice. Inline ops (INPUT, OUTPUT, CONDITION,
 AGGREGATE) and skipped nodes take no time.
 """
 

@@ -5,7 +5,7 @@ shaped by the 2-core reference machine's measurements). ``gpu`` approximates the
 paper's testbed (one RTX 3090 per engine; llama-2-7B, bge-large embedder and reranker,
 pgvector): a 1,000-token prefill ~0.26 s (paper Table 3), a decode step ~25 ms,
 embedding ~1,000 chunks/s.
-``paper-7b`` / ``paper-13b`` / ``paper-30b`` are the paper's setups (system.md section 7.1)
+``paper-7b`` / ``paper-13b`` / ``paper-30b`` are the paper's setups (Teola's evaluation)
 with their core LLM's step costs (llama-2-7B on one 3090, llama-2-13B on two, llama-30B on
 two A800s; the judge stays llama-2-7B), ``paper-gemma-2b`` the contextualizer's.
 Invariant: presets are plain ``LatencyProfile`` values keyed by engine kind (or by
@@ -36,7 +36,7 @@ def gpu_llm(step_base_s: float, step_per_seq_s: float, step_per_token_s: float) 
     )
 
 
-# The paper's LLMs on its GPUs (system.md section 7.1), fp16, estimated from the
+# The paper's LLMs on its GPUs (Teola's evaluation), fp16, estimated from the
 # hardware: decode steps are weight reads at ~75 % of memory bandwidth (RTX 3090 936 GB/s,
 # A800 2,039 GB/s; tensor parallel over 2 GPUs halves them, plus ~4 ms of all-reduce),
 # prefill is ~2 FLOPs per parameter per token at ~50 % of fp16 peak (3090 71 TFLOPS,

@@ -1,7 +1,7 @@
 """The LLM engine on the real SmolLM2-135M-Instruct (llama.cpp): batching, partial
 prefill, prefix reuse, partial decode, grammar, abort and bad input.
 
-Numerics are not bit-identical across batch shapes (stack.md P5), so batched vs
+Numerics are not bit-identical across batch shapes (float rounding), so batched vs
 sequential runs are compared by greedy top-1 agreement, never bitwise. Split prefill
 is compared exactly: with flash attention off and a last chunk of >= 8 tokens it is
 bit-exact on SmolLM2 (the engine's defaults are chosen for that).
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.engines
 @pytest.fixture(scope="module")
 def engine() -> Iterator[LlamaEngine]:
     # One thread: other engines and test workers share the 2 cores, and an oversubscribed
-    # 2-thread OpenMP llama.cpp can stall for seconds per step (placement.md).
+    # 2-thread OpenMP llama.cpp can stall for seconds per step.
     eng = LlamaEngine("llm-test", n_ctx=2048, n_seq_max=16, n_threads=1)
     yield eng
     asyncio.run(eng.close())
@@ -144,7 +144,7 @@ async def test_partial_prefill_then_rest_equals_one_shot_exactly():
 
 async def test_partial_prefill_with_other_work_in_between_agrees_top1(engine):
     """Interleaved requests move the suffix to other KV cells, which changes float
-    rounding (stack.md P5): compare top-1 agreement, not bits."""
+    rounding: compare top-1 agreement, not bits."""
     _, expected = await one_shot_answer(engine, "q-one")
     _, _, text = await split_answer(engine, "q-split", between=True)
     assert text.split()[:3] == expected.split()[:3] and "412" in text
@@ -357,7 +357,7 @@ async def test_unreadable_model_path_is_a_clear_error(tmp_path):
 async def test_two_engines_side_by_side_and_thread_count(engine):
     other = LlamaEngine("llm-other", n_ctx=1024, n_seq_max=4, n_threads=1)
     try:
-        # One OS thread makes every llama call of the process (stack.md P10).
+        # One OS thread makes every llama call of the process (thread.py).
         ident = await engine.thread_ident()
         assert ident == await other.thread_ident() != threading.get_ident()
         a, b = await asyncio.gather(

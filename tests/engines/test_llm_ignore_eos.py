@@ -28,7 +28,7 @@ SPECIAL_MARKS = ("<|", "|>", "im_end", "im_start", "endoftext")
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[LlamaEngine]:
-    # One thread, as in test_llm_engine.py: the 2 cores are shared (placement.md).
+    # One thread, as in test_llm_engine.py: the 2 cores are shared.
     eng = LlamaEngine("llm-ignore-eos", n_ctx=1024, n_seq_max=4, n_threads=1)
     yield eng
     asyncio.run(eng.close())

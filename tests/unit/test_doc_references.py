@@ -14,6 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PAGE = re.compile(r"docs/[A-Za-z0-9_./-]+\.md")
+# The project's design notes live outside the repository, so a reader of it cannot follow
+# a reference to them. Their names as bare references (not part of a longer path or name:
+# ``docs/guide/stack.md`` or ``my_stack.md`` would not match), a note's numbered pitfall
+# or section (``P10``, ``§5.5``) after one, and "design §N".
+DESIGN_NOTES = ("stack", "placement", "system", "users", "style")
+DESIGN_REFERENCE = re.compile(
+    r"shared/design"
+    r"|(?<![\w./-])(?:" + "|".join(DESIGN_NOTES) + r")\.md(?![\w-]|\.\w)"
+    r"|\bdesign (?:notes? )?§ ?\d"
+)
+BINARY_SUFFIXES = {".png", ".jpg", ".gguf", ".onnx", ".whl", ".ico", ".woff", ".woff2"}
 
 
 def _tracked(*patterns: str) -> list[Path]:
@@ -38,10 +49,37 @@ def test_doc_pages_named_in_code_exist() -> None:
 
 def test_nothing_points_outside_the_repository() -> None:
     outside = []
-    for path in _tracked("primflow", "bench", "scripts", "docs", "tests", "README.md"):
-        if path.suffix in {".png", ".json"} or path == Path(__file__).resolve():
+    for path in _tracked():
+        if path.suffix in BINARY_SUFFIXES or path == Path(__file__).resolve():
+            continue
+        if not path.is_file():  # deleted in the work tree, not yet committed
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        if "shared/design" in text:
-            outside.append(str(path.relative_to(ROOT)))
-    assert outside == []
+        for number, line in enumerate(text.splitlines(), 1):
+            if match := DESIGN_REFERENCE.search(line):
+                outside.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)}")
+    assert outside == [], "state the fact itself, or link a page under docs/"
+
+
+def test_the_design_note_names_are_not_files_of_the_repository() -> None:
+    """Else a bare ``placement.md`` could be a legitimate link and the pattern too wide."""
+    names = {path.name for path in _tracked()}
+    assert not {f"{note}.md" for note in DESIGN_NOTES} & names
+
+
+@pytest.mark.parametrize(
+    ("line", "is_outside"),
+    [
+        ("keeps chunked prefill bit-exact (stack.md P5)", True),
+        ("idle threads steal cores (placement.md).", True),
+        ("see ../shared/design/system.md", True),
+        ("dependent pre-scheduling, design §5.5", True),
+        ("`users.md` says so", True),
+        ("see docs/guide/stack.md", False),
+        ("[engines](../guide/engines.md#placement)", False),
+        ("saved as my_style.md or system.md.bak", False),
+        ("the paper's §7 ablation", False),
+    ],
+)
+def test_the_design_reference_pattern(line: str, is_outside: bool) -> None:
+    assert bool(DESIGN_REFERENCE.search(line)) is is_outside

@@ -99,3 +99,19 @@ def test_an_embedder_on_a_folder_that_is_not_a_model_fails_at_start(tmp_path: Pa
     with pytest.raises(EngineError, match=r"missing' does not exist"):
         asyncio.run(engine.start())
     asyncio.run(engine.close())
+
+
+def test_serve_carries_the_model_files_to_the_embedded_engines(tmp_path: Path) -> None:
+    from primflow.cli import build_parser
+    from primflow.commands.serve import settings_from
+    from primflow.serve.service import Service
+
+    model = tmp_path / "mine.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"llm-model: {model}\n")
+    args = build_parser().parse_args(["serve", "--config", str(config)])
+    settings = settings_from(args)
+    assert settings.llm_model == model and settings.embed_model is None
+    embedded = Service(settings)._embedded_settings()
+    assert embedded.llm_model_path == str(model) and embedded.embed_model_dir is None

@@ -82,3 +82,38 @@ def test_the_lock_pins_every_declared_dependency() -> None:
     locked = {_name(line) for line in lock if line and not line.startswith("#")}
     assert all("==" in line for line in lock if line and not line.startswith("#"))
     assert DECLARED - locked == set()
+
+
+def test_every_sample_folder_is_installed_with_the_package() -> None:
+    """An installed package finds its samples under <prefix>/share/primflow/samples
+    (primflow.apps.samples): each folder of samples/ must be one of the wheel's data
+    files, or an app reading it (multi_hop_rag: samples/multihop) fails once installed."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    data_files: dict[str, list[str]] = setuptools["setuptools"]["data-files"]
+    installed = {
+        target.removeprefix("share/primflow/"): sources for target, sources in data_files.items()
+    }
+    samples = REPO / "samples"
+    folders = {"samples"} | {
+        f"samples/{path.relative_to(samples)}" for path in samples.rglob("*") if path.is_dir()
+    }
+    assert set(installed) == folders
+    for folder, sources in installed.items():
+        has_files = any(p.is_file() for p in (REPO / folder).iterdir())
+        assert not has_files or any(s.startswith(f"{folder}/") for s in sources), folder
+
+
+def test_the_cli_runs_without_the_optional_extras() -> None:
+    """`pip install primflow[engines]` has no httpx (the remote and serve extras): every
+    command that needs neither must still run (`primflow setup` once failed here)."""
+    code = (
+        "import sys\n"
+        "for name in ('httpx', 'fastapi', 'uvicorn', 'opentelemetry'):\n"
+        "    sys.modules[name] = None  # importing it raises ImportError\n"
+        "from primflow.cli import main\n"
+        "sys.exit(main(['graph', 'naive_rag']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

@@ -19,7 +19,8 @@ Owns tokenization, sub-batching and pooling. Invariants:
   ``thread_lease()`` (if given), so a long encode follows the budget as other engines
   wake up and never runs beside a unit that already holds the cores.
 - Sessions never spin while idle, so idle ORT threads never steal cores from the LLM
-  (placement.md). A multi-thread session spins *within* a run and stops at its end
+  (a spinning thread busy-waits on a core the LLM needs). A multi-thread session spins
+  *within* a run and stops at its end
   (``force_spinning_stop``): it runs only inside a lease on all its cores, and spinning
   there made 650 passages 2 % faster than no spinning at all (2.41 vs 2.46 s, 5 of 5
   pairs; docs/results/parity.md), with no CPU burnt after the run (0.000 s in 0.5 s,

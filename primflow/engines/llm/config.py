@@ -16,8 +16,8 @@ class LlamaConfig:
     ``n_ctx`` is the KV cache shared by all sequences (unified); one sequence may use
     all of it. ``n_batch`` is the token budget of one step (decode tokens + prompt
     chunks). ``n_seq_max`` bounds live requests plus cached prefixes. Flash attention
-    stays off by default: then chunked prefill is bit-exact (stack.md P5); turning it
-    on speeds batched decode up (docs/results/llm-engine.md).
+    stays off by default: then chunked prefill is bit-exact (the logits of a one-shot
+    prefill); turning it on speeds batched decode up (docs/results/llm-engine.md).
     """
 
     model_path: str | None = None
@@ -52,8 +52,8 @@ class LlamaConfig:
     # Sequences per step; None: as many as the token budget holds.
     max_num_seqs_per_step: int | None = None
     # True: this engine gets its own llama thread instead of the process's shared one.
-    # Only for measuring stack.md P10 (bench/bench_llm_threads.py): it slows every
-    # engine of the process down once two threads have called llama.cpp.
+    # Only for measuring the one-thread rule of thread.py (bench/bench_llm_threads.py):
+    # it slows every engine of the process down once two threads have called llama.cpp.
     dedicated_thread: bool = False
     verbose: bool = False
 

@@ -1,9 +1,10 @@
 """The LLM engine core: owns one engine's model, context and every llama call.
 
 Each step is ``schedule -> llama_decode -> sample -> resolve``; the process's one llama
-thread (thread.py, stack.md P10) runs the steps of every engine in turn and hands each
-engine its commands between steps. Turning phase commands into sequences and futures
-is phases.py's; planning a step is the step scheduler's (scheduler.py). Invariants:
+thread (thread.py: a second calling thread slows llama.cpp down) runs the steps of
+every engine in turn and hands each engine its commands between steps. Turning phase
+commands into sequences and futures is phases.py's; planning a step is the step
+scheduler's (scheduler.py). Invariants:
 
 - Every phase future resolves when its work has really been computed: a prefill when
   its tokens are in the KV cache, a partial decode when its item is complete, a decode

@@ -6,8 +6,8 @@ Invariants:
 
 - ``submit`` never blocks: it renders prompts, creates one future per request and
   hands the phases to the process's llama thread (thread.py), shared by every
-  LlamaEngine of the process (stack.md P10); the model loads on that thread at
-  ``start`` (or at the first submit).
+  LlamaEngine of the process (a second thread calling llama.cpp slows it); the model
+  loads on that thread at ``start`` (or at the first submit).
 - ``abort(query_id)`` cancels the query's futures at once; the engine thread frees its
   KV before its next step. ``release`` frees what a finished query left behind.
 - ``health().load`` is KV occupancy in [0, 1].

@@ -1,4 +1,4 @@
-"""GBNF grammars that make a decode's structure certain (stack.md P13).
+"""GBNF grammars that make a decode's structure certain (tiny models write malformed lists).
 
 A small model asked for "a JSON list of 3 queries" writes lines, junk or half a list.
 A grammar makes the structure certain (not the content). Invariants:
@@ -23,7 +23,7 @@ MIN_ITEM_CHARS = 4
 MAX_KEY_CHARS = 24
 _CHAR = r'[^"\\\x00-\x1f\x7f]'
 # Items start with a letter or digit: a tiny model otherwise fills the structure with
-# punctuation (stack.md P13: `", "` or `]  # 3 queries` as items).
+# punctuation (seen: `", "` or `]  # 3 queries` as items).
 _FIRST_CHAR = r"[a-zA-Z0-9\u00C0-\uFFFF]"
 
 

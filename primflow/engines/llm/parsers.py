@@ -9,7 +9,7 @@ each item the moment it is complete, while generation goes on. Invariants:
   newline); after it the parser accepts nothing more.
 - ``is_done`` turns true once the structure is closed (``]`` / ``}``) or ``num_items``
   items were emitted; the engine then stops generating.
-- Small models do not always write clean JSON (stack.md P13): the JSON parsers fall back
+- Small models do not always write clean JSON: the JSON parsers fall back
   to line parsing when the answer starts with lines instead of ``[`` / ``{``.
 """
 

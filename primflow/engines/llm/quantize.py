@@ -9,7 +9,7 @@ much cheaper (docs/results/llm-engine.md). Invariants:
   target type, so a changed source never reuses a stale copy.
 - A copy appears atomically (written to a temporary name, then renamed): a crash or a
   concurrent process never leaves a half-written model under the final name.
-- Call on the llama thread (stack.md P10): ``llama_model_quantize`` is a llama call.
+- Call on the llama thread (thread.py): ``llama_model_quantize`` is a llama call.
 """
 
 from __future__ import annotations

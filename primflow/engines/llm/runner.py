@@ -8,7 +8,7 @@ Invariants:
 - ``decode`` runs ONE ``llama_decode`` for the whole step: the decode tokens of every
   running sequence plus prompt chunks. Logit rows it returns are views that are valid
   only until the next ``decode``; copy them to keep them.
-- Engine thread only (P10).
+- Engine thread only (thread.py: one thread makes every llama call).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class LlamaRunner:
         params.kv_unified = True
         params.swa_full = True
         # With flash attention off, a prompt prefilled in chunks gives bit-identical
-        # logits to one-shot prefill when the last chunk has >= 8 tokens (stack.md P5).
+        # logits to one-shot prefill when the last chunk has >= 8 tokens.
         params.flash_attn_type = (
             lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )

@@ -37,7 +37,7 @@ returns a :class:`StepPlan` and the engine thread applies it. Invariants:
   On this compute-bound CPU engine a token costs the same whenever it runs, so
   speculative tokens are worth computing only when the engine would idle.
 - A closed prompt's last chunk keeps >= ``MIN_LAST_CHUNK`` tokens when it can (with
-  flash attention off that keeps chunked prefill bit-identical to one-shot, stack.md P5).
+  flash attention off that keeps chunked prefill bit-identical to one-shot).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The process's one llama.cpp thread: every LlamaEngine's steps run on it, taking turns.
 
-stack.md P10: with OpenMP builds, once a second OS thread has called llama.cpp while the
+Why one: with OpenMP builds, once a second OS thread has called llama.cpp while the
 first is alive, every call slows down (measured on this engine: two engines in one
 process, each with its own thread, decode at 0.60x; docs/results/llm-engine.md). So all engines
 of a process submit their work to ONE thread; each keeps its own model, context and

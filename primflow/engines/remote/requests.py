@@ -11,7 +11,7 @@ Invariants:
   ``user`` tag :data:`WARMUP_TAG`, and it is never streamed.
 - A JSON constraint (a ``json_schema`` param, or a ``json_list`` / ``json_object``
   parser with ``num_items``) is pushed down in the dialect's own field; a dialect
-  without one decodes unconstrained and the incremental parser copes (stack.md P13).
+  without one decodes unconstrained and the incremental parser copes.
   A GBNF server is handed a JSON schema to convert itself where it takes one, so a
   remote-only install never needs llama-cpp-python.
 """
