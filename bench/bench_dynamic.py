@@ -135,7 +135,9 @@ class AppBench:
         for scheme in SCHEMES:
             started_s = time.perf_counter()
 
-            async def one(at_s: float, question: str, t0: float = started_s) -> float:
+            async def one(
+                at_s: float, question: str, t0: float = started_s, scheme: str = scheme
+            ) -> float:
                 await asyncio.sleep(max(0.0, at_s - (time.perf_counter() - t0)))
                 return (await self.ask(question, scheme)).latency_s
 
