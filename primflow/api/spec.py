@@ -318,9 +318,12 @@ def _judge(step: _Judge) -> Judge:
     decision = _writes(step, {"decision"}).get("decision", "decision")
     choices = tuple(step.choices) if step.choices is not None else ("yes", "no")
     if step.prompt is None:
+        unknown = sorted(set(step.reads) - {"question"})
+        if unknown:
+            raise ValueError(f"reads: kind 'judge' has no channel role {unknown[0]!r}")
         return Judge(
             step.name,
-            **step.reads,
+            question=step.reads.get("question", "question"),
             decision=decision,
             engine=step.engine,
             choices=choices,
