@@ -37,15 +37,52 @@ from primflow.api.lower import lower_query
 from primflow.apps import APPS
 from primflow.apps.app import App
 from primflow.apps.samples import sample_questions
+from primflow.engines.base import Engine, EngineKind
+from primflow.engines.placement import CoreBudget
+from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import INLINE_OPS, Graph, Op
 from primflow.session import EngineStack, Session, embedded_factory
 from primflow.session.factories import fake_factory
 from primflow.session.session import Answer
+from primflow.session.stack import EngineFactory
+from primflow.testing.recording import RecordingEngine
 
 DEFAULT_APPS = ("multi_hop_rag", "corrective_rag", "tool_agent", "search_augmented")
 SCHEMES = ("primflow", "sequential", "parallel")
 OUTPUT = Path("docs/bench/dynamic.json")
 TARGET_REOPTIMIZE_SHARE = 0.01  # re-optimization per query, at most 1 % of its latency
+# search_augmented is asked questions that need a search and ones that do not.
+QUESTION_SETS = {"search_augmented": "search_questions.jsonl"}
+
+
+def recording(factory: EngineFactory) -> EngineFactory:
+    def build(
+        name: str, kind: EngineKind, budget: CoreBudget, profile: LatencyProfile | None
+    ) -> Engine:
+        return RecordingEngine(factory(name, kind, budget, profile))
+
+    return build
+
+
+def decisions_right(
+    app: str, label: dict[str, Any], answer: Answer, judge: RecordingEngine
+) -> list[bool]:
+    """Whether each of the query's decisions matches its sample label: search iff the
+    question needs one; grade "yes" iff the documents hold the answer; the agent's first
+    tool is the first one the record lists; a hop check "yes" iff the passages it read
+    hold the answer."""
+    decisions = list(answer.decisions.items())
+    if app == "search_augmented":
+        return [(d == "yes") == label["needs_search"] for _, d in decisions]
+    if app == "corrective_rag":
+        return [(d == "yes") == (label["expects"] == "documents") for _, d in decisions]
+    if app == "tool_agent":
+        return [decisions[0][1] == label["tools"][0]] if decisions else []
+    right = []
+    for node, choice in decisions:
+        prompt = judge.prompt(f"{answer.query_id}/{node.removesuffix('.decode')}")
+        right.append((choice == "yes") == (label["answer_contains"].lower() in prompt.lower()))
+    return right
 
 
 def engine_nodes(graph: Graph) -> list[str]:
@@ -85,7 +122,7 @@ def _loop_steps(app: App) -> list[str]:
     return [] if lowered.growth is None else list(lowered.growth.loop.steps)
 
 
-def record(answer: Answer) -> dict[str, Any]:
+def record(answer: Answer, right: list[bool]) -> dict[str, Any]:
     reoptimize_s = sum(r.lower_s + r.optimize_s for r in answer.rounds)
     per_round = [
         {**r.to_dict(), "share_of_query": (r.lower_s + r.optimize_s) / answer.latency_s}
@@ -100,6 +137,7 @@ def record(answer: Answer) -> dict[str, Any]:
         "reoptimize_s": round(reoptimize_s, 6),
         "reoptimize_share": reoptimize_s / answer.latency_s,
         "rounds": per_round,
+        "decisions_right": right,
         "num_primitives_run": len(answer.timing.primitives),
         **skipped_work(answer),
     }
@@ -117,14 +155,18 @@ class AppBench:
         self.session.forget_prefixes(answer.query_id)
         return answer
 
-    async def single(self, questions: list[str]) -> dict[str, list[dict[str, Any]]]:
+    async def single(self, labels: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        questions = [label["question"] for label in labels]
+        judge = self.session.stack.engines["judge"]
+        assert isinstance(judge, RecordingEngine)
         for scheme in SCHEMES:  # warm-up: model pages, shared instruction prefixes
             await self.ask(questions[-1], scheme)
         found: dict[str, list[dict[str, Any]]] = {s: [] for s in SCHEMES}
         for i, question in enumerate(questions):
             for scheme in [*SCHEMES[i % 3 :], *SCHEMES[: i % 3]]:
                 answer = await self.ask(question, scheme)
-                found[scheme].append(record(answer))
+                right = decisions_right(self.app.name, labels[i], answer, judge)
+                found[scheme].append(record(answer, right))
                 print(f"  {self.app.name} {scheme:<10} q{i}: {answer.latency_s:.2f}s "
                       f"rounds {len(answer.rounds)} {list(answer.decisions.values())}",
                       flush=True)  # fmt: skip
@@ -164,6 +206,7 @@ def summarize(single: dict[str, list[dict[str, Any]]], load: dict[str, Any]) -> 
         "load_speedup_vs_sequential": load["sequential"]["mean_s"] / load["primflow"]["mean_s"],
         "load_speedup_vs_parallel": load["parallel"]["mean_s"] / load["primflow"]["mean_s"],
         "mean_rounds": statistics.fmean(q["num_rounds"] for q in ours),
+        "decision_accuracy": _accuracy([r for q in ours for r in q["decisions_right"]]),
         "max_reoptimize_share_per_round": max(shares) if shares else 0.0,
         "mean_reoptimize_share_per_query": statistics.fmean(q["reoptimize_share"] for q in ours),
         "num_rounds_cached": sum(r["optimize_cache_hit"] for q in ours for r in q["rounds"]),
@@ -176,20 +219,24 @@ def summarize(single: dict[str, list[dict[str, Any]]], load: dict[str, Any]) -> 
     }
 
 
+def _accuracy(right: list[bool]) -> float | None:
+    return sum(right) / len(right) if right else None
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"max_tokens": args.max_tokens, "ignore_eos": True}
     rng = random.Random(args.seed)
     apps = [APPS[name] for name in args.apps.split(",")]
     results: dict[str, Any] = {}
     factory = fake_factory(latency_scale=0.01) if args.fake_engines else embedded_factory()
-    stack = EngineStack.for_apps(apps, factory)
+    stack = EngineStack.for_apps(apps, recording(factory))
     async with stack, Session(stack) as session:
         for app in apps:
-            records = sample_questions(app.questions_file)
-            questions = [r["question"] for r in rng.sample(records, min(args.num_questions,
-                                                                      len(records)))]  # fmt: skip
+            records = sample_questions(QUESTION_SETS.get(app.name, app.questions_file))
+            labels = rng.sample(records, min(args.num_questions, len(records)))
+            questions = [label["question"] for label in labels]
             bench = AppBench(session, app, changes)
-            single = await bench.single(questions)
+            single = await bench.single(labels)
             gaps = np.random.default_rng(args.seed).exponential(1 / args.rate_qps,
                                                                 args.num_load_queries)  # fmt: skip
             arrivals = [float(t) for t in np.cumsum(gaps) - gaps[0]]
@@ -198,6 +245,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             summary["unrolled_primitives"] = unrolled_size(app, questions[0], changes)
             results[app.name] = {"summary": summary, "single": single, "load": load}
     return results
+
+
+def _fmt_share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def main() -> None:
@@ -223,6 +274,7 @@ def main() -> None:
             f"vs par (load {s['load_speedup_vs_sequential']:.2f}x/"
             f"{s['load_speedup_vs_parallel']:.2f}x), rounds {s['mean_rounds']:.1f}, "
             f"reopt <= {s['max_reoptimize_share_per_round']:.2%}/round, "
+            f"decisions right {_fmt_share(s['decision_accuracy'])}, "
             f"skipped {s['mean_primitives_skipped']:.1f} prims"
         )
     print("bench_dynamic: " + "; ".join(parts))
