@@ -21,6 +21,9 @@ loop ends, the components after it and the template's outputs. It is the runtime
 - Node names of round r start with ``<loop>.r<r>.``; the components after the loop keep
   their own names. A decision that is neither a step nor a stop choice fails the query
   with an error that names the loop and the allowed choices.
+
+Lowering a sub-template under a round's prefix and the canonical names live in
+:mod:`primflow.api.round_graph`.
 """
 
 from __future__ import annotations
@@ -38,33 +41,25 @@ from primflow.api.expansion import (
     Source,
     add_output,
 )
+from primflow.api.round_graph import (
+    BOUNDARY_KEY,
+    Canonical,
+    LoopSpec,
+    decision_of,
+    has_output,
+    lower_sub,
+    rename_graph,
+    template_of,
+    without,
+)
 from primflow.api.template import BUILTIN_INPUTS, Template
 from primflow.graph import ops
-from primflow.graph.ir import Graph, Node, Op, Port, Provenance, Stage
+from primflow.graph.ir import Graph, Node, Op, Port, Provenance
 from primflow.runtime.growth import GraphDelta, extend_graph
 
-BOUNDARY_KEY = "@boundary"
+__all__ = ["ANCHOR_KEY", "BOUNDARY_KEY", "LoopGrowth", "LoopSpec", "RoundRecord"]
+
 ANCHOR_KEY = "@anchor"
-ROUND_MARK = "r#"
-
-
-class LoopSpec(Protocol):
-    """What dynamic lowering reads of a ``Loop`` component."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def check(self) -> Template: ...
-    @property
-    def steps(self) -> Mapping[str, Template]: ...
-    @property
-    def state_names(self) -> tuple[str, ...]: ...
-    @property
-    def stop_on(self) -> tuple[str, ...]: ...
-    @property
-    def max_rounds(self) -> int: ...
-    @property
-    def writes(self) -> Mapping[str, str | None]: ...
 
 
 class OptimizeReportLike(Protocol):
@@ -164,7 +159,7 @@ class LoopGrowth:
         self.template_id = template_id
         resolved = self._resolve(graph)
         if not keep_anchors:
-            graph = _without(graph, resolved)
+            graph = without(graph, resolved)
         self.graph = graph
         return graph
 
@@ -222,10 +217,10 @@ def start_loop(loop: LoopSpec, ctx: LoweringContext) -> None:
     if main.growth is not None:
         raise ctx.error("a template may hold one loop")
     state = {name: ctx.read(name) for name in loop.state_names}
-    growth = LoopGrowth(loop, _template_of(main), main.query, state, None)
+    growth = LoopGrowth(loop, template_of(main), main.query, state, None)
     if loop.max_rounds >= 1:
-        sub = _lower_sub(loop.check, main, dict(state), f"{loop.name}.r1.", main.graph)
-        growth.decision = _decision_of(loop, sub)
+        sub = lower_sub(loop.check, main, dict(state), f"{loop.name}.r1.", main.graph)
+        growth.decision = decision_of(loop, sub)
     for name, source in state.items():
         growth.add_anchor(main.graph, "state", name, source)
     assert growth.decision is not None
@@ -251,68 +246,6 @@ def finish_lowering(
         growth.add_anchor(main.graph, "outer", channel, main.channels[channel])
 
 
-class _Prefixed:
-    """A component seen under another name, so round r's nodes get their own names."""
-
-    def __init__(self, component: Any, name: str) -> None:
-        self._component = component
-        self.name = name
-
-    @property
-    def engine(self) -> str | None:
-        engine: str | None = self._component.engine
-        return engine
-
-    @property
-    def reads(self) -> Mapping[str, str | None]:
-        reads: Mapping[str, str | None] = self._component.reads
-        return reads
-
-    @property
-    def writes(self) -> Mapping[str, str | None]:
-        writes: Mapping[str, str | None] = self._component.writes
-        return writes
-
-
-def _lower_sub(
-    template: Template,
-    main: ExpansionState,
-    bound: dict[str, Source],
-    prefix: str,
-    graph: Graph,
-) -> ExpansionState:
-    """Expand a sub-template's components into ``graph`` under ``prefix``."""
-    for key in BUILTIN_INPUTS:
-        if key in main.channels and key not in bound:
-            bound[key] = main.channels[key]
-    sub = ExpansionState(template, main.query, graph=graph, channels=bound, inputs=main.inputs)
-    for component in template.components:
-        component.expand(LoweringContext(sub, _Prefixed(component, prefix + component.name)))
-    for key in BUILTIN_INPUTS:  # a query input read first inside: one INPUT node for all
-        if key in sub.channels and key not in main.channels:
-            main.channels[key] = sub.channels[key]
-    return sub
-
-
-def _decision_of(loop: LoopSpec, sub: ExpansionState) -> Source:
-    channel = loop.check.outputs["decision"]
-    source = sub.channels[channel]
-    node = sub.graph.node(source.node)
-    if node.op is not Op.LLM_DECODE or not node.params.get("choices"):
-        raise LoweringError(
-            f"loop {loop.name!r}: the check's decision must be a Judge's constrained "
-            f"choice, not {node.op} {node.name!r}"
-        )
-    return source
-
-
-def _template_of(main: ExpansionState) -> Template:
-    template = main.template
-    if not isinstance(template, Template):
-        raise LoweringError("a loop must be lowered from a Template")
-    return template
-
-
 class _RoundBuilder:
     """Builds one delta: a round graph with stand-ins and anchors, optimized apart."""
 
@@ -329,7 +262,7 @@ class _RoundBuilder:
         """``source`` as seen from the round graph: a stand-in for a node that ran."""
         if source.node in self.graph:
             node = self.graph.node(source.node)
-            if node.params.get("key") != BOUNDARY_KEY or _has_output(node, source.port):
+            if node.params.get("key") != BOUNDARY_KEY or has_output(node, source.port):
                 return source
             port = Port(source.port, source.type, source.num_items if source.type.is_list else None)
             self.graph.replace_node(node.replace(outputs=(*node.outputs, port)))
@@ -361,15 +294,15 @@ class _RoundBuilder:
         prefix = f"{loop.name}.r{step_round}."
         self.prefixes.append(prefix)
         bound = {name: self.bind(s) for name, s in growth.state.items()}
-        sub = _lower_sub(loop.steps[choice], self.main, dict(bound), prefix + "step.", self.graph)
+        sub = lower_sub(loop.steps[choice], self.main, dict(bound), prefix + "step.", self.graph)
         for key, channel in loop.steps[choice].outputs.items():
             growth.state[key] = sub.channels[channel]
         if growth.num_rounds < loop.max_rounds:
             bound = {name: self.bind(s) for name, s in growth.state.items()}
             check_prefix = f"{loop.name}.r{step_round + 1}."
             self.prefixes.append(check_prefix)
-            sub = _lower_sub(loop.check, self.main, bound, check_prefix, self.graph)
-            growth.decision = _decision_of(loop, sub)
+            sub = lower_sub(loop.check, self.main, bound, check_prefix, self.graph)
+            growth.decision = decision_of(loop, sub)
             self._anchor_new()
         else:
             self._lower_final()
@@ -399,77 +332,12 @@ class _RoundBuilder:
     ) -> tuple[GraphDelta, OptimizeReportLike | None]:
         graph, report = self.graph, None
         if optimize is not None:
-            names = _Canonical(self.prefixes, self.standins, self.growth.loop.name)
-            optimized, report = optimize(_rename(graph, names.to_canonical), cache_id)
-            graph = _rename(optimized, names.from_canonical)
+            names = Canonical(self.prefixes, self.standins, self.growth.loop.name)
+            optimized, report = optimize(rename_graph(graph, names.to_canonical), cache_id)
+            graph = rename_graph(optimized, names.from_canonical)
         resolved = self.growth._resolve(graph)
-        graph = _without(graph, resolved)
+        graph = without(graph, resolved)
         standins = set(self.standins)
         nodes = [n for n in graph if n.name not in standins]
         delta = GraphDelta(nodes, graph.edges, dict(self.inputs))
         return delta, report
-
-
-def _has_output(node: Node, port: str) -> bool:
-    return any(p.name == port for p in node.outputs)
-
-
-def _without(graph: Graph, names: set[str]) -> Graph:
-    if not names:
-        return graph
-    trimmed = graph.copy()
-    for name in names:
-        trimmed.remove_node(name)
-    return trimmed
-
-
-class _Canonical:
-    """Round names <-> canonical names, so rounds of one shape share a cache entry."""
-
-    def __init__(self, prefixes: Sequence[str], standins: Sequence[str], loop: str) -> None:
-        self._forward = [(p, f"{loop}.{ROUND_MARK}{i}.") for i, p in enumerate(prefixes)]
-        self._standins = {name: f"{BOUNDARY_KEY}.{i}" for i, name in enumerate(standins)}
-        self._back_standins = {v: k for k, v in self._standins.items()}
-
-    def to_canonical(self, name: str) -> str:
-        if name in self._standins:
-            return self._standins[name]
-        return _swap(name, self._forward)
-
-    def from_canonical(self, name: str) -> str:
-        if name in self._back_standins:
-            return self._back_standins[name]
-        return _swap(name, [(new, old) for old, new in self._forward])
-
-
-def _swap(name: str, prefixes: Sequence[tuple[str, str]]) -> str:
-    for old, new in prefixes:
-        if name.startswith(old):
-            return new + name[len(old) :]
-    return name
-
-
-def _rename(graph: Graph, rename: Callable[[str], str]) -> Graph:
-    """``graph`` with every node name (and what refers to one) passed through ``rename``."""
-    renamed = Graph()
-    for node in graph:
-        renamed.add_node(_renamed_node(node, rename))
-    for edge in graph.edges:
-        renamed.add_edge(dataclasses.replace(edge, src=rename(edge.src), dst=rename(edge.dst)))
-    return renamed
-
-
-def _renamed_node(node: Node, rename: Callable[[str], str]) -> Node:
-    provenance = node.provenance
-    stage = provenance.stage
-    if stage is not None:
-        stage = Stage(rename(stage.chain), stage.index, stage.num_stages)
-    provenance = dataclasses.replace(
-        provenance, source=rename(provenance.source) if provenance.source else "", stage=stage
-    )
-    params: Mapping[str, Any] = node.params
-    if "request" in params:
-        params = {**params, "request": rename(str(params["request"]))}
-    return node.replace(
-        name=rename(node.name), origin=rename(node.origin), provenance=provenance, params=params
-    )

@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from primflow.api.component import Component, Flow
-from primflow.api.components import KINDS, Aggregate, Generate
+from primflow.api.components import KINDS, Aggregate, Generate, Judge, Loop
 from primflow.api.config import SynthesisMode
 from primflow.api.function import FunctionComponent, registered_function
 from primflow.api.template import Template, TemplateError, build_template
@@ -66,7 +66,24 @@ class _Step(BaseModel):
 
 
 class _Plain(_Step):
-    kind: Literal["chunk", "embed", "judge", "situate"]
+    kind: Literal["chunk", "embed", "situate"]
+
+
+class _Judge(_Step):
+    kind: Literal["judge"]
+    prompt: str | None = None  # with ``reads`` binding its placeholders
+    choices: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class _Loop(_Step):
+    """``reads``: state name -> channel of its first value; ``writes``: state name ->
+    channel of its final value; ``check`` and each of ``steps`` are sub-specs."""
+
+    kind: Literal["loop"]
+    check: _Spec
+    steps: Annotated[dict[str, _Spec], Field(min_length=1)]
+    stop_on: Annotated[list[str], Field(min_length=1)] = ["yes"]
+    max_rounds: PositiveInt = 3
 
 
 class _Ingest(_Step):
@@ -118,6 +135,8 @@ class _Function(_Step):
 
 _StepSpec = Annotated[
     _Plain
+    | _Judge
+    | _Loop
     | _Ingest
     | _TopK
     | _Expand
@@ -129,7 +148,7 @@ _StepSpec = Annotated[
     Field(discriminator="kind"),
 ]
 # Every spec kind: the built-in components' and ``function``.
-SPEC_KINDS = (*KINDS, FunctionComponent.kind)
+SPEC_KINDS = (*KINDS, Loop.kind, FunctionComponent.kind)
 
 
 class _Spec(BaseModel):
@@ -139,6 +158,9 @@ class _Spec(BaseModel):
     inputs: dict[str, PortType] = {}
     steps: Annotated[list[_StepSpec], Field(min_length=1)]
     outputs: Annotated[dict[str, str], Field(min_length=1)]
+
+
+_Loop.model_rebuild()
 
 
 def load_spec(path: str | Path) -> Template:
@@ -205,9 +227,12 @@ def _parse(text: str, fmt: str, where: str) -> Any:
 
 
 def _describe(err: Any) -> str:
-    loc = list(err["loc"])
-    if len(loc) >= 3 and loc[0] == "steps" and loc[2] in SPEC_KINDS:
-        del loc[2]  # the union member's tag, not a field
+    # A union member's tag (after ``steps[i]``, at any depth) is not a field.
+    loc = [
+        part
+        for i, part in enumerate(err["loc"])
+        if not (i >= 2 and part in SPEC_KINDS and isinstance(err["loc"][i - 1], int))
+    ]
     path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -284,6 +309,10 @@ def _component(step: Any) -> Component:
         return Generate(step.name, reads=step.reads, **_writes(step, {"text"}), **params)  # type: ignore[arg-type]
     if isinstance(step, _Aggregate):
         return Aggregate(step.name, **_writes(step, {"result"}), **params)  # type: ignore[arg-type]
+    if isinstance(step, _Judge):
+        return _judge(step)
+    if isinstance(step, _Loop):
+        return _loop(step)
     if isinstance(step, _Function):
         try:
             spec = registered_function(step.function)
@@ -299,6 +328,44 @@ def _component(step: Any) -> Component:
             if role not in accepted:
                 raise ValueError(f"{section}: kind {step.kind!r} has no channel role {role!r}")
     return cls(step.name, **step.reads, **step.writes, **params)
+
+
+def _judge(step: _Judge) -> Judge:
+    decision = _writes(step, {"decision"}).get("decision", "decision")
+    choices = tuple(step.choices) if step.choices is not None else ("yes", "no")
+    if step.prompt is None:
+        unknown = sorted(set(step.reads) - {"question"})
+        if unknown:
+            raise ValueError(f"reads: kind 'judge' has no channel role {unknown[0]!r}")
+        return Judge(
+            step.name,
+            question=step.reads.get("question", "question"),
+            decision=decision,
+            engine=step.engine,
+            choices=choices,
+        )
+    return Judge(
+        step.name,
+        prompt=step.prompt,
+        reads=step.reads,
+        decision=decision,
+        engine=step.engine,
+        choices=choices,
+    )
+
+
+def _loop(step: _Loop) -> Loop:
+    where = f"loop {step.name!r}"
+    steps = {choice: _build(sub, f"{where} steps.{choice}") for choice, sub in step.steps.items()}
+    return Loop(
+        step.name,
+        check=_build(step.check, f"{where} check"),
+        steps=steps,
+        state=step.reads,
+        results=step.writes,
+        stop_on=step.stop_on,
+        max_rounds=step.max_rounds,
+    )
 
 
 def _writes(step: Any, roles: set[str]) -> dict[str, str]:

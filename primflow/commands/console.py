@@ -189,6 +189,11 @@ def format_breakdown(answer: Answer) -> str:
             f"{record.lower_s * 1e3:.1f} ms, optimized incrementally in "
             f"{record.optimize_s * 1e3:.1f} ms{cached}"
         )
+    if answer.rounds and answer.latency_s > 0:
+        lines.append(
+            f"re-optimization: {answer.reoptimize_s * 1e3:.1f} ms over {len(answer.rounds)} "
+            f"rounds, {answer.reoptimize_s / answer.latency_s:.2%} of the query"
+        )
     lines.append(
         f"  {'primitive':<34} {'engine':<12} {'start s':>8} {'queue s':>8} "
         f"{'service s':>9} {'batch':>5}"

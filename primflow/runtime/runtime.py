@@ -46,17 +46,16 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
-from primflow.engines.base import OPS_BY_KIND, Engine, EngineRequest, Outputs
-from primflow.engines.policies import POLICIES
+from primflow.engines.base import Engine, EngineRequest, Outputs
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.scheduler import Batch, EngineScheduler
-from primflow.graph.ir import INLINE_OPS, Graph, Node, Op
+from primflow.graph.ir import Graph
 from primflow.runtime.clock import Clock, LoopClock, Timer
 from primflow.runtime.errors import QueryCancelled, QueryTimeout
 from primflow.runtime.graph_scheduler import OnText, QueryRun
 from primflow.runtime.growth import Growth
 from primflow.runtime.hooks import Hook
-from primflow.runtime.plan import GraphPlan, PlanCache, estimate_cost_s
+from primflow.runtime.planner import GraphPlanner, as_instances, policy_for
 from primflow.runtime.query_state import QueryResult, QueryState
 from primflow.runtime.worker import EngineWorker
 
@@ -102,12 +101,12 @@ class Runtime:
         """``max_num_cached_plans``: graphs whose plans are kept (0: analyse every query)."""
         if not engines:
             raise ValueError("a runtime needs at least one engine")
-        self.instances = {name: _as_list(name, e) for name, e in engines.items()}
+        self.instances = {name: as_instances(name, e) for name, e in engines.items()}
         self.profiles = {
             name: (profiles or {}).get(name) or instances[0].profile
             for name, instances in self.instances.items()
         }
-        self.policies = {name: _policy_for(name, policy) for name in self.instances}
+        self.policies = {name: policy_for(name, policy) for name in self.instances}
         self.max_wait_ms = max_wait_ms
         self.hooks = tuple(hooks)
         self.workers: dict[str, EngineWorker] = {}
@@ -120,7 +119,7 @@ class Runtime:
         self._num_open_requests = 0  # queued or running on any engine
         self._query_ids = itertools.count()
         self._clock: Clock | None = None
-        self._plans = PlanCache(max_num_cached_plans)
+        self._planner = GraphPlanner(self.instances, self.profiles, max_num_cached_plans)
 
     # -- lifecycle ----------------------------------------------------------------
     async def __aenter__(self) -> Runtime:
@@ -227,7 +226,7 @@ class Runtime:
             query_id = next(i for i in map("q{}".format, self._query_ids) if i not in self._runs)
         if query_id in self._runs:
             raise ValueError(f"query id {query_id!r} is already running")
-        plan = self._plan(graph, inputs)
+        plan = self._planner.plan(graph, inputs)
         for node in on_text or {}:
             if node not in plan.nodes:
                 raise ValueError(f"on_text names node {node!r}, which is not in the graph")
@@ -248,7 +247,7 @@ class Runtime:
             on_text=on_text,
             priority=priority,
             growth=growth,
-            make_plan=self._grown_plan,
+            make_plan=self._planner.grown_plan,
         )
         self._runs[query_id] = run
         self._runs_by_engine_id[run.engine_query_id] = run
@@ -294,7 +293,7 @@ class Runtime:
     @property
     def num_plans_built(self) -> int:
         """Graph analyses so far (plan cache misses)."""
-        return self._plans.num_builds
+        return self._planner.num_builds
 
     # -- routing ------------------------------------------------------------------
     def _submit_request(self, engine: str, request: EngineRequest) -> None:
@@ -358,54 +357,3 @@ class Runtime:
         if self._clock is None or not self.workers:
             raise RuntimeError("the runtime is not started: use `async with runtime:`")
         return self._clock
-
-    def _plan(self, graph: Graph, inputs: Mapping[str, Any]) -> GraphPlan:
-        key, edges = self._plans.key(graph)
-        plan = self._plans.get(key)
-        if plan is None:
-            for node in graph:
-                if node.op not in INLINE_OPS:
-                    self._check_engine(node.name, node.op, node.engine)
-            plan = GraphPlan(graph, self._cost_s)
-            self._plans.put(key, plan, edges)
-        missing = [name for name in plan.input_keys if name not in inputs]
-        if missing:
-            raise ValueError(f"query inputs lack {', '.join(map(repr, missing))}")
-        return plan
-
-    def _grown_plan(self, graph: Graph) -> GraphPlan:
-        """The plan of a graph grown during its query: checked, never cached."""
-        for node in graph:
-            if node.op not in INLINE_OPS:
-                self._check_engine(node.name, node.op, node.engine)
-        return GraphPlan(graph, self._cost_s)
-
-    def _check_engine(self, node: str, op: Op, engine: str | None) -> None:
-        if engine not in self.instances:
-            known = ", ".join(self.instances)
-            raise ValueError(f"node {node!r} runs on engine {engine!r}, not one of: {known}")
-        kind = self.instances[engine][0].kind
-        if op not in OPS_BY_KIND[kind]:
-            raise ValueError(f"node {node!r} ({op}) cannot run on engine {engine!r} ({kind})")
-
-    def _cost_s(self, node: Node) -> float:
-        profile = self.profiles.get(node.engine) if node.engine else None
-        return estimate_cost_s(node, profile)
-
-
-def _as_list(name: str, engines: Engine | Sequence[Engine]) -> list[Engine]:
-    instances = [engines] if isinstance(engines, Engine) else list(engines)
-    if not instances:
-        raise ValueError(f"engine {name!r} has no instances")
-    kinds = {instance.kind for instance in instances}
-    if len(kinds) > 1:
-        raise ValueError(f"engine {name!r} mixes instance kinds: {sorted(kinds)}")
-    return instances
-
-
-def _policy_for(name: str, policy: str | Mapping[str, str]) -> str:
-    chosen = policy if isinstance(policy, str) else policy.get(name, "critical_path")
-    if chosen not in POLICIES:
-        known = ", ".join(POLICIES)
-        raise ValueError(f"engine {name!r}: unknown batching policy {chosen!r} (known: {known})")
-    return chosen

@@ -66,6 +66,11 @@ class Answer:
     rounds: list[RoundRecord] = field(default_factory=list)
 
     @property
+    def reoptimize_s(self) -> float:
+        """Time spent lowering and optimizing the rounds a loop appended while it ran."""
+        return sum(r.lower_s + r.optimize_s for r in self.rounds)
+
+    @property
     def bound_s(self) -> float | None:
         """Critical-path lower bound from uncontended latencies; None without a reference."""
         return self.solo.bound_s if self.solo is not None else None
@@ -119,6 +124,10 @@ class Answer:
             "primitives": self.timing.to_dicts(),
             "decisions": dict(self.decisions),
             "rounds": [r.to_dict() for r in self.rounds],
+            "reoptimize_s": round(self.reoptimize_s, 6),
+            "reoptimize_share": round(self.reoptimize_s / self.latency_s, 6)
+            if self.latency_s > 0
+            else 0.0,
         }
 
 

@@ -121,3 +121,60 @@ def test_other_bad_specs(text: str, expected: str) -> None:
 def test_load_spec_reports_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def _grown(template: object, decisions: list[str]) -> object:
+    from primflow.api.lower import lower_query
+    from primflow.api.template import Template
+
+    assert isinstance(template, Template)
+    lowered = lower_query(template, get_app("multi_hop_rag").sample_query())
+    assert lowered.growth is not None
+    lowered.growth.attach(lowered.graph)
+    return lowered.growth.unroll(decisions)
+
+
+@pytest.mark.parametrize("decisions", [[], ["no"], ["no", "no"]])
+def test_a_loop_spec_grows_the_same_graph_as_the_app(decisions: list[str]) -> None:
+    spec = load_spec(samples_dir() / "specs" / "multi_hop_rag.yaml")
+    assert _grown(spec, decisions) == _grown(get_app("multi_hop_rag").template(), decisions)
+
+
+def _loop_spec(**changes: str) -> str:
+    text = (samples_dir() / "specs" / "multi_hop_rag.yaml").read_text()
+    for old, new in changes.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("max_rounds: 2", "max_rounds: 0", r"steps\[5\]\.max_rounds: must be > 0"),
+        ("top_k: 6", "top_k: 0", r"steps\[5\]\.steps\.no\.steps\[4\]\.top_k: must be > 0"),
+        (
+            "kind: judge",
+            "kind: jduge",
+            r"steps\[5\]\.check\.steps\[0\]\.kind: unknown component 'jduge'",
+        ),
+        (
+            "outputs: {evidence: evidence_next}",
+            "outputs: {notes: evidence_next}",
+            r"steps\[5\] \(hops\): step 'no' writes 'notes', which is not a state name",
+        ),
+        (
+            'stop_on: ["yes"]',
+            'stop_on: ["no"]',
+            r"steps\[5\] \(hops\): choice 'no' both stops the loop and names a step",
+        ),
+        (
+            "reads: {question: question, evidence: evidence}\n          writes: {decision",
+            "reads: {question: question, evidence: evdence}\n          writes: {decision",
+            r"loop 'hops' check: .*evdence",
+        ),
+    ],
+)
+def test_a_bad_loop_spec_names_the_field(old: str, new: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=expected):
+        parse_spec(_loop_spec(**{old: new}))

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import pytest
 
 from primflow.apps import APPS, App, multi_hop_rag
+from primflow.commands.console import format_breakdown
 from primflow.graph.lint import lint
 from primflow.runtime.errors import QueryFailed
 from primflow.session import Answer, EngineStack, Session, fake_factory
@@ -71,6 +72,12 @@ async def test_a_second_hop_is_appended_and_run() -> None:
     timed = {p.node for p in answer.timing.primitives}
     assert {"hops.r1.step.search", "answer.decode"} <= timed
     assert answer.to_json()["rounds"][0]["decision"] == "no"
+    # The re-optimization the rounds cost, in the JSON and the timing table.
+    reoptimize_s = sum(r.lower_s + r.optimize_s for r in answer.rounds)
+    assert reoptimize_s > 0
+    assert answer.to_json()["reoptimize_s"] == pytest.approx(reoptimize_s, abs=1e-6)
+    table = format_breakdown(answer)
+    assert "re-optimization: " in table and "over 2 rounds" in table
 
 
 async def test_the_loop_stops_at_max_rounds() -> None:
