@@ -115,8 +115,8 @@ def app_workload(
     sample = _base_query(app, documents, config_changes)
     if app.has_loop:
         raise ValueError(
-            f"app {app_name!r} grows its graph while a query runs (a loop); the simulator "
-            "runs static graphs only"
+            f"app {app.name!r} grows its graph while a query runs (a loop); the simulator "
+            "runs static graphs only (use `primflow bench` for it on real engines)"
         )
     sample_graph = lower_query(template, sample).graph
     kinds = engine_kinds(sample_graph)
