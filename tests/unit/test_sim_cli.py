@@ -48,7 +48,6 @@ def test_json_output_for_two_schemes_is_reproducible(capsys: pytest.CaptureFixtu
         (["naive_rag", "--hardware", "tpu"], "unknown hardware preset 'tpu'"),
         (["naive_rag", "--queries", "random"], "unknown query source 'random'"),
         (["naive_rag", "--seed", "-3"], "--seed must be >= 0"),
-        (["tool_agent"], "app 'tool_agent' grows its graph while a query runs"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(
