@@ -81,6 +81,7 @@ class EngineCore(PhaseIntake):
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.snapshot = CoreSnapshot()
         self._requests: dict[str, Sequence] = {}
+        self._init_priors()
         self._fixed_threads: int | None = None
         self._is_loaded = False
         self._error: Exception | None = None

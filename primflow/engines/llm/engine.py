@@ -44,6 +44,7 @@ from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import PREFILL_OPS
+from primflow.graph.ops import placeholders
 from primflow.prompts import render
 
 # Aborted query ids are remembered to refuse their late work; old ones are forgotten.
@@ -222,9 +223,14 @@ class LlamaEngine(Engine):
             f"{request.query_id}/{request.params.get('request', request.node)}"
         )
         content = ""
+        content_free = None
         if request.op in PREFILL_OPS:
             template = request.params.get("template")
             if template is None:
                 raise ValueError("an LLM prefill node needs a 'template' param")
             content = render(str(template), request.inputs)
-        return cmd.AddPhase(request, request_id, content, future)
+            if request.params.get("content_free") is not None:  # a calibrated judge's
+                blank = str(request.params["content_free"])
+                names = placeholders(str(template))
+                content_free = render(str(template), dict.fromkeys(names, blank))
+        return cmd.AddPhase(request, request_id, content, future, content_free)
