@@ -19,6 +19,7 @@ from primflow.engines.llm.choice_scoring import (
     check_bias,
     decide,
     log_softmax,
+    surface_forms,
 )
 
 NUM_VOCAB = 16
@@ -57,7 +58,7 @@ def test_log_softmax_is_a_distribution_and_stable() -> None:
 
 
 def test_single_token_answers_need_only_the_prompts_logits() -> None:
-    scorer = ChoiceScorer({"yes": [3], "no": [7]})
+    scorer = ChoiceScorer({"yes": [[3]], "no": [[7]]})
     assert scorer.max_num_forced_tokens == 0
     logits = fake_logits("p", ())
     scorer.feed(logits)
@@ -68,13 +69,25 @@ def test_single_token_answers_need_only_the_prompts_logits() -> None:
 
 def test_multi_token_answers_sum_their_tokens_in_one_trie_walk() -> None:
     answers = {"retrieve": [5, 2, 9], "reply": [5, 2, 4], "calculate": [1, 8], "stop": [6]}
-    scorer = ChoiceScorer(answers)
+    scorer = ChoiceScorer({a: [tokens] for a, tokens in answers.items()})
     asked = drive(scorer, "prompt")
     # Every proper prefix of every answer once: (), (1,), (5,), (5, 2).
     assert asked == [(), (1,), (5,), (5, 2)]
     assert scorer.max_num_forced_tokens == 2
     for answer, tokens in answers.items():
         assert scorer.logprobs[answer] == pytest.approx(brute_logprob("prompt", tokens))
+
+
+def test_an_answer_is_as_likely_as_all_its_surface_forms() -> None:
+    assert surface_forms("yes") == ["yes", "Yes"]
+    assert surface_forms("Stop") == ["Stop"]
+    # "yes" as [3] or as "Yes" [4, 9]; "no" as [7] or [8]: forms share the trie walk.
+    scorer = ChoiceScorer({"yes": [[3], [4, 9]], "no": [[7], [8]]})
+    asked = drive(scorer, "p")
+    assert asked == [(), (4,)]
+    expected_yes = np.logaddexp(brute_logprob("p", [3]), brute_logprob("p", [4, 9]))
+    expected_no = np.logaddexp(brute_logprob("p", [7]), brute_logprob("p", [8]))
+    assert scorer.logprobs == pytest.approx({"yes": expected_yes, "no": expected_no})
 
 
 def test_calibration_removes_an_answer_bias_the_prompt_does_not_change() -> None:
@@ -107,7 +120,8 @@ def test_a_tie_goes_to_the_earlier_answer() -> None:
 def test_calibrated_decisions_follow_the_fake_lm_end_to_end() -> None:
     answers = {"yes": [3, 11], "no": [7]}
     prompt, content_free = "Question: Q?\nReply:", "Question: N/A\nReply:"
-    judged, prior = ChoiceScorer(answers), ChoiceScorer(answers)
+    forms = {a: [tokens] for a, tokens in answers.items()}
+    judged, prior = ChoiceScorer(forms), ChoiceScorer(forms)
     drive(judged, prompt)
     drive(prior, content_free)
     scores = calibrated_scores(list(answers), judged.logprobs, prior.logprobs)
@@ -120,8 +134,8 @@ def test_calibrated_decisions_follow_the_fake_lm_end_to_end() -> None:
 
 def test_bad_input_is_refused_with_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="at least one token"):
-        ChoiceScorer({"yes": [3], "": []})
-    scorer = ChoiceScorer({"yes": [3]})
+        ChoiceScorer({"yes": [[3]], "": [[]]})
+    scorer = ChoiceScorer({"yes": [[3]]})
     scorer.feed(np.zeros(NUM_VOCAB))
     with pytest.raises(ValueError, match="already scored"):
         scorer.feed(np.zeros(NUM_VOCAB))

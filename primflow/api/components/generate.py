@@ -194,6 +194,10 @@ class Judge(Generate):
         calibrate: decide by calibrated log-probabilities (see above).
         content_free: what every placeholder renders as in the calibration prompt.
         bias: choice -> a number added to its calibrated score (a threshold).
+        keep_in_prior: placeholders the content-free prompt keeps as they are (e.g.
+            ``("question",)``: the prior is then the question's own, one short prefill
+            per question sharing the prompt's prefix, and only the other inputs'
+            effect is measured).
 
     Examples:
         >>> from primflow import Judge, Query, build_template, lower
@@ -220,11 +224,13 @@ class Judge(Generate):
         calibrate: bool = False,
         content_free: str = CONTENT_FREE,
         bias: Mapping[str, float] | None = None,
+        keep_in_prior: Sequence[str] = (),
     ) -> None:
         self.choices = tuple(str(c) for c in choices)
         self.calibrate = calibrate
         self.content_free = content_free
         self.bias = dict(bias or {})
+        self.keep_in_prior = tuple(keep_in_prior)
         if prompt is None:
             super().__init__(
                 name,
@@ -248,6 +254,14 @@ class Judge(Generate):
         self.bias = check_bias(self.bias, self.choices, f"judge {self.name!r}")
         if self.bias and not self.calibrate:
             raise ValueError(f"judge {self.name!r}: bias applies with calibrate=True only")
+        stray = [n for n in self.keep_in_prior if n not in self._placeholders]
+        if stray:
+            raise ValueError(
+                f"judge {self.name!r}: keep_in_prior names {stray[0]!r}, which is not a "
+                f"prompt placeholder ({', '.join(self._placeholders)})"
+            )
+        if self.keep_in_prior and not self.calibrate:
+            raise ValueError(f"judge {self.name!r}: keep_in_prior applies with calibrate=True only")
         if self.calibrate and not self.content_free.strip():
             raise ValueError(f"judge {self.name!r}: content_free must be non-empty text")
 
@@ -260,5 +274,6 @@ class Judge(Generate):
             choices=self.choices,
             calibrate=self.calibrate,
             content_free=self.content_free,
+            content_free_keeps=self.keep_in_prior,
             choice_bias=self.bias or None,
         )

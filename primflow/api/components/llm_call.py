@@ -53,6 +53,7 @@ class DecodeSpec:
     # placeholder as ``content_free`` for the prior, and ``choice_bias`` is added.
     calibrate: bool = False
     content_free: str = "N/A"
+    content_free_keeps: Sequence[str] = ()  # placeholders the content-free prompt keeps
     choice_bias: Mapping[str, float] | None = None
     grammar: str | None = None  # a GBNF grammar of its own (e.g. arithmetic expressions)
     temperature: float = 0.0  # 0: greedy; see the module doc
@@ -112,6 +113,8 @@ def add_llm_call(
         prefill_params["system"] = system
     if decode.calibrate:
         prefill_params["content_free"] = decode.content_free
+        if decode.content_free_keeps:
+            prefill_params["content_free_keeps"] = list(decode.content_free_keeps)
     prefill = ctx.add(
         Node(
             f"{base}.prefill",

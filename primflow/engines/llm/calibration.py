@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 
 from primflow.engines.base import EngineError
-from primflow.engines.llm.choice_scoring import ChoiceScorer, calibrated_scores, decide
+from primflow.engines.llm.choice_scoring import (
+    ChoiceScorer,
+    calibrated_scores,
+    decide,
+    surface_forms,
+)
 from primflow.engines.llm.generation import Generator
 from primflow.engines.llm.prompting import PromptBuilder
 from primflow.engines.llm.runner import LlamaRunner
@@ -94,7 +99,9 @@ class ChoiceCalibration:
 
     def _scorer(self, answers: list[str]) -> ChoiceScorer:
         model = self.generator.model
-        return ChoiceScorer({a: model.tokenize(a, parse_special=False) for a in answers})
+        return ChoiceScorer(
+            {a: [model.tokenize(f, parse_special=False) for f in surface_forms(a)] for a in answers}
+        )
 
     def _ensure_prior(self, judge: Sequence) -> dict[str, float] | None:
         """The judge's prior if cached; otherwise the judge waits for its computation."""

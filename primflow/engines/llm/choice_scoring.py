@@ -8,11 +8,14 @@ removes the model's bias towards an answer whatever the question (a 135M model s
 "yes" to nearly everything). Pure numpy, no llama calls: the engine drives it
 (calibration.py). Invariants:
 
-- An answer's log-probability is the sum over its tokens of log p(token | prompt and
-  the answer's earlier tokens), by teacher forcing; it does not include the end of the
-  answer, so an answer that is a prefix of another is not told apart from it.
-- :class:`ChoiceScorer` asks for the logits after every proper prefix of every answer's
-  tokens exactly once, in preorder of the answers' token trie (sorted token tuples):
+- An answer's log-probability is that of any of its surface forms (as written, and
+  capitalized: a chat model starts its reply with a capital, so "yes" alone is an
+  unlikely and noisy form), the log-sum-exp over the forms. A form's log-probability is
+  the sum over its tokens of log p(token | prompt and the form's earlier tokens), by
+  teacher forcing; it does not include the end of the answer, so an answer that is a
+  prefix of another is not told apart from it.
+- :class:`ChoiceScorer` asks for the logits after every proper prefix of every form's
+  tokens exactly once, in preorder of the forms' token trie (sorted token tuples):
   each context it asks for next is the previous one cut back to an ancestor plus
   exactly one token. Answers of one token need only the prompt's own logits.
 - ``calibrated = log p(answer | prompt) - log p(answer | content-free prompt) + bias``;
@@ -38,22 +41,36 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - float(np.log(np.exp(shifted).sum()))
 
 
-class ChoiceScorer:
-    """Accumulates each answer's log-probability from the logit rows it asks for."""
+def surface_forms(answer: str) -> list[str]:
+    """The forms an answer is scored in: as written and capitalized (once if equal)."""
+    return list(dict.fromkeys([answer, answer[:1].upper() + answer[1:]]))
 
-    def __init__(self, answer_tokens: Mapping[str, Sequence[int]]) -> None:
-        empty = [a for a, tokens in answer_tokens.items() if not tokens]
-        if not answer_tokens or empty:
-            raise ValueError(f"every answer needs at least one token, got {dict(answer_tokens)}")
-        self.logprobs = dict.fromkeys(answer_tokens, 0.0)
-        # context (tokens of the answer so far) -> the answers read there, with their next token
-        self._next_tokens: dict[tuple[int, ...], list[tuple[str, int]]] = {}
-        for answer, tokens in answer_tokens.items():
-            for k, token in enumerate(tokens):
-                self._next_tokens.setdefault(tuple(tokens[:k]), []).append((answer, int(token)))
+
+class ChoiceScorer:
+    """Accumulates each answer's log-probability from the logit rows it asks for.
+
+    ``answer_forms``: answer -> the token ids of each of its surface forms."""
+
+    def __init__(self, answer_forms: Mapping[str, Sequence[Sequence[int]]]) -> None:
+        empty = [a for a, forms in answer_forms.items() if not forms or not all(forms)]
+        if not answer_forms or empty:
+            raise ValueError(f"every answer form needs at least one token, got {empty}")
+        self._form_logprobs = {a: [0.0] * len(forms) for a, forms in answer_forms.items()}
+        # context (tokens of a form so far) -> the forms read there, with their next token
+        self._next_tokens: dict[tuple[int, ...], list[tuple[str, int, int]]] = {}
+        for answer, forms in answer_forms.items():
+            for i, tokens in enumerate(forms):
+                for k, token in enumerate(tokens):
+                    step = (answer, i, int(token))
+                    self._next_tokens.setdefault(tuple(tokens[:k]), []).append(step)
         self._contexts = sorted(self._next_tokens)  # preorder of the token trie
         self._position = 0
         self.max_num_forced_tokens = max(len(c) for c in self._contexts)
+
+    @property
+    def logprobs(self) -> dict[str, float]:
+        """Per answer, the log-sum-exp of its forms' log-probabilities so far."""
+        return {a: float(np.logaddexp.reduce(lps)) for a, lps in self._form_logprobs.items()}
 
     @property
     def context(self) -> tuple[int, ...] | None:
@@ -72,8 +89,8 @@ class ChoiceScorer:
         if context is None:
             raise ValueError("every answer is already scored")
         logprobs = log_softmax(logits)
-        for answer, token in self._next_tokens[context]:
-            self.logprobs[answer] += float(logprobs[token])
+        for answer, form, token in self._next_tokens[context]:
+            self._form_logprobs[answer][form] += float(logprobs[token])
         self._position += 1
 
 

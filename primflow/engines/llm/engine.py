@@ -196,7 +196,8 @@ class LlamaEngine(Engine):
         return await asyncio.wrap_future(future)
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps."""
+        """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps,
+        calibrated choices' cached priors."""
         snap = self._core.snapshot
         return {
             **snap.stats,
@@ -230,7 +231,14 @@ class LlamaEngine(Engine):
                 raise ValueError("an LLM prefill node needs a 'template' param")
             content = render(str(template), request.inputs)
             if request.params.get("content_free") is not None:  # a calibrated judge's
-                blank = str(request.params["content_free"])
-                names = placeholders(str(template))
-                content_free = render(str(template), dict.fromkeys(names, blank))
+                content_free = render(str(template), _content_free_values(request))
         return cmd.AddPhase(request, request_id, content, future, content_free)
+
+
+def _content_free_values(request: EngineRequest) -> dict[str, Any]:
+    """A calibrated judge's prefill: every placeholder content-free, except the ones its
+    ``content_free_keeps`` param names (they keep their value, e.g. the question)."""
+    blank = str(request.params["content_free"])
+    keeps = set(request.params.get("content_free_keeps") or ())
+    names = placeholders(str(request.params["template"]))
+    return {n: request.inputs[n] if n in keeps else blank for n in names}

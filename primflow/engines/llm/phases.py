@@ -93,9 +93,9 @@ class PhaseIntake(ChoiceCalibration):
         if not seq.is_generating:
             max_new_tokens = SamplingParams.from_params(phase.request.params).max_tokens
             self.scheduler.set_max_new_tokens(seq, max_new_tokens)
-            self.generator.start(seq, phase.request)
-            if is_calibrated(phase.request.params):
+            if is_calibrated(phase.request.params):  # checked before generation starts
                 self._start_scoring(seq, phase.request.params)
+            self.generator.start(seq, phase.request)
             seq.loop = phase.future.get_loop()
         self.generator.add_waiter(seq, phase.request, phase.future)
         if seq.last_logits is not None and not seq.is_finished and self.scheduler.may_start(seq):
