@@ -73,6 +73,9 @@ SEARCH_WORDINGS = {
     ),
 }
 MODES = ("grammar", "calibrated")
+# How far a yes-no margin moves between runs of one prompt (whole, or from a cached
+# prefix; measured on SmolLM2 Q4_1): decisions closer than this to the threshold may flip.
+NOISE_NATS = 0.15
 APP_BIASES = {"hop/app": HOP_BIAS, "search/app": SEARCH_BIAS}
 # (label, judge, the wording the app used before calibration)
 BEFORE = (("hop check", "hop", "every-fact"), ("search", "search", "app"))
@@ -251,6 +254,7 @@ def measured(name: str, mode: str, rows: list[dict[str, Any]]) -> dict[str, Any]
             summary["num_right_app_bias"] = sum(
                 (r["margin"] + bias > 0) == (r["expected"] == "yes") for r in rows
             )
+            summary["num_within_noise"] = sum(abs(r["margin"] + bias) < NOISE_NATS for r in rows)
         found[f"{name}/logprob"] = {"summary": summarize(rows, "logprob_right")}
     print(f"  {name} {mode}: right {summary['num_right']}/{summary['num_cases']}, "
           f"yes {summary['num_yes']}", flush=True)  # fmt: skip
