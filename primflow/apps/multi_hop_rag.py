@@ -7,9 +7,9 @@ optimized (incrementally, on the new round only) when the judge's constrained ye
 is known, and appended to the running query's graph.
 
 The judge decides by calibrated log-probabilities on engines that can score (the
-embedded one; remote engines keep the grammar): SmolLM2-135M's plain choice says "yes"
-to every question. A content-free passage list ("N/A") reads as "a fact is missing", so
-its prior would push every decision to "yes"; ``HOP_BIAS`` sets the threshold instead,
+embedded one; remote engines keep the grammar): SmolLM2-135M's plain choice said "yes"
+to every sample question. The content-free prior ("N/A" passages) is not neutral for
+this prompt either (calibrated alone, mostly "no"), so ``HOP_BIAS`` sets the threshold,
 fitted by bench/bench_judge.py on the sample questions (docs/results/dynamic.md).
 """
 

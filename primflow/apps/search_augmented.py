@@ -4,10 +4,10 @@ the hits as context, otherwise it answers without them. It is a fixed dataflow g
 with one branch (the judge decides once; no loop, no tool choice): not an agent.
 
 The judge decides by calibrated log-probabilities on engines that can score (the
-embedded one; remote engines keep the grammar). A content-free question ("N/A") leans
-to "no" less than real questions do, so its prior alone would search nearly always;
-``SEARCH_BIAS`` sets the threshold, fitted by bench/bench_judge.py on
-samples/search_questions.jsonl (docs/results/dynamic.md)."""
+embedded one; remote engines keep the grammar). The content-free prior (an "N/A"
+question) is not neutral for this prompt (calibrated alone, it searches for nearly
+every question), so ``SEARCH_BIAS`` sets the threshold, fitted by
+bench/bench_judge.py on samples/search_questions.jsonl (docs/results/dynamic.md)."""
 
 from __future__ import annotations
 
