@@ -73,6 +73,9 @@ class _Judge(_Step):
     kind: Literal["judge"]
     prompt: str | None = None  # with ``reads`` binding its placeholders
     choices: Annotated[list[str], Field(min_length=1)] | None = None
+    calibrate: bool = False  # decide by calibrated log-probabilities (Judge)
+    content_free: str | None = None
+    bias: dict[str, float] | None = None
 
 
 class _Loop(_Step):
@@ -333,6 +336,9 @@ def _component(step: Any) -> Component:
 def _judge(step: _Judge) -> Judge:
     decision = _writes(step, {"decision"}).get("decision", "decision")
     choices = tuple(step.choices) if step.choices is not None else ("yes", "no")
+    scoring: dict[str, Any] = {"calibrate": step.calibrate, "bias": step.bias}
+    if step.content_free is not None:
+        scoring["content_free"] = step.content_free
     if step.prompt is None:
         unknown = sorted(set(step.reads) - {"question"})
         if unknown:
@@ -343,6 +349,7 @@ def _judge(step: _Judge) -> Judge:
             decision=decision,
             engine=step.engine,
             choices=choices,
+            **scoring,
         )
     return Judge(
         step.name,
@@ -351,6 +358,7 @@ def _judge(step: _Judge) -> Judge:
         decision=decision,
         engine=step.engine,
         choices=choices,
+        **scoring,
     )
 
 

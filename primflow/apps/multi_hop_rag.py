@@ -5,6 +5,12 @@ most ``MAX_HOPS`` retrievals), then answer from all the evidence.
 A dynamic graph: the hops after the first are a ``Loop`` whose rounds are lowered and
 optimized (incrementally, on the new round only) when the judge's constrained yes/no
 is known, and appended to the running query's graph.
+
+The judge decides by calibrated log-probabilities on engines that can score (the
+embedded one; remote engines keep the grammar): SmolLM2-135M's plain choice said "yes"
+to every sample question. The content-free prior ("N/A" passages) is not neutral for
+this prompt either (calibrated alone, mostly "no"), so ``HOP_BIAS`` sets the threshold,
+fitted by bench/bench_judge.py on the sample questions (docs/results/dynamic.md).
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ MAX_HOPS = 3  # retrievals in all: the first, then at most two more
 MAX_EVIDENCE = 6  # passages kept across hops (merged, best first)
 
 ENOUGH_PROMPT = (
-    "Question: {question}\nPassages:\n{evidence}\n\n"
-    "Do the passages contain every fact needed to answer the question? Reply yes or no.\n"
-    "Reply:"
+    "Passages:\n{evidence}\n\nQuestion: {question}\n"
+    "Can the question be answered from these passages alone, or is a fact missing? "
+    "Reply yes if it can be answered, no if a fact is missing.\nReply:"
 )
+HOP_BIAS = {"yes": 0.62}  # added to "yes"'s calibrated score (bench/bench_judge.py)
 REFORMULATE_PROMPT = (
     "Question: {question}\nPassages:\n{evidence}\n\n"
     "The passages do not answer the question yet. Write one short search query for the "
@@ -50,6 +57,8 @@ def hop_check() -> Template:
         prompt=ENOUGH_PROMPT,
         reads={"question": "question", "evidence": "evidence"},
         decision="decision",
+        calibrate=True,
+        bias=HOP_BIAS,
     )
     return build_template(
         "hop_check", judge, outputs={"decision": "decision"}, inputs={"evidence": PortType.HITS}

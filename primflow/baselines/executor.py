@@ -49,6 +49,7 @@ class _Run:
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     engines_seen: set[str] = field(default_factory=set)
     decisions: dict[str, str] = field(default_factory=dict)  # constrained choices made
+    decision_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 class ModuleExecutor:
@@ -88,7 +89,9 @@ class ModuleExecutor:
             for engine in sorted(self._engines_seen.pop(query_id)):
                 self.engines[engine].release(query_id)
         latency_s = time.perf_counter() - started_s
-        return QueryResult(query_id, run.outputs, latency_s, run.timings, run.decisions)
+        return QueryResult(
+            query_id, run.outputs, latency_s, run.timings, run.decisions, run.decision_scores
+        )
 
     def dependency_graph(self, graph: Graph) -> Graph:
         """``graph`` with the edges this executor really waits on, for the critical path:
@@ -151,6 +154,8 @@ class ModuleExecutor:
             run.values[(node.name, port.name)] = outputs.get(port.name)
         if node.params.get("choices") and isinstance(outputs.get(ops.TEXT), str):
             run.decisions[node.name] = outputs[ops.TEXT].strip()
+            if outputs.get(ops.CHOICE_SCORES):
+                run.decision_scores[node.name] = dict(outputs[ops.CHOICE_SCORES])
         timing.end_s = time.perf_counter()
         if run.on_node_done is not None:
             run.on_node_done(node, timing)

@@ -61,6 +61,7 @@ async def run_rounds(
             values[port_key] = ran.outputs.pop(key)
         outputs.update(ran.outputs)
         result.decisions.update(ran.decisions)
+        result.decision_scores.update(ran.decision_scores)
         result.timings.update(
             {n: t for n, t in ran.timings.items() if not n.startswith(("@", TAP_KEY))}
         )

@@ -162,6 +162,15 @@ class _Bar:
             self._bar = None
 
 
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    """``yes -0.41 (logprob -1.22 - prior -0.81), no -1.37 (...)``: calibrated first."""
+    return ", ".join(
+        f"{answer} {s['calibrated']:+.2f} (logprob {s['logprob']:.2f} - prior {s['prior']:.2f}"
+        + (f" + bias {s['bias']:+.2f})" if s.get("bias") else ")")
+        for answer, s in scores.items()
+    )
+
+
 def format_breakdown(answer: Answer) -> str:
     """The per-primitive timing table; ``*`` marks the critical path."""
     if answer.bound_s is not None and answer.bound_ratio is not None:
@@ -182,6 +191,8 @@ def format_breakdown(answer: Answer) -> str:
     if answer.decisions:
         chosen = ", ".join(f"{node} -> {choice}" for node, choice in answer.decisions.items())
         lines.append(f"decisions: {chosen}")
+    for node, scores in answer.decision_scores.items():
+        lines.append(f"scores: {node}: {format_scores(scores)}")
     for record in answer.rounds:
         cached = ", cached" if record.is_cache_hit else ""
         lines.append(

@@ -58,6 +58,9 @@ STATE = "state"
 TEXT = "text"
 VALUE = "value"
 DECISION = "decision"
+# Not a port: a calibrated choice's decode outputs its per-answer scores under this key
+# next to ``text`` (engines/llm/calibration.py); the runtime records them by node.
+CHOICE_SCORES = "choice_scores"
 IF_TRUE = "if_true"
 IF_FALSE = "if_false"
 RESULT = "result"

@@ -21,7 +21,8 @@ depth, its current upward rank (``priority``) and the query's start time
 Branches: an engine node that only one CONDITION branch needs (``plan.guards``) is
 held until the condition decides, then dispatched or dropped (SKIPPED, never sent), so
 an untaken branch never queues work. Each constrained decision (a decode with
-``choices``) is recorded in the result's ``decisions``.
+``choices``) is recorded in the result's ``decisions``, with the scores it was decided
+by (``decision_scores``) when the engine scored it.
 
 Growth: with a ``growth``, a trigger node's outputs may append a ``GraphDelta`` to the
 running query (``runtime/growth.py``); the plan is rebuilt for the grown graph, running
@@ -97,6 +98,7 @@ class QueryRun:
             query_id, plan.order, plan.num_readers, is_retaining=growth is not None
         )
         self.decisions: dict[str, str] = {}  # decode node -> its constrained choice
+        self.decision_scores: dict[str, dict[str, dict[str, float]]] = {}
         self.rounds: list[str] = []  # labels of the deltas appended, in order
         self.engines_seen: set[str] = set()
         self.result: QueryResult | None = None
@@ -285,6 +287,8 @@ class QueryRun:
         timing.end_s = now_s
         if node.params.get("choices") and ops.TEXT in outputs:
             self.decisions[name] = str(outputs[ops.TEXT]).strip()
+            if outputs.get(ops.CHOICE_SCORES):
+                self.decision_scores[name] = dict(outputs[ops.CHOICE_SCORES])
         if node.op is Op.CONDITION:
             self._decided(name, outputs)
         self._node_done(name, NodeStatus.DONE, timing)
@@ -363,6 +367,7 @@ class QueryRun:
             latency_s=now_s - self.start_s,
             timings=self.state.timings,
             decisions=self.decisions,
+            decision_scores=self.decision_scores,
             graph=self.graph if self.rounds else None,
             rounds=self.rounds,
         )

@@ -113,6 +113,9 @@ class QueryResult:
     timings: dict[str, NodeTiming] = field(default_factory=dict)
     # Constrained decisions (decode node -> the choice it made), e.g. a judge's "no".
     decisions: dict[str, str] = field(default_factory=dict)
+    # The scores a calibrated choice decided by (decode node -> answer -> logprob, prior,
+    # bias, calibrated); only for decisions made by scoring.
+    decision_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     # A graph that grew while it ran (rounds of a loop, an agent's steps): the graph as
     # it ended, and one label per appended delta; None and [] for a static graph.
     graph: Graph | None = None

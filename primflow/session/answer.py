@@ -64,6 +64,9 @@ class Answer:
     # Constrained decisions (decode node -> choice) and the rounds a loop appended.
     decisions: dict[str, str] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
+    # A calibrated choice's scores (decode node -> answer -> logprob, prior, bias,
+    # calibrated): the decision is the answer with the highest calibrated score.
+    decision_scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def reoptimize_s(self) -> float:
@@ -123,6 +126,7 @@ class Answer:
             "bound_path": self.solo.path if self.solo is not None else None,
             "primitives": self.timing.to_dicts(),
             "decisions": dict(self.decisions),
+            "decision_scores": dict(self.decision_scores),
             "rounds": [r.to_dict() for r in self.rounds],
             "reoptimize_s": round(self.reoptimize_s, 6),
             "reoptimize_share": round(self.reoptimize_s / self.latency_s, 6)
@@ -166,4 +170,5 @@ def build_answer(
         outputs=dict(result.outputs),
         honored=honored,
         decisions=dict(result.decisions),
+        decision_scores=dict(result.decision_scores),
     )

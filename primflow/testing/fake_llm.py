@@ -7,7 +7,10 @@ the prompt rendered so far (``FakeLLMState``); a decode returns a deterministic 
 or a JSON list / object / numbered lines of items when a parser asks for items, and
 streams it word by word to ``request.on_text``. Latency: a prefill takes the profile's
 latency for its prompt tokens, a decode for ``max_tokens`` output tokens (a partial
-decode for its share of them). Per-call state is freed with the query.
+decode for its share of them). A calibrated choice is decided like the real engine's
+(``choice_scoring``), from fake log-probabilities derived from the prompt and a fake
+content-free prior derived from the answer alone; its scores are in the outputs.
+Per-call state is freed with the query.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from primflow.engines.base import EngineError, EngineHealth, EngineKind, EngineRequest, Outputs
+from primflow.engines.llm.choice_scoring import Scores, calibrated_scores, decide
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
 from primflow.graph.ir import PREFILL_OPS, Op
@@ -137,6 +141,10 @@ class FakeLLM(FakeEngine):
         items = self._items_for(request, prompt, num_items) if parser else []
         text = self._responses.get(request.node)
         choices = request.params.get("choices")
+        scores = None
+        if text is None and choices and request.params.get("calibrate"):
+            scores = _fake_scores([str(c) for c in choices], prompt, request.params)
+            text = decide(scores)
         if text is None and choices:  # a constrained choice: one of them, by the prompt
             text = str(choices[digest(prompt) % len(choices)])
         if text is None:
@@ -145,6 +153,8 @@ class FakeLLM(FakeEngine):
             for piece in text.split(" "):
                 request.on_text(piece + " ")
         outputs: Outputs = {ops.TEXT: text}
+        if scores is not None:
+            outputs[ops.CHOICE_SCORES] = scores
         if parser:
             outputs[ops.ITEMS] = items
         return outputs
@@ -168,6 +178,14 @@ def num_output_tokens(request: EngineRequest) -> int:
     if request.op is Op.LLM_PARTIAL_DECODE:
         return max(1, max_tokens // max(1, int(request.params.get("num_items", 1))))
     return max_tokens
+
+
+def _fake_scores(answers: list[str], prompt: str, params: Any) -> Scores:
+    """Deterministic fake log-probabilities in [-10, 0): by prompt and answer, and by
+    answer alone for the content-free prior."""
+    logprobs = {a: -(1 + digest(f"{prompt}\x00{a}") % 900) / 100 for a in answers}
+    prior = {a: -(1 + digest(a) % 900) / 100 for a in answers}
+    return calibrated_scores(answers, logprobs, prior, params.get("choice_bias"))
 
 
 def _fake_text(prompt: str) -> str:

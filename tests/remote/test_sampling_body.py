@@ -16,6 +16,7 @@ from primflow.api.lower import lower
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.remote import ClientSettings, RemoteLLMEngine
 from primflow.graph.ir import Op
+from primflow.graph.ops import CHOICE_SCORES
 
 pytestmark = pytest.mark.remote
 
@@ -76,3 +77,18 @@ async def test_greedy_is_temperature_zero_and_openai_gets_no_top_k(fake: FakeSer
     assert "top_k" not in greedy and "top_k" not in sampled
     with pytest.raises(EngineError, match="the openai dialect takes no top_k"):
         await _decode(fake, "openai", _decode_params(temperature=1.0, sample_top_k=5))
+
+
+async def test_a_calibrated_judge_falls_back_to_the_grammar(
+    fake: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server returns no log-probabilities of given answers: the calibrated choice is
+    sent with the grammar, once logged, and comes back without scores."""
+    params = {"max_tokens": 4, "choices": ["yes", "no"], "calibrate": True, "stop": ["\n"]}
+    with caplog.at_level("WARNING", logger="primflow.engines.remote.llm"):
+        result = await _decode(fake, "llama_cpp", params)
+    (body,) = fake.bodies_at("/v1/chat/completions")
+    assert body["grammar"] == 'root ::= "yes" | "no"\n'
+    assert CHOICE_SCORES not in result
+    [warning] = [r.getMessage() for r in caplog.records if "cannot score" in r.getMessage()]
+    assert "use the grammar (no calibration, no scores)" in warning

@@ -26,6 +26,7 @@ from primflow.api.components.llm_call import (
 )
 from primflow.api.config import PROMPT_PLACEHOLDERS, check_placeholders
 from primflow.api.expansion import LoweringContext
+from primflow.engines.llm.choice_scoring import CONTENT_FREE, check_bias
 from primflow.graph import ops
 from primflow.graph.ir import PortType
 
@@ -171,7 +172,12 @@ class Judge(Generate):
     """A constrained decision by a (usually smaller) LLM, e.g. whether to search (kind ``judge``).
 
     The decode is constrained to exactly one of ``choices`` (a grammar on llama.cpp), so
-    the decision is never free text parsed afterwards. Uses the query's
+    the decision is never free text parsed afterwards. With ``calibrate`` an engine that
+    can score (the embedded llama.cpp engine) compares the choices' log-probabilities
+    after the prompt instead, minus their log-probabilities after the same prompt with
+    every placeholder replaced by ``content_free`` (contextual calibration; the prior
+    is computed once per prompt template and model, and cached), plus ``bias``; the
+    scores are recorded with the decision. Remote engines keep the grammar. Uses the query's
     ``prompts.judge`` (or ``prompt`` with its ``reads``) and ``config.judge_max_tokens``
     (raised to fit the longest choice), stops at a newline and never follows
     ``ignore_eos``. Feed its decision to a ``Condition``, or to a ``Loop``'s ``until``.
@@ -185,6 +191,13 @@ class Judge(Generate):
             placeholders with ``reads``.
         reads: placeholder -> channel, for ``prompt``.
         choices: the allowed answers (default ``("yes", "no")``).
+        calibrate: decide by calibrated log-probabilities (see above).
+        content_free: what every placeholder renders as in the calibration prompt.
+        bias: choice -> a number added to its calibrated score (a threshold).
+        keep_in_prior: placeholders the content-free prompt keeps as they are (e.g.
+            ``("question",)``: the prior is then the question's own, one short prefill
+            per question sharing the prompt's prefix, and only the other inputs'
+            effect is measured).
 
     Examples:
         >>> from primflow import Judge, Query, build_template, lower
@@ -208,8 +221,16 @@ class Judge(Generate):
         prompt: str | None = None,
         reads: Mapping[str, str] | None = None,
         choices: Sequence[str] = ("yes", "no"),
+        calibrate: bool = False,
+        content_free: str = CONTENT_FREE,
+        bias: Mapping[str, float] | None = None,
+        keep_in_prior: Sequence[str] = (),
     ) -> None:
         self.choices = tuple(str(c) for c in choices)
+        self.calibrate = calibrate
+        self.content_free = content_free
+        self.bias = dict(bias or {})
+        self.keep_in_prior = tuple(keep_in_prior)
         if prompt is None:
             super().__init__(
                 name,
@@ -230,8 +251,29 @@ class Judge(Generate):
             raise ValueError(f"choices must be non-empty answers, got {list(self.choices)}")
         if len(set(self.choices)) != len(self.choices):
             raise ValueError(f"choices repeat an answer: {list(self.choices)}")
+        self.bias = check_bias(self.bias, self.choices, f"judge {self.name!r}")
+        if self.bias and not self.calibrate:
+            raise ValueError(f"judge {self.name!r}: bias applies with calibrate=True only")
+        stray = [n for n in self.keep_in_prior if n not in self._placeholders]
+        if stray:
+            raise ValueError(
+                f"judge {self.name!r}: keep_in_prior names {stray[0]!r}, which is not a "
+                f"prompt placeholder ({', '.join(self._placeholders)})"
+            )
+        if self.keep_in_prior and not self.calibrate:
+            raise ValueError(f"judge {self.name!r}: keep_in_prior applies with calibrate=True only")
+        if self.calibrate and not self.content_free.strip():
+            raise ValueError(f"judge {self.name!r}: content_free must be non-empty text")
 
     def decode_spec(self, ctx: LoweringContext) -> DecodeSpec:
         # Worst case one token per character, plus the end-of-generation token.
         max_tokens = max(ctx.config.judge_max_tokens, max(map(len, self.choices)) + 1)
-        return DecodeSpec(max_tokens=max_tokens, stop=self.stop, choices=self.choices)
+        return DecodeSpec(
+            max_tokens=max_tokens,
+            stop=self.stop,
+            choices=self.choices,
+            calibrate=self.calibrate,
+            content_free=self.content_free,
+            content_free_keeps=self.keep_in_prior,
+            choice_bias=self.bias or None,
+        )

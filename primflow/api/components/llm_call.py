@@ -48,6 +48,13 @@ class DecodeSpec:
     ignore_eos: bool = False  # run to max_tokens (or a stop string): see the module doc
     # A constrained choice: the decode writes exactly one of these (a grammar on llama.cpp).
     choices: Sequence[str] | None = None
+    # Pick the choice by calibrated log-probabilities instead of a grammar (engines that
+    # can score; others keep the grammar): the prefill then also renders every
+    # placeholder as ``content_free`` for the prior, and ``choice_bias`` is added.
+    calibrate: bool = False
+    content_free: str = "N/A"
+    content_free_keeps: Sequence[str] = ()  # placeholders the content-free prompt keeps
+    choice_bias: Mapping[str, float] | None = None
     grammar: str | None = None  # a GBNF grammar of its own (e.g. arithmetic expressions)
     temperature: float = 0.0  # 0: greedy; see the module doc
     top_p: float = 1.0
@@ -96,12 +103,18 @@ def add_llm_call(
         )
     if decode.choices is not None and (is_structured or not decode.choices):
         raise ctx.error(f"LLM call {base!r}: choices must be non-empty and stand alone")
+    if decode.calibrate and not decode.choices:
+        raise ctx.error(f"LLM call {base!r}: calibrate applies to a decode with choices only")
     inputs = tuple(
         bindings[n].source.port_for(n, bindings[n].select, bindings[n].is_optional) for n in names
     )
     prefill_params: dict[str, Any] = {"request": base, "template": template}
     if system:
         prefill_params["system"] = system
+    if decode.calibrate:
+        prefill_params["content_free"] = decode.content_free
+        if decode.content_free_keeps:
+            prefill_params["content_free_keeps"] = list(decode.content_free_keeps)
     prefill = ctx.add(
         Node(
             f"{base}.prefill",
@@ -134,6 +147,10 @@ def _decode_node(ctx: LoweringContext, base: str, spec: DecodeSpec) -> Node:
         params["ignore_eos"] = True
     if spec.choices:
         params["choices"] = list(spec.choices)
+    if spec.calibrate:
+        params["calibrate"] = True
+        if spec.choice_bias:
+            params["choice_bias"] = dict(spec.choice_bias)
     if spec.grammar:
         params["grammar"] = spec.grammar
     if spec.temperature > 0:

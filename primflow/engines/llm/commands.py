@@ -26,6 +26,9 @@ class AddPhase:
     request_id: str
     content: str  # rendered user content for prefill phases, "" otherwise
     future: asyncio.Future[Outputs]
+    # The same phase with every placeholder content-free, when its params ask for it
+    # (a calibrated judge's prefill: calibration.py).
+    content_free: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ STAT_NAMES = (
     "num_preemptions",
     "num_cached_prefixes",
     "num_requests",
+    "num_cached_priors",
     "busy_us",
 )
 
@@ -81,6 +82,7 @@ class EngineCore(PhaseIntake):
         self.stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.snapshot = CoreSnapshot()
         self._requests: dict[str, Sequence] = {}
+        self._init_priors()
         self._fixed_threads: int | None = None
         self._is_loaded = False
         self._error: Exception | None = None
@@ -285,6 +287,7 @@ class EngineCore(PhaseIntake):
                 "num_preemptions": stats.num_preemptions,
                 "num_cached_prefixes": len(self.scheduler.cache),
                 "num_requests": len(self._requests),
+                "num_cached_priors": self.num_cached_priors(),
                 "busy_us": round(self._busy_s * 1e6),
             },
         )

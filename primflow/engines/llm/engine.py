@@ -44,6 +44,7 @@ from primflow.engines.llm.thread import LlamaThread, shared_thread
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import PREFILL_OPS
+from primflow.graph.ops import placeholders
 from primflow.prompts import render
 
 # Aborted query ids are remembered to refuse their late work; old ones are forgotten.
@@ -195,7 +196,8 @@ class LlamaEngine(Engine):
         return await asyncio.wrap_future(future)
 
     def stats(self) -> dict[str, int]:
-        """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps."""
+        """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps,
+        calibrated choices' cached priors."""
         snap = self._core.snapshot
         return {
             **snap.stats,
@@ -222,9 +224,21 @@ class LlamaEngine(Engine):
             f"{request.query_id}/{request.params.get('request', request.node)}"
         )
         content = ""
+        content_free = None
         if request.op in PREFILL_OPS:
             template = request.params.get("template")
             if template is None:
                 raise ValueError("an LLM prefill node needs a 'template' param")
             content = render(str(template), request.inputs)
-        return cmd.AddPhase(request, request_id, content, future)
+            if request.params.get("content_free") is not None:  # a calibrated judge's
+                content_free = render(str(template), _content_free_values(request))
+        return cmd.AddPhase(request, request_id, content, future, content_free)
+
+
+def _content_free_values(request: EngineRequest) -> dict[str, Any]:
+    """A calibrated judge's prefill: every placeholder content-free, except the ones its
+    ``content_free_keeps`` param names (they keep their value, e.g. the question)."""
+    blank = str(request.params["content_free"])
+    keeps = set(request.params.get("content_free_keeps") or ())
+    names = placeholders(str(request.params["template"]))
+    return {n: request.inputs[n] if n in keeps else blank for n in names}

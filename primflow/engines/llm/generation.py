@@ -34,7 +34,7 @@ from primflow.engines.llm.parsers import make_parser
 from primflow.engines.llm.sampling import SamplingParams, TokenSampler
 from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
 from primflow.graph.ir import Op
-from primflow.graph.ops import ITEMS, STATE, TEXT
+from primflow.graph.ops import CHOICE_SCORES, ITEMS, STATE, TEXT
 
 
 class Generator:
@@ -52,7 +52,8 @@ class Generator:
         if request.op is Op.LLM_PARTIAL_DECODE and not parser_kind:
             raise ValueError("a partial decode needs a 'parser' param to split items")
         parser = make_parser(parser_kind, num_items) if parser_kind else None
-        grammar = decode_grammar(params, sampling.max_tokens)
+        # A calibrated choice is scored, not sampled (calibration.py): no grammar.
+        grammar = None if params.get("calibrate") else decode_grammar(params, sampling.max_tokens)
         if sampling.ignore_eos and (parser is not None or grammar is not None):
             raise ValueError(
                 "ignore_eos applies to free-text decodes only, not to one with a parser "
@@ -95,6 +96,12 @@ class Generator:
             return self._finish(seq, "context")
         return False
 
+    def finish_choice(self, seq: Sequence, answer: str) -> None:
+        """A scored choice decided: ``answer`` is its whole text (calibration.py)."""
+        assert seq.output is not None
+        self._emit(seq, seq.output.feed(answer.encode()))
+        self._finish(seq, "stop")
+
     def close(self, seq: Sequence) -> None:
         if seq.sampler is not None:
             seq.sampler.close()
@@ -131,6 +138,8 @@ class Generator:
             result: dict[str, Any] = {TEXT: seq.output.text}
             if seq.output.parser is not None:
                 result[ITEMS] = items
+            if seq.choice_scores is not None:
+                result[CHOICE_SCORES] = seq.choice_scores
         else:
             index = waiter.item_index
             state = LLMState(self.engine_name, seq.request_id, len(seq.tokens), index)

@@ -19,25 +19,17 @@ import numpy as np
 
 from primflow.engines.base import EngineError, EngineRequest
 from primflow.engines.llm import commands as cmd
-from primflow.engines.llm.generation import Generator
-from primflow.engines.llm.prompting import PromptBuilder
-from primflow.engines.llm.runner import LlamaRunner
+from primflow.engines.llm.calibration import ChoiceCalibration, is_calibrated
 from primflow.engines.llm.sampling import SamplingParams
-from primflow.engines.llm.scheduler import StepPlan, StepScheduler
+from primflow.engines.llm.scheduler import StepPlan
 from primflow.engines.llm.sequence import LLMState, Sequence, Waiter
 from primflow.graph.ir import Op
 from primflow.graph.ops import STATE
 
 
-class PhaseIntake:
-    """Phase handling of an engine core; the state below is set by the core's load."""
-
-    name: str
-    scheduler: StepScheduler
-    runner: LlamaRunner
-    prompts: PromptBuilder
-    generator: Generator
-    _requests: dict[str, Sequence]
+class PhaseIntake(ChoiceCalibration):
+    """Phase handling of an engine core; the state (declared by ChoiceCalibration) is
+    set by the core's load."""
 
     def _add_phase(self, phase: cmd.AddPhase) -> None:
         handlers: dict[Op, Callable[[cmd.AddPhase], None]] = {
@@ -70,6 +62,7 @@ class PhaseIntake:
             system=system,
             num_content_chars=len(phase.content.strip()),
             arrival_s=request.arrival_s or time.monotonic(),
+            content_free=phase.content_free,
         )
         _note_phase(seq, request)
         self._requests[phase.request_id] = seq
@@ -85,6 +78,10 @@ class PhaseIntake:
         if seq.num_content_chars == 0:
             raise ValueError("the prompt is empty (the template rendered no user content)")
         seq.append_prompt(tokens, is_last=True)
+        if seq.content_free is not None and phase.content_free is not None:
+            seq.content_free += phase.content_free
+        else:
+            seq.content_free = None
         _note_phase(seq, phase.request)
         seq.prefill_waiters.append(Waiter(phase.future, phase.request.node, len(seq.tokens)))
 
@@ -96,6 +93,8 @@ class PhaseIntake:
         if not seq.is_generating:
             max_new_tokens = SamplingParams.from_params(phase.request.params).max_tokens
             self.scheduler.set_max_new_tokens(seq, max_new_tokens)
+            if is_calibrated(phase.request.params):  # checked before generation starts
+                self._start_scoring(seq, phase.request.params)
             self.generator.start(seq, phase.request)
             seq.loop = phase.future.get_loop()
         self.generator.add_waiter(seq, phase.request, phase.future)
@@ -109,7 +108,9 @@ class PhaseIntake:
             self._take_token(seq, logits)
 
     def _take_token(self, seq: Sequence, logits: np.ndarray) -> None:
-        if self.generator.take_token(seq, logits):
+        if seq.scorer is not None:  # a calibrated choice (or its prior) scores instead
+            self._score_token(seq, logits)
+        elif self.generator.take_token(seq, logits):
             for slot, from_pos in self.scheduler.finish(seq, time.monotonic()):
                 self.runner.remove(slot, from_pos)
 
@@ -137,6 +138,8 @@ class PhaseIntake:
         seq.prefill_waiters.clear()
         seq.decode_waiters.clear()
         self.generator.close(seq)
+        for judge in self._prior_failed(seq, error):
+            self._drop(judge, error)
 
     def _resolve_copied(self, plan: StepPlan) -> None:
         """An open prompt can be wholly copied from the prefix cache: nothing to compute."""

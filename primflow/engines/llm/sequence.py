@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from primflow.engines.llm.choice_scoring import ChoiceScorer, Scores
 from primflow.engines.llm.output import GenerationOutput
 from primflow.engines.llm.sampling import SamplingParams, TokenSampler
 
 _order = itertools.count()
+# A calibrated choice's prior: (system prompt, content-free user content, answers).
+PriorKey = tuple[str | None, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,15 @@ class Sequence:
     finish_reason: str = ""
     prefill_waiters: list[Waiter] = field(default_factory=list)
     decode_waiters: list[Waiter] = field(default_factory=list)
+    # A calibrated choice (calibration.py): the prompt with every placeholder content-free
+    # (None once a prefill phase came without it), the scorer while it scores, the prior
+    # it needs (or, a prior's own sequence, computes) and the scores it decided by.
+    content_free: str | None = None
+    scorer: ChoiceScorer | None = None
+    prior_key: PriorKey | None = None
+    is_prior: bool = False
+    choice_bias: dict[str, float] = field(default_factory=dict)
+    choice_scores: Scores | None = None
 
     def __post_init__(self) -> None:
         self.num_prompt_tokens = len(self.tokens)

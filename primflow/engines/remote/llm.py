@@ -17,7 +17,10 @@ A remote server has no "prefill only" call, so the phases map onto plain request
 Invariants: ``abort(query_id)`` cancels the query's futures and closes its streams at
 once; errors become ``EngineError`` naming the engine, the node and the URL; a streamed
 decode is never retried, a warm-up is (it is idempotent); a stream the server ends
-without a ``finish_reason`` fails its waiters rather than pass for a whole answer. The
+without a ``finish_reason`` fails its waiters rather than pass for a whole answer. A
+server returns no log-probabilities of given answers, so a calibrated choice
+(``calibrate``) falls back to the grammar here (logged once per engine) and is recorded
+without scores. The
 per-call state and the reading of stream events live in engines/remote/calls.py.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -59,6 +63,8 @@ from primflow.graph.ops import STATE
 from primflow.prompts import render
 
 __all__ = ["RemoteLLMEngine", "RemoteLLMState"]
+
+log = logging.getLogger(__name__)
 
 MAX_NUM_ABORTED_QUERIES = 10_000  # aborted ids remembered; old ones are forgotten
 MAX_NUM_PENDING_BATCHES = 1024
@@ -96,6 +102,7 @@ class RemoteLLMEngine(Engine):
         self.api = api
         self.is_warmup_enabled = is_warmup_enabled and self.dialect.can_reuse_prefix
         self._calls: dict[str, Call] = {}
+        self._has_warned_calibrate = False  # a calibrated choice fell back to the grammar
         self._futures_by_query: dict[str, set[asyncio.Future[Outputs]]] = {}
         self._aborted: OrderedDict[str, None] = OrderedDict()  # refuse their late work
         self._stats = dict.fromkeys(STAT_NAMES, 0)
@@ -235,6 +242,15 @@ class RemoteLLMEngine(Engine):
                 raise ValueError("a partial decode needs an 'index' param")
             item_index = int(request.params["index"])
         if call.generation is None:
+            if request.params.get("calibrate") and not self._has_warned_calibrate:
+                self._has_warned_calibrate = True
+                log.warning(
+                    "engine %s (%s) cannot score choices; %s and the other calibrated "
+                    "choices use the grammar (no calibration, no scores)",
+                    self.name,
+                    self.dialect.name.value,
+                    request.node,
+                )
             body = decode_body(
                 self.model,
                 self.api,
