@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from primflow.engines.base import EngineRequest, Outputs
+from primflow.engines.base import USAGE, EngineRequest, Outputs, TokenUsage
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Op
 from primflow.runtime.clock import Clock
@@ -283,6 +283,8 @@ class QueryRun:
         self.state.set_status(name, NodeStatus.DONE)
         timing = self.state.timings[name]
         timing.end_s = now_s
+        if isinstance(usage := outputs.get(USAGE), TokenUsage):
+            timing.usage = usage
         if node.params.get("choices") and ops.TEXT in outputs:
             self.decisions[name] = str(outputs[ops.TEXT]).strip()
         if node.op is Op.CONDITION:
