@@ -99,4 +99,6 @@ async def test_primflow_queries_have_no_module_spans() -> None:
     assert query.attributes["primflow.scheme"] == "primflow"
     assert not spans_of(spans, "primflow.module ")
     primitives = spans_of(spans, "primflow.primitive ")
-    assert all(s.parent is not None and s.parent.span_id == query.context.span_id for s in primitives)
+    assert all(
+        s.parent is not None and s.parent.span_id == query.context.span_id for s in primitives
+    )
