@@ -4,7 +4,7 @@ A prefill reports the prompt tokens it added, which are exactly what the engine 
 computed or took from its prefix cache (``num_prefilled_tokens`` + ``num_reused_tokens``);
 a decode the tokens it generated: all of ``max_tokens`` with ``ignore_eos``, and those
 the engine fed back plus the last sampled one otherwise. The split phases of one call
-(partial + full prefill) sum to the call's prompt.
+(partial + full prefill, partial decodes + decode) sum to the call's totals.
 """
 
 from __future__ import annotations
@@ -88,3 +88,31 @@ async def test_split_phases_sum_to_the_calls_tokens(engine):
     # (sampled from the last one's logits, never kept) ended the answer.
     num_fed = engine.stats()["num_decoded_tokens"] - decoded_before
     assert num_fed in (num_generated - 1, num_generated)
+
+
+async def test_partial_decodes_and_the_decode_share_the_generated_tokens(engine):
+    template = "Write 3 web search queries for: {q}. Reply with a JSON list of strings."
+    prefill = request(
+        "q-items",
+        "prefill",
+        Op.LLM_PREFILL,
+        system=SYSTEM,
+        template=template,
+        inputs={"q": "how to bake bread"},
+    )
+    await one(engine, prefill)
+    decoded_before = engine.stats()["num_decoded_tokens"]
+    common = {"num_items": 3, "parser": "json_list", "max_tokens": 64}
+    futures = engine.submit(
+        [request("q-items", f"pd{i}", Op.LLM_PARTIAL_DECODE, index=i, **common) for i in range(3)]
+        + [request("q-items", "decode", Op.LLM_DECODE, **common)]
+    )
+    *items, final = await asyncio.gather(*futures)
+    engine.release("q-items")
+    counts = [outputs[USAGE].num_output_tokens for outputs in [*items, final]]
+    # Each partial decode counts the tokens since the previous item, the decode the rest
+    # (the list's closing): together, every token kept, the last one never fed back.
+    assert all(count > 0 for count in counts[:3])
+    num_fed = engine.stats()["num_decoded_tokens"] - decoded_before
+    assert sum(counts) in (num_fed, num_fed + 1)
+    assert all(outputs[USAGE].num_input_tokens == 0 for outputs in [*items, final])
