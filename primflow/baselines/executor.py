@@ -82,15 +82,20 @@ class ModuleExecutor:
         on_text: Mapping[str, Callable[[str], None]] | None = None,
         on_node_done: OnNodeDone | None = None,
         is_last_part: bool = True,
+        whole_graph: Graph | None = None,
     ) -> QueryResult:
         """Run ``graph``; ``is_last_part=False`` keeps the query's engine state (a loop's
-        next round runs under the same id), which the last part releases."""
+        next round runs under the same id), which the last part releases. A part of a
+        growing query names ``whole_graph``, the query's graph so far, for the hooks."""
         reports = RunReports(self.hooks, self.scheme, query_id, graph)
         run = _Run(graph, inputs, query_id, on_text or {}, on_node_done, reports)
         started_s = time.perf_counter()
+        whole = whole_graph if whole_graph is not None else graph
         if query_id not in self._started_s:  # its first part
             self._started_s[query_id] = started_s
-            reports.query_start(graph, started_s)
+            reports.query_start(whole, started_s)
+        else:
+            reports.graph_grown(whole, started_s)
         query_started_s = self._started_s[query_id]
         try:
             if self.is_parallel:
@@ -111,10 +116,11 @@ class ModuleExecutor:
             for engine in sorted(self._engines_seen.pop(query_id)):
                 self.engines[engine].release(query_id)
             del self._started_s[query_id]
-            whole = QueryResult(
+            whole_result = QueryResult(
                 query_id, run.outputs, ended_s - query_started_s, run.timings, run.decisions
             )
-            reports.query_done(whole, None, ended_s)
+            whole_result.graph = whole_graph
+            reports.query_done(whole_result, None, ended_s)
         return result
 
     def dependency_graph(self, graph: Graph) -> Graph:

@@ -1,12 +1,13 @@
 """What a baseline run tells the hooks that watch baselines (``Hook.sees_baselines``).
 
 ``RunReports`` turns one query's module-by-module run into hook events, so tracing
-shows a baseline next to primflow: the query's start (first part) and end (last part,
-or a failure), one one-request batch per engine call (a baseline calls its engines one
-request at a time), each node's end, and each template component's first start and
-last end (``on_module_start`` / ``on_module_done``; components with no engine
-primitive, such as a template input, report none). Times are ``time.perf_counter``
-seconds, the executor's clock. With no such hook every method returns at once.
+shows a baseline next to primflow: the query's start (first part), its graph's growth
+(each later part) and end (last part, or a failure), one one-request batch per engine
+call (a baseline calls its engines one request at a time), each node's end, and each
+template component's first start and last end (``on_module_start`` /
+``on_module_done``; components with no engine primitive, such as a template input,
+report none). Times are ``time.perf_counter`` seconds, the executor's clock. With no
+such hook every method returns at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class RunReports:
         for hook in self.hooks:
             hook.on_query_start(self.query_id, graph, now_s)
 
+    def graph_grown(self, graph: Graph, now_s: float) -> None:
+        for hook in self.hooks:
+            hook.on_graph_grown(self.query_id, graph, now_s)
+
     def engine_call(self, node: Node, request: EngineRequest, now_s: float) -> None:
         if not self.hooks or node.engine is None:
             return
@@ -56,6 +61,8 @@ class RunReports:
             hook.on_batch_formed(node.engine, batch, now_s)
 
     def node_done(self, node: Node, status: NodeStatus, timing: NodeTiming) -> None:
+        if not self.hooks:
+            return
         for hook in self.hooks:
             hook.on_node_done(self.query_id, node.name, status, timing)
         module = module_of(node)

@@ -319,6 +319,8 @@ class QueryRun:
         plan = self._make_plan(graph)
         new_nodes = [n.name for n in delta.nodes]
         self.graph, self.plan = graph, plan
+        for hook in self._hooks:
+            hook.on_graph_grown(self.query_id, graph, self._clock.now_s())
         self.inputs.update(delta.inputs)
         self.state.add_nodes(new_nodes)
         self.rounds.append(delta.label)

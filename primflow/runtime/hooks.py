@@ -35,6 +35,10 @@ class Hook:
     def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
         """The engine scheduler formed ``batch``; it is being submitted."""
 
+    def on_graph_grown(self, query_id: str, graph: Graph, now_s: float) -> None:
+        """The query's graph grew (a loop's round, an agent's step): ``graph`` is all of
+        it now, so nodes of the new part are found there."""
+
     def on_node_done(
         self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming
     ) -> None:

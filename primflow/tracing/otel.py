@@ -122,7 +122,11 @@ class OtelHook(Hook):
 
     def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
         members = [(self._ids.query_of(r.query_id), r) for r in batch.requests]
-        traced = [(self._queries[q], r) for q, r in members if q in self._queries]
+        traced = [
+            (self._queries[q], r)
+            for q, r in members
+            if q in self._queries and r.node in self._queries[q].graph  # else no span
+        ]
         if not traced:
             return
         batch_id = next(self._batch_ids)
@@ -179,6 +183,11 @@ class OtelHook(Hook):
         # The rest of this event-loop callback, the engine's submit included, runs in
         # the span's context (the callback's context copy is dropped afterwards).
         otel_context.attach(trace.set_span_in_context(span if len(traced) == 1 else batch_span))
+
+    def on_graph_grown(self, query_id: str, graph: Graph, now_s: float) -> None:
+        query = self._queries.get(query_id)
+        if query is not None:
+            query.graph = graph
 
     def on_node_done(
         self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming

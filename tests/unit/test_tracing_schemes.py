@@ -1,7 +1,10 @@
-"""Tracing of real queries on the fakes: token usage on LLM spans, and baseline runs
-(a query span, a span per module call, its primitives under it) next to primflow's."""
+"""Tracing of real queries on the fakes: token usage on LLM spans, baseline runs (a
+query span, a span per module call, its primitives under it) next to primflow's, and
+growing queries (an agent's rounds) as one trace on every scheme."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -24,14 +27,17 @@ PREFILLS = {str(op) for op in (Op.LLM_PREFILL, Op.LLM_PARTIAL_PREFILL, Op.LLM_FU
 DECODES = {str(Op.LLM_DECODE), str(Op.LLM_PARTIAL_DECODE)}
 
 
-async def traced_answer(scheme: str, app: str = "naive_rag") -> tuple[Answer, list[ReadableSpan]]:
+async def traced_answer(
+    scheme: str, app: str = "naive_rag", question: str = QUESTION
+) -> tuple[Answer, list[ReadableSpan]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     hook = OtelHook(provider.get_tracer("test"))
     stack = EngineStack.for_apps([app], fake_factory(latency_scale=0.01))
     async with stack, Session(stack, hooks=[hook]) as session:
-        answer = await session.ask(app, QUESTION, DOCUMENTS, scheme=scheme)
+        async with asyncio.timeout(60):  # a liveness bound: a raising hook used to hang it
+            answer = await session.ask(app, question, DOCUMENTS, scheme=scheme)
     return answer, list(exporter.get_finished_spans())
 
 
@@ -102,3 +108,18 @@ async def test_primflow_queries_have_no_module_spans() -> None:
     assert all(
         s.parent is not None and s.parent.span_id == query.context.span_id for s in primitives
     )
+
+
+@pytest.mark.parametrize("scheme", ["primflow", "sequential", "parallel"])
+async def test_a_growing_query_is_one_trace_with_every_rounds_primitives(scheme: str) -> None:
+    answer, spans = await traced_answer(scheme, "tool_agent", "What is HNSW?")
+    assert len(answer.rounds) >= 2  # the agent took steps: the graph grew while it ran
+    [query] = spans_of(spans, "primflow.query")
+    primitives = spans_of(spans, "primflow.primitive ")
+    assert {s.context.trace_id for s in primitives} == {query.context.trace_id}
+    engine_nodes = {n.name for n in answer.graph if n.engine is not None}
+    assert {s.attributes["primflow.node"] for s in primitives} == engine_nodes
+    assert query.attributes["primflow.num_primitives"] == len(engine_nodes)
+    if scheme != "primflow":  # every round's modules, under the one query span
+        modules = spans_of(spans, "primflow.module ")
+        assert modules and all(m.parent.span_id == query.context.span_id for m in modules)
