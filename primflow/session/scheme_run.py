@@ -5,7 +5,7 @@ app, the template and the query.
 optimized on their own as they are appended) and runs the graph on the two-tier
 runtime; a baseline (``sequential``, ``parallel``) runs the unoptimized p-graph module
 by module on the same engines, a loop's rounds one after another
-(``session/rounds.py``). Invariants: every run reports to its :class:`EventSink` (node
+(``baselines/rounds.py``). Invariants: every run reports to its :class:`EventSink` (node
 ends, the answer's text), the session hook forgets the query when its run ends however
 it ends, and the :class:`Answer` covers the whole grown graph.
 """
@@ -23,13 +23,13 @@ from primflow.api.dynamic import LoopGrowth
 from primflow.api.lower import LoweredQuery, lower_query
 from primflow.api.template import Template
 from primflow.baselines import baseline_executor
+from primflow.baselines.rounds import run_rounds
 from primflow.graph.ir import Graph
 from primflow.passes import Optimizer, OptimizeReport
 from primflow.runtime import QueryResult, Runtime
 from primflow.session.answer import Answer, build_answer
 from primflow.session.events import EventSink, OnText
 from primflow.session.query_hook import SessionHook, answer_decode_nodes
-from primflow.session.rounds import run_rounds
 from primflow.session.stack import EngineStack
 
 

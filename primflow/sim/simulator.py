@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from primflow.baselines import baseline_executor
+from primflow.baselines.rounds import run_rounds
 from primflow.engines.base import Engine
 from primflow.engines.policies import POLICIES
 from primflow.engines.profile import LatencyProfile
@@ -126,6 +127,7 @@ class QueryRecord:
     # Seconds the query's primitives spent at each engine (handed over to finished,
     # summed over its nodes; phases waiting inside the engine count); runtime runs only.
     engine_s: dict[str, float] = field(default_factory=dict)
+    num_rounds: int = 0  # rounds a loop appended to the query's graph
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ async def _run(
         latency_s = loop.time() - arrival_s
         # The baseline executor times its nodes by the wall clock, not the loop's.
         engine_s = {} if workload.module_order is not None else _engine_s(result)
-        records[index] = QueryRecord(query_id, arrival_s, latency_s, None, engine_s)
+        records[index] = QueryRecord(
+            query_id, arrival_s, latency_s, None, engine_s, len(result.rounds)
+        )
 
     async with serving, asyncio.TaskGroup() as tg:
         for index in range(len(arrivals_s)):
@@ -225,6 +229,11 @@ def _query_runner(
         executor = baseline_executor(workload.module_order, balanced)
 
         async def run_on_modules(query: SimQuery, query_id: str) -> QueryResult:
+            if query.growth is not None:
+                result, _ = await run_rounds(
+                    executor, query.growth, query.graph, query.inputs, query_id, None
+                )
+                return result
             return await executor.run(query.graph, query.inputs, query_id=query_id)
 
         return run_on_modules, contextlib.nullcontext()
@@ -233,7 +242,11 @@ def _query_runner(
 
     async def run_on_runtime(query: SimQuery, query_id: str) -> QueryResult:
         return await runtime.run(
-            query.graph, query.inputs, query_id=query_id, deadline_s=config.deadline_s
+            query.graph,
+            query.inputs,
+            query_id=query_id,
+            deadline_s=config.deadline_s,
+            growth=query.growth,
         )
 
     return run_on_runtime, runtime

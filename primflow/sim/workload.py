@@ -17,9 +17,17 @@ their inputs are ready (``parallel``), with no engine scheduler. With
 Explicit ``questions`` / ``documents`` / ``config_changes`` make the queries the
 benchmark asks (``app.query(question, documents, **config_changes)``), cycled by index.
 
+An app with a loop (``multi_hop_rag``, ``tool_agent``) grows each query's graph while
+it runs, as on real engines: every query gets its own growth, the next round is lowered
+when the fake LLM's constrained decision is known (its own pick from the prompt, or a
+fixed ``llm_decisions`` choice) and optimized on its own with the scheme's passes
+(cached by round shape); a module-level baseline runs the rounds one graph after
+another (``baselines/rounds.py``).
+
 Invariants: a workload is deterministic given the Generator; lowering and passes take
 no virtual time (they run between events), and their results are cached by query data,
-so a long simulation lowers each distinct query once.
+so a long simulation lowers each distinct query once (a looping query's first graph
+too; its growth, which holds the query's rounds, is made anew for each query).
 """
 
 from __future__ import annotations
@@ -33,13 +41,22 @@ import numpy as np
 
 from primflow.api.config import Query
 from primflow.api.documents import Document
-from primflow.api.lower import lower_query
+from primflow.api.dynamic import LoopGrowth
+from primflow.api.lower import LoweredQuery, lower_query
+from primflow.api.template import Template
 from primflow.apps import App, resolve_app
 from primflow.apps.samples import sample_questions
 from primflow.engines.base import EngineKind
 from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Graph
-from primflow.passes import GraphCache, GraphPass, default_passes, optimize, prune_dependencies
+from primflow.passes import (
+    GraphCache,
+    GraphPass,
+    OptimizeReport,
+    default_passes,
+    optimize,
+    prune_dependencies,
+)
 from primflow.sim.engines import engine_kinds
 
 SCHEMES = ("primflow", "parallel", "sequential")
@@ -51,6 +68,7 @@ BASELINE_MODES = ("graph", "modules")
 class SimQuery:
     graph: Graph
     inputs: Mapping[str, Any]
+    growth: LoopGrowth | None = None  # the query's loop, when its graph grows
 
 
 @dataclass
@@ -113,13 +131,10 @@ def app_workload(
         raise ValueError(f"unknown baselines mode {baselines!r} (known: {known})")
     template = app.template()
     sample = _base_query(app, documents, config_changes)
-    if app.has_loop:
-        raise ValueError(
-            f"app {app_name!r} grows its graph while a query runs (a loop); the simulator "
-            "runs static graphs only"
-        )
     sample_graph = lower_query(template, sample).graph
     kinds = engine_kinds(sample_graph)
+    if app.has_loop:
+        kinds = {**_loop_engine_kinds(template, sample), **kinds}
     profiles = {
         name: profiles_by_kind.get(name, profiles_by_kind[str(kind)])
         for name, kind in kinds.items()
@@ -143,11 +158,13 @@ def app_workload(
             question = pool[int(rng.integers(len(pool)))]
         picked = _pick_documents(len(sample.documents), rng) if is_generated else ()
         key = (question, picked)
-        if key not in lowered:
+        if key not in lowered or app.has_loop:
             query = _query_with(sample, question, picked)
             low = lower_query(template, query)
             graph = optimize(low.graph, passes=passes, cache=cache, template_id=app.name)[0]
             lowered[key] = SimQuery(graph, low.inputs)
+            if low.growth is not None:
+                lowered[key] = _growing(low.graph, graph, low, passes, cache, is_module_level)
         return lowered[key]
 
     return Workload(
@@ -158,6 +175,50 @@ def app_workload(
         info={"app": app.name, "scheme": scheme, "queries": queries, "baselines": baselines},
         module_order=scheme if is_module_level else None,
     )
+
+
+def _loop_engine_kinds(template: Template, sample: Query) -> dict[str, EngineKind]:
+    """The engines a looping query may use in any round: its loop unrolled to
+    ``max_rounds`` once for every choice that continues it (an agent's tools)."""
+    kinds: dict[str, EngineKind] = {}
+    for choice in _continue_choices(template, sample):
+        low = lower_query(template, sample)
+        assert low.growth is not None
+        low.growth.attach(low.graph)
+        kinds.update(engine_kinds(low.growth.unroll([choice] * low.growth.loop.max_rounds)))
+    return kinds
+
+
+def _continue_choices(template: Template, sample: Query) -> list[str]:
+    low = lower_query(template, sample)
+    growth = low.growth
+    assert growth is not None and growth.decision is not None
+    graph = growth.attach(low.graph, keep_anchors=True)
+    choices = [str(c) for c in graph.node(growth.decision.node).params.get("choices") or ()]
+    going_on = [c for c in choices if c not in growth.loop.stop_on]
+    return going_on or ["continue"]
+
+
+def _growing(
+    pgraph: Graph,
+    graph: Graph,
+    low: LoweredQuery,
+    passes: Sequence[GraphPass],
+    cache: GraphCache,
+    is_module_level: bool,
+) -> SimQuery:
+    """A looping query: its first graph with the loop's anchors resolved, and the
+    growth that appends (and optimizes, with the scheme's passes) each later round."""
+    growth = low.growth
+    assert growth is not None
+    if is_module_level:  # run_rounds attaches the p-graph itself
+        return SimQuery(pgraph, low.inputs, growth)
+
+    def optimize_round(round_graph: Graph, template_id: str) -> tuple[Graph, OptimizeReport]:
+        return optimize(round_graph, passes=passes, cache=cache, template_id=template_id)
+
+    first = growth.attach(graph, optimize_round, growth.template.name)
+    return SimQuery(first, low.inputs, growth)
 
 
 def _base_query(

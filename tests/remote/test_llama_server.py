@@ -176,3 +176,21 @@ async def test_wrong_url_or_model_fails_at_start(llama_server: LlamaServer) -> N
     with pytest.raises(EngineError, match=r"127\.0\.0\.1:9/v1/models: connection refused"):
         await refused.start()
     await refused.close()
+
+
+async def test_a_constrained_choice_answers_exactly_one_of_the_choices(
+    llama_server: LlamaServer,
+) -> None:
+    # Choices no model would write unconstrained: only the pushed-down grammar gives one.
+    choices = ["zebra-41", "quokka-07"]
+    engine = engine_for(llama_server)
+    await engine.start()
+    try:
+        (ready,) = engine.submit([prefill("choice", "Is the sky blue? Answer yes or no.\n")])
+        await ready
+        decode = phase("choice", "decode", Op.LLM_DECODE, {"choices": choices, "max_tokens": 8})
+        (answer,) = engine.submit([decode])
+        text = (await answer)["text"]
+    finally:
+        await engine.close()
+    assert text in choices

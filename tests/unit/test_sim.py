@@ -182,8 +182,3 @@ def test_engine_kinds_and_instances() -> None:
     )
     with pytest.raises(ValueError, match="engine 'x' runs both"):
         engine_kinds(bad)
-
-
-def test_an_app_with_a_loop_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="app 'multi_hop_rag' grows its graph"):
-        app_workload("multi_hop_rag", "primflow", GPU)

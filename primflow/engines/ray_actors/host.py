@@ -14,10 +14,13 @@ Invariants:
 - The engine sees batches and aborts in the order the driver sent them (each carries
   the proxy's sequence number): Ray runs an async actor's calls concurrently and does
   not keep their order, and the phases of one LLM call (partial prefills, decode) or an
-  index's insert and search of one query must reach the engine in order. A call waits
-  for the ones before it at most ``MAX_ORDER_WAIT_S`` (one lost with a crashed
-  incarnation must not hold the rest forever); after a restart the first call seen
-  sets the count anew.
+  index's insert and search of one query must reach the engine in order. Each call also
+  carries the driver's *floor*: the lowest sequence number it has sent and not yet seen
+  finish. Every call below the floor has run or failed for good (Ray never re-runs a
+  call, ``max_task_retries`` is 0), so the host never waits for one; that is also how a
+  fresh or restarted incarnation learns where the count stands, whichever call reaches
+  it first. A call waits for the ones before it at most ``MAX_ORDER_WAIT_S``, a last
+  resort against a predecessor lost in a crash that the driver had not yet seen fail.
 - Large output arrays go into the object store from here (``wire.StoredValue``); input
   references are fetched here, so a value moves between actors without the driver.
 """
@@ -25,7 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
@@ -45,7 +48,9 @@ from primflow.engines.ray_actors.wire import (
 
 EngineBuilder = Callable[[CoreBudget], Engine]
 
-MAX_ORDER_WAIT_S = 5.0
+LOG = logging.getLogger(__name__)
+
+MAX_ORDER_WAIT_S = 30.0
 
 
 class EngineHost:
@@ -79,7 +84,11 @@ class EngineHost:
         return os.getpid()
 
     async def run_batch(
-        self, seq: int, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
+        self,
+        seq: int,
+        floor: int,
+        requests: Sequence[EngineRequest],
+        wants_text: Sequence[bool],
     ) -> AsyncIterator[Outcome | TextPiece]:
         await self._ensure_started()
         self.num_batches += 1
@@ -88,7 +97,7 @@ class EngineHost:
         for index, (request, is_wanted) in enumerate(zip(batch, wants_text, strict=True)):
             if is_wanted:
                 request.on_text = partial(_put_text, events, index)
-        await self._wait_turn(seq)
+        await self._wait_turn(seq, floor)
         futures: list[asyncio.Future[Outputs]] = []
         broke: Exception | None = None
         try:
@@ -112,14 +121,18 @@ class EngineHost:
             yield self._outcome(index, batch[index], futures[index])
 
     async def run_batch_at_once(
-        self, seq: int, requests: Sequence[EngineRequest], wants_text: Sequence[bool]
+        self,
+        seq: int,
+        floor: int,
+        requests: Sequence[EngineRequest],
+        wants_text: Sequence[bool],
     ) -> list[Outcome | TextPiece]:
         """``run_batch`` in one answer: for batches whose requests finish together and
         stream nothing, one round trip instead of one per event."""
-        return [event async for event in self.run_batch(seq, requests, wants_text)]
+        return [event async for event in self.run_batch(seq, floor, requests, wants_text)]
 
-    async def abort(self, seq: int, query_id: str) -> None:
-        await self._wait_turn(seq)
+    async def abort(self, seq: int, floor: int, query_id: str) -> None:
+        await self._wait_turn(seq, floor)
         try:
             self._engine.abort(query_id)
         finally:
@@ -154,16 +167,24 @@ class EngineHost:
                 await self._engine.start()
                 self._is_started = True
 
-    async def _wait_turn(self, seq: int) -> None:
+    async def _wait_turn(self, seq: int, floor: int) -> None:
         async with self._turn:
-            if self._next_seq is None:
-                self._next_seq = seq
+            if self._next_seq is None or floor > self._next_seq:
+                self._next_seq = floor  # the calls below it never come (module docstring)
+                self._turn.notify_all()
             if seq <= self._next_seq:
                 return
-            # A timeout: its predecessor was lost (module docstring); go on regardless.
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(
                     self._turn.wait_for(lambda: self._seq_at_least(seq)), MAX_ORDER_WAIT_S
+                )
+            except TimeoutError:  # a predecessor lost in a crash: go on regardless
+                LOG.warning(
+                    "engine %s: call %d went ahead after waiting %.0f s for call %d",
+                    self._engine.name,
+                    seq,
+                    MAX_ORDER_WAIT_S,
+                    self._next_seq,
                 )
 
     async def _end_turn(self, seq: int) -> None:

@@ -23,13 +23,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
 
 from primflow.engines.base import Engine, EngineError, EngineHealth, EngineRequest, Outputs
 from primflow.engines.ray_actors.cluster import disconnect
@@ -65,8 +66,10 @@ class RayEngine(Engine):
         self._down_reason: str | None = None
         self._num_running = 0
         self.num_restarts_seen = 0
-        # Numbers the calls that reach the engine, so the actor keeps their order.
+        # Numbers the calls that reach the engine, so the actor keeps their order; the
+        # numbers sent and not yet seen finish give each call's floor (host.py).
         self._next_seq = 0
+        self._unfinished_seqs: set[int] = set()
 
     @property
     def max_batch_size(self) -> int:
@@ -102,23 +105,23 @@ class RayEngine(Engine):
             future.add_done_callback(self._forget(request.query_id))
         wire = [_for_the_wire(request) for request in requests]
         wants_text = [request.on_text is not None for request in requests]
+        seq, floor = self._take_seq()
         if any(wants_text) or (len(requests) > 1 and self.max_concurrent_batches > 1):
             # Text to stream, or requests that finish one by one (continuous batching).
             run = self.actor.run_batch.options(num_returns="streaming")
-            events = _streamed(run.remote(self._take_seq(), wire, wants_text))
+            events = _streamed(run.remote(seq, floor, wire, wants_text))
         else:
-            ref = self.actor.run_batch_at_once.remote(self._take_seq(), wire, wants_text)
+            ref = self.actor.run_batch_at_once.remote(seq, floor, wire, wants_text)
             events = _at_once(ref)
-        task = loop.create_task(self._consume(events, requests, futures))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._start_task(self._consume(events, requests, futures), seq)
         return futures
 
     def abort(self, query_id: str) -> None:
         for future in self._futures_by_query.pop(query_id, set()):
             future.cancel()
         if self.is_up:
-            self.actor.abort.remote(self._take_seq(), query_id)
+            seq, floor = self._take_seq()
+            self._start_task(_awaited(self.actor.abort.remote(seq, floor, query_id)), seq)
 
     def release(self, query_id: str) -> None:
         self._futures_by_query.pop(query_id, None)
@@ -132,10 +135,24 @@ class RayEngine(Engine):
         return EngineHealth(True, last.detail, last.num_queued, self._num_running, last.load)
 
     # -- internals ----------------------------------------------------------------
-    def _take_seq(self) -> int:
+    def _take_seq(self) -> tuple[int, int]:
+        """The next call's sequence number and floor (host.py)."""
         seq = self._next_seq
         self._next_seq += 1
-        return seq
+        self._unfinished_seqs.add(seq)
+        return seq, min(self._unfinished_seqs)
+
+    def _start_task(self, call: Coroutine[Any, Any, None], seq: int) -> None:
+        """Run ``call`` (the driver's side of actor call ``seq``) and count the call
+        finished when it ends, whichever way."""
+        task = asyncio.get_running_loop().create_task(call)
+        self._tasks.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            self._unfinished_seqs.discard(seq)
+
+        task.add_done_callback(finished)
 
     async def _consume(
         self,
@@ -218,6 +235,11 @@ class RayEngine(Engine):
                     del self._futures_by_query[query_id]
 
         return callback
+
+
+async def _awaited(ref: Any) -> None:
+    with contextlib.suppress(RayError):  # a dead actor has nothing left to abort
+        await ref
 
 
 async def _streamed(stream: Any) -> AsyncIterator[Outcome | TextPiece]:

@@ -42,6 +42,15 @@ class GrammarField(StrEnum):
     GBNF = "gbnf"  # a llama.cpp GBNF `grammar` string
 
 
+class ChoiceField(StrEnum):
+    """How a constrained choice (a decode's ``choices``: the judge's yes/no) is pushed
+    down. A GBNF dialect gets the choice as a ``grammar`` (grammar.py) whatever this says."""
+
+    NONE = "none"  # not constrained: the condition reads the answer's first word
+    GUIDED_CHOICE = "guided_choice"  # vLLM: the answer is exactly one of the strings
+    REGEX = "regex"  # SGLang: a regex of the alternatives
+
+
 class SchemaField(StrEnum):
     """How a GBNF server takes a JSON schema, so the server converts it (the client
     needs no llama-cpp-python for the conversion)."""
@@ -67,6 +76,8 @@ class Dialect:
     rerank_path: str | None = None
     # GBNF dialects: how a JSON schema goes to the server.
     schema_field: SchemaField = SchemaField.NONE
+    # Non-GBNF dialects: how a constrained choice goes to the server.
+    choice_field: ChoiceField = ChoiceField.NONE
 
 
 DIALECTS: dict[DialectName, Dialect] = {
@@ -78,6 +89,7 @@ DIALECTS: dict[DialectName, Dialect] = {
         grammar=GrammarField.GUIDED_JSON,
         ignore_eos_field="ignore_eos",
         rerank_path="/v1/rerank",
+        choice_field=ChoiceField.GUIDED_CHOICE,
     ),
     DialectName.SGLANG: Dialect(
         DialectName.SGLANG,
@@ -87,6 +99,7 @@ DIALECTS: dict[DialectName, Dialect] = {
         grammar=GrammarField.RESPONSE_FORMAT,
         ignore_eos_field="ignore_eos",
         rerank_path="/v1/rerank",
+        choice_field=ChoiceField.REGEX,
     ),
     DialectName.LLAMA_CPP: Dialect(
         DialectName.LLAMA_CPP,

@@ -14,16 +14,27 @@ Invariants:
   without one decodes unconstrained and the incremental parser copes.
   A GBNF server is handed a JSON schema to convert itself where it takes one, so a
   remote-only install never needs llama-cpp-python.
+- A constrained choice (``choices``) goes out as a GBNF grammar, vLLM's
+  ``guided_choice`` or SGLang's ``regex``, so the answer is exactly one of the choices;
+  Ollama and OpenAI endpoints have no such field and answer unconstrained (the
+  condition then reads the answer's first word, runtime/inline_ops.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from primflow.engines.llm import grammar as gbnf
-from primflow.engines.remote.dialects import Dialect, GrammarField, SchemaField, server_priority
+from primflow.engines.remote.dialects import (
+    ChoiceField,
+    Dialect,
+    GrammarField,
+    SchemaField,
+    server_priority,
+)
 from primflow.graph.ops import DecodeParser
 
 WARMUP_TAG = "primflow-warmup"
@@ -141,6 +152,10 @@ def json_schema_for(params: Mapping[str, Any], max_tokens: int) -> dict[str, Any
 def _add_constraint(
     body: dict[str, Any], dialect: Dialect, api: str, params: Mapping[str, Any], max_tokens: int
 ) -> None:
+    choices = params.get("choices")
+    if choices and dialect.grammar is not GrammarField.GBNF:
+        _add_choice(body, dialect, [str(c) for c in choices])
+        return
     if dialect.grammar is GrammarField.GBNF:
         _add_gbnf(body, dialect, api, params, max_tokens)
         return
@@ -154,6 +169,15 @@ def _add_constraint(
             "type": "json_schema",
             "json_schema": {"name": "primflow_items", "schema": schema},
         }
+
+
+def _add_choice(body: dict[str, Any], dialect: Dialect, choices: list[str]) -> None:
+    if not choices or any(not c for c in choices):
+        raise ValueError(f"choices must be non-empty strings, got {choices!r}")
+    if dialect.choice_field is ChoiceField.GUIDED_CHOICE:
+        body["guided_choice"] = choices
+    elif dialect.choice_field is ChoiceField.REGEX:
+        body["regex"] = "(" + "|".join(re.escape(c) for c in choices) + ")"
 
 
 def _add_gbnf(

@@ -38,7 +38,7 @@ async def run_rounds(
     pgraph: Graph,
     inputs: Mapping[str, Any],
     query_id: str,
-    on_node_done: OnNodeDone,
+    on_node_done: OnNodeDone | None = None,
 ) -> tuple[QueryResult, Graph]:
     """Run ``pgraph`` and the rounds its loop appends; (result, honored dependencies)."""
     started_s = time.perf_counter()
