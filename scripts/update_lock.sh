@@ -17,7 +17,7 @@ wheel=$(PYTHON="$py" scripts/build_llama_wheel.sh)
 "${pip[@]}" install "$wheel"
 constraints=()
 [ -n "${LOCK_CONSTRAINTS:-}" ] && constraints=(-c "$LOCK_CONSTRAINTS")
-"${pip[@]}" install "${constraints[@]}" ".[dev,docs,engines,remote,serve,trace,explain,browser,ray]"
+"${pip[@]}" install "${constraints[@]}" ".[dev,docs,engines,remote,serve,trace,explain,browser,ray,phoenix]"
 llama=$("$py" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
 {
   echo "# Exact versions for make install and CI (pip constraints; pyproject.toml has ranges)."

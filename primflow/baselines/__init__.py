@@ -8,20 +8,24 @@
 - ablations: primflow with a subset of passes and a chosen batching policy.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from primflow.baselines.ablations import ABLATIONS, Ablation, passes_named
 from primflow.baselines.executor import ModuleExecutor, module_dependencies, modules_in_order
 from primflow.engines.base import Engine
+from primflow.runtime.hooks import Hook
 
 BASELINES = ("sequential", "parallel")
 
 
-def baseline_executor(name: str, engines: Mapping[str, Engine]) -> ModuleExecutor:
-    """The executor of baseline ``name`` over ``engines``."""
+def baseline_executor(
+    name: str, engines: Mapping[str, Engine], hooks: Sequence[Hook] = ()
+) -> ModuleExecutor:
+    """The executor of baseline ``name`` over ``engines``; the ``hooks`` that watch
+    baselines (``Hook.sees_baselines``) see its runs."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r} (known: {', '.join(BASELINES)})")
-    return ModuleExecutor(engines, is_parallel=name == "parallel")
+    return ModuleExecutor(engines, is_parallel=name == "parallel", hooks=hooks)
 
 
 __all__ = [

@@ -56,6 +56,7 @@ async def run_rounds(
             query_id=query_id,
             on_node_done=on_node_done,
             is_last_part=growth.decision is None,
+            whole_graph=growth.graph,
         )
         for key, port_key in taps.items():
             values[port_key] = ran.outputs.pop(key)

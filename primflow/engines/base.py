@@ -17,6 +17,10 @@ future per request. Invariants:
   to the earlier phase by ``llm_request_id`` and resolves its future only after the
   phase has really run.
 - ``profile`` predicts latency; passes and schedulers read it, never constants.
+- An LLM engine may add ``usage`` (``USAGE``, a :class:`TokenUsage`) to a phase's
+  outputs: the tokens that phase really prefilled and generated, by the engine's own
+  count. It is no port: the runtime copies it to the node's timing (for spans and
+  reports), never to a consumer.
 """
 
 from __future__ import annotations
@@ -32,6 +36,30 @@ from primflow.engines.profile import LatencyProfile
 from primflow.graph.ir import Op
 
 Outputs = dict[str, Any]
+# The optional outputs key of an LLM phase's token counts (a TokenUsage), not a port.
+USAGE = "usage"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens one LLM phase really processed: prompt tokens it prefilled (the phase's
+    part of the prompt) and tokens it generated (a partial decode: those since the
+    previous item). Summed over a call's phases they give the call's totals.
+
+    Examples:
+        >>> from primflow.engines.base import TokenUsage
+        >>> TokenUsage(num_input_tokens=12, num_output_tokens=0) + TokenUsage(0, 5)
+        TokenUsage(num_input_tokens=12, num_output_tokens=5)
+    """
+
+    num_input_tokens: int = 0
+    num_output_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.num_input_tokens + other.num_input_tokens,
+            self.num_output_tokens + other.num_output_tokens,
+        )
 
 
 class EngineKind(StrEnum):

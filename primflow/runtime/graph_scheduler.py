@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from primflow.engines.base import EngineRequest, Outputs
+from primflow.engines.base import USAGE, EngineRequest, Outputs, TokenUsage
 from primflow.graph import ops
 from primflow.graph.ir import Graph, Op
 from primflow.runtime.clock import Clock
@@ -285,6 +285,8 @@ class QueryRun:
         self.state.set_status(name, NodeStatus.DONE)
         timing = self.state.timings[name]
         timing.end_s = now_s
+        if isinstance(usage := outputs.get(USAGE), TokenUsage):
+            timing.usage = usage
         if node.params.get("choices") and ops.TEXT in outputs:
             self.decisions[name] = str(outputs[ops.TEXT]).strip()
             if outputs.get(ops.CHOICE_SCORES):
@@ -321,6 +323,8 @@ class QueryRun:
         plan = self._make_plan(graph)
         new_nodes = [n.name for n in delta.nodes]
         self.graph, self.plan = graph, plan
+        for hook in self._hooks:
+            hook.on_graph_grown(self.query_id, graph, self._clock.now_s())
         self.inputs.update(delta.inputs)
         self.state.add_nodes(new_nodes)
         self.rounds.append(delta.label)

@@ -4,6 +4,12 @@ A hook overrides any of the methods below; the runtime calls them synchronously 
 the event loop at each event, so they must be quick and must not raise (an exception
 in a hook is a bug in the hook and propagates). ``RecordingHook`` keeps every event
 as a tuple, for tests.
+
+A hook with ``sees_baselines`` also watches the baseline schemes' runs
+(``baselines/executor.py``): their query start and end, node ends, a one-request batch
+per engine call (that is how a baseline calls its engines) and, around the primitives
+of each template component, ``on_module_start`` / ``on_module_done``, which only
+baselines report (primflow runs no component as a unit).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ if TYPE_CHECKING:
 
 
 class Hook:
+    sees_baselines: bool = False
+
     def on_query_start(self, query_id: str, graph: Graph, now_s: float) -> None:
         """A query was submitted; its INPUT nodes are about to run."""
 
@@ -26,6 +34,10 @@ class Hook:
 
     def on_batch_formed(self, engine: str, batch: Batch, now_s: float) -> None:
         """The engine scheduler formed ``batch``; it is being submitted."""
+
+    def on_graph_grown(self, query_id: str, graph: Graph, now_s: float) -> None:
+        """The query's graph grew (a loop's round, an agent's step): ``graph`` is all of
+        it now, so nodes of the new part are found there."""
 
     def on_node_done(
         self, query_id: str, node: str, status: NodeStatus, timing: NodeTiming
@@ -40,6 +52,12 @@ class Hook:
         now_s: float,
     ) -> None:
         """The query ended with ``result`` or ``error``."""
+
+    def on_module_start(self, query_id: str, scheme: str, module: str, now_s: float) -> None:
+        """Baseline ``scheme`` started the first primitive of component ``module``."""
+
+    def on_module_done(self, query_id: str, module: str, now_s: float) -> None:
+        """The last primitive of component ``module`` ended (baselines only)."""
 
 
 class RecordingHook(Hook):

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from primflow.engines.base import TokenUsage
     from primflow.graph.ir import Graph
 
 
@@ -63,7 +64,9 @@ class NodeTiming:
     """When a node became ready, was handed to its engine, and finished (clock seconds).
 
     A chained LLM phase is handed over before its predecessor finished, so its
-    ``exec_s`` includes the wait for that predecessor inside the engine.
+    ``exec_s`` includes the wait for that predecessor inside the engine. ``usage`` is
+    what an LLM phase's engine counted (``engines/base.py``), None for other nodes and
+    for engines that count nothing.
     """
 
     ready_s: float
@@ -71,6 +74,7 @@ class NodeTiming:
     end_s: float | None = None
     engine: str | None = None
     batch_size: int = 0
+    usage: TokenUsage | None = None
 
     @property
     def queue_wait_s(self) -> float:

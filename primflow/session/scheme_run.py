@@ -123,7 +123,7 @@ class SchemeRunner:
         on_text: Mapping[str, OnText],
     ) -> tuple[QueryResult, Graph, Graph]:
         """(result, the graph that ran, the dependencies it honored)."""
-        executor = baseline_executor(scheme, self.stack.engines)
+        executor = baseline_executor(scheme, self.stack.engines, self.runtime.hooks)
         growth: LoopGrowth | None = lowered.growth
 
         def node_done(node: Any, timing: Any) -> None:

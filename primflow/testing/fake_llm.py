@@ -5,7 +5,9 @@ Each request runs on its own task, after the previous phase of its call (same
 here for its predecessor, as on a real engine. The state handed from phase to phase is
 the prompt rendered so far (``FakeLLMState``); a decode returns a deterministic reply,
 or a JSON list / object / numbered lines of items when a parser asks for items, and
-streams it word by word to ``request.on_text``. Latency: a prefill takes the profile's
+streams it word by word to ``request.on_text``. Each phase reports its ``usage``
+(``engines/base.py``) with a word as a token: a prefill the words of the prompt part
+it rendered, a decode the words it generated. Latency: a prefill takes the profile's
 latency for its prompt tokens, a decode for ``max_tokens`` output tokens (a partial
 decode for its share of them). A calibrated choice is decided like the real engine's
 (``choice_scoring``), from fake log-probabilities derived from the prompt and a fake
@@ -20,7 +22,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from primflow.engines.base import EngineError, EngineHealth, EngineKind, EngineRequest, Outputs
+from primflow.engines.base import (
+    USAGE,
+    EngineError,
+    EngineHealth,
+    EngineKind,
+    EngineRequest,
+    Outputs,
+    TokenUsage,
+)
 from primflow.engines.llm.choice_scoring import Scores, calibrated_scores, decide
 from primflow.engines.profile import LatencyProfile
 from primflow.graph import ops
@@ -127,12 +137,18 @@ class FakeLLM(FakeEngine):
         call_id = str(request.llm_request_id)
         if request.op in PREFILL_OPS:
             values = {k: v for k, v in request.inputs.items() if k != ops.STATE}
-            call.prompt += render(str(request.params.get("template", "")), values)
-            return {ops.STATE: FakeLLMState(call_id, call.prompt)}
+            part = render(str(request.params.get("template", "")), values)
+            call.prompt += part
+            usage = TokenUsage(num_input_tokens=len(part.split()))
+            return {ops.STATE: FakeLLMState(call_id, call.prompt), USAGE: usage}
         if request.op is Op.LLM_PARTIAL_DECODE:
             index = int(request.params.get("index", 0))
             item = self._items_for(request, call.prompt, index + 1)[index]
-            return {ops.ITEMS: [item], ops.STATE: FakeLLMState(call_id, call.prompt)}
+            return {
+                ops.ITEMS: [item],
+                ops.STATE: FakeLLMState(call_id, call.prompt),
+                USAGE: TokenUsage(num_output_tokens=len(item.split())),
+            }
         return self._decode(request, call.prompt)
 
     def _decode(self, request: EngineRequest, prompt: str) -> Outputs:
@@ -152,7 +168,7 @@ class FakeLLM(FakeEngine):
         if request.on_text is not None:
             for piece in text.split(" "):
                 request.on_text(piece + " ")
-        outputs: Outputs = {ops.TEXT: text}
+        outputs: Outputs = {ops.TEXT: text, USAGE: TokenUsage(num_output_tokens=len(text.split()))}
         if scores is not None:
             outputs[ops.CHOICE_SCORES] = scores
         if parser:

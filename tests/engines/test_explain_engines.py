@@ -52,6 +52,15 @@ async def test_span_tree_of_a_real_query() -> None:
         assert span.attributes["primflow.batch.size"] == node.batch_size
     prefills = [s for s in primitives if "prefill" in str(s.attributes["primflow.op"])]
     assert prefills and all(s.attributes["primflow.num_prompt_tokens"] > 0 for s in prefills)
+    # Token usage from llama.cpp's own counts: prompt tokens per prefill phase, at most
+    # max_tokens generated per answer.
+    assert all(s.attributes["gen_ai.usage.input_tokens"] > 0 for s in prefills)
+    decodes = [s for s in primitives if s.attributes["primflow.op"] == "llm_decode"]
+    assert decodes and all(0 < s.attributes["gen_ai.usage.output_tokens"] <= 16 for s in decodes)
+    llm_spans = [s for s in primitives if s.attributes["primflow.engine"] == "llm"]
+    assert root.attributes["primflow.num_output_tokens"] == sum(
+        s.attributes["gen_ai.usage.output_tokens"] for s in llm_spans
+    )
     batches = [s for s in spans if s.name == "primflow.batch"]
     linked = {link.context.span_id for b in batches for link in b.links}
     assert linked == {s.context.span_id for s in primitives}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fake_openai import FakeServer
 
-from primflow.engines.base import EngineError, EngineRequest
+from primflow.engines.base import USAGE, EngineError, EngineRequest, TokenUsage
 from primflow.engines.remote import ClientSettings, RemoteEmbedder, RemoteLLMEngine, RemoteReranker
 from primflow.graph.ir import Op
 from primflow.values import Chunk, Hit
@@ -83,6 +83,8 @@ async def test_cached_tokens_are_read_once_from_usage_or_timings(fake: FakeServe
     # usage.prompt_tokens_details wins; timings.cache_n (the same count on llama.cpp) is
     # read only when usage has no details.
     assert engine.stats()["num_cached_prompt_tokens"] == 12
+    # The decode carries the request's usage (its prefill ran inside it).
+    assert result[USAGE] == TokenUsage(num_input_tokens=20, num_output_tokens=3)
 
 
 async def test_sglang_priority_and_response_format(fake: FakeServer) -> None:

@@ -36,9 +36,12 @@ async def test_one_trace_per_query_with_a_span_per_primitive() -> None:
     hook, exporter, _ = tracer()
     explanations, _ = await explain_pair([hook])
     spans = exporter.get_finished_spans()
-    roots = by_name(spans, "primflow.query")
-    # The measured queries; their sequential references run outside the runtime.
+    queries = by_name(spans, "primflow.query")
+    roots = [r for r in queries if r.attributes["primflow.scheme"] == "primflow"]
     assert len(roots) == len(QUESTIONS)
+    # Their sequential references (the bound) are traced as baseline queries.
+    references = [r for r in queries if r.attributes["primflow.scheme"] == "sequential"]
+    assert len(references) == len(QUESTIONS)
     assert len({r.context.trace_id for r in roots}) == len(roots)
     for explanation in explanations:
         [root] = [r for r in roots if r.attributes["primflow.query_id"] == explanation.query_id]

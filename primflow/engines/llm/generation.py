@@ -8,6 +8,8 @@ Engine thread only. Invariants:
 - ``LLM_PARTIAL_DECODE(index i)`` resolves with ``{"items": [item_i], "state"}`` as soon
   as item i is complete. If generation ends with fewer items, the remaining partial
   decodes resolve with ``{"items": []}`` rather than hang.
+- Each decode's outputs carry ``usage``: the tokens generated since the previous decode
+  of the generation resolved, so a generation's decodes sum to its generated tokens.
 - Generation ends at an end-of-generation token, a stop string, a closed structure
   (the parser is done), ``max_tokens``, or a full context; the reason is recorded.
 - With ``ignore_eos`` an end-of-generation token does not end generation: it joins
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from primflow.engines.base import EngineRequest, Outputs
+from primflow.engines.base import USAGE, EngineRequest, Outputs, TokenUsage
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.grammar import decode_grammar
 from primflow.engines.llm.model import LlamaModel
@@ -144,6 +146,9 @@ class Generator:
             index = waiter.item_index
             state = LLMState(self.engine_name, seq.request_id, len(seq.tokens), index)
             result = {ITEMS: items[index : index + 1], STATE: state}
+        num_output_tokens = max(seq.num_generated - seq.num_reported_output_tokens, 0)
+        seq.num_reported_output_tokens += num_output_tokens
+        result[USAGE] = TokenUsage(num_output_tokens=num_output_tokens)
         cmd.resolve(waiter.future, result)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from primflow.engines.base import EngineError, EngineRequest
+from primflow.engines.base import USAGE, EngineError, EngineRequest, TokenUsage
 from primflow.engines.llm import commands as cmd
 from primflow.engines.llm.calibration import ChoiceCalibration, is_calibrated
 from primflow.engines.llm.sampling import SamplingParams
@@ -66,7 +66,8 @@ class PhaseIntake(ChoiceCalibration):
         )
         _note_phase(seq, request)
         self._requests[phase.request_id] = seq
-        seq.prefill_waiters.append(Waiter(phase.future, request.node, num_tokens=len(tokens)))
+        waiter = Waiter(phase.future, request.node, len(tokens), num_input_tokens=len(tokens))
+        seq.prefill_waiters.append(waiter)
         self.scheduler.add(seq)
 
     def _append(self, phase: cmd.AddPhase) -> None:
@@ -83,7 +84,8 @@ class PhaseIntake(ChoiceCalibration):
         else:
             seq.content_free = None
         _note_phase(seq, phase.request)
-        seq.prefill_waiters.append(Waiter(phase.future, phase.request.node, len(seq.tokens)))
+        waiter = Waiter(phase.future, phase.request.node, len(seq.tokens), len(tokens))
+        seq.prefill_waiters.append(waiter)
 
     def _decode(self, phase: cmd.AddPhase) -> None:
         seq = self._find(phase, "a decode needs its prefill first")
@@ -152,7 +154,8 @@ class PhaseIntake(ChoiceCalibration):
         for waiter in done:
             seq.prefill_waiters.remove(waiter)
             state = LLMState(self.name, seq.request_id, waiter.num_tokens)
-            cmd.resolve(waiter.future, {STATE: state})
+            usage = TokenUsage(num_input_tokens=waiter.num_input_tokens)
+            cmd.resolve(waiter.future, {STATE: state, USAGE: usage})
 
     def _fail_step(self, plan: StepPlan, reason: str) -> None:
         for chunk in plan.chunks:

@@ -47,6 +47,7 @@ class Waiter:
     future: asyncio.Future[dict[str, Any]]
     node: str
     num_tokens: int = 0  # prefill phases: resolve once this many tokens are computed
+    num_input_tokens: int = 0  # prefill phases: the prompt tokens this phase added
     item_index: int | None = None  # partial decode: resolve when this item exists
 
 
@@ -83,6 +84,7 @@ class Sequence:
     loop: asyncio.AbstractEventLoop | None = None  # where on_text runs
     num_items: int | None = None
     decode_node: str = ""
+    num_reported_output_tokens: int = 0  # generated tokens already in a decode's usage
     last_logits: np.ndarray | None = None  # saved at the end of prefill for a later decode
     is_finished: bool = False
     finish_reason: str = ""

@@ -8,6 +8,10 @@ reading of the server's stream events and usage fields. Invariants:
   item has closed in the incremental parser, the whole decode when the generation ends;
   a failed generation fails every waiter still open with an ``EngineError`` naming the
   engine and the waiter's node.
+- The whole decode's outputs carry ``usage`` (a ``TokenUsage``) when the server sent
+  its usage before the stream ended: the request's prompt tokens (the call's prefill
+  phases run inside it) and completion tokens. Partial decodes, and a stream closed
+  early once every item was in, carry none.
 - Cached prompt tokens are read once per response: ``usage.prompt_tokens_details.
   cached_tokens`` (OpenAI, vLLM, SGLang) wins; llama.cpp's ``timings.cache_n`` is read
   only when usage has no details.
@@ -24,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from primflow.engines.base import EngineError, Outputs
+from primflow.engines.base import USAGE, EngineError, Outputs, TokenUsage
 from primflow.engines.llm.output import GenerationOutput
 from primflow.engines.remote.requests import CHAT
 from primflow.graph.ops import ITEMS, STATE, TEXT
@@ -70,6 +74,7 @@ class Call:
     output: GenerationOutput | None = None
     waiters: list[Waiter] = field(default_factory=list)
     error: str | None = None  # why the generation failed
+    usage: TokenUsage | None = None  # the generation's, as the server reported it
 
     @property
     def content(self) -> str:
@@ -123,6 +128,8 @@ class Call:
             result: Outputs = {TEXT: self.output.text}
             if self.output.parser is not None:
                 result[ITEMS] = items
+            if self.usage is not None:
+                result[USAGE] = self.usage
         else:
             index = waiter.item_index
             state = RemoteLLMState(self.engine, self.request_id, index)
@@ -152,6 +159,16 @@ def _first_choice(event: dict[str, Any]) -> dict[str, Any] | None:
     if not choices or not isinstance(choices[0], dict):
         return None
     return choices[0]
+
+
+def usage_of(event: Any) -> TokenUsage | None:
+    """The token counts a response or stream event carries, if any."""
+    usage = event.get("usage") if isinstance(event, dict) else None
+    if not isinstance(usage, dict) or not usage:
+        return None
+    return TokenUsage(
+        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    )
 
 
 def count_usage(stats: dict[str, int], response: Any) -> None:

@@ -53,6 +53,7 @@ from primflow.engines.remote.calls import (
     event_text,
     is_final_event,
     settle_after,
+    usage_of,
 )
 from primflow.engines.remote.dialects import DIALECTS, Dialect, DialectName
 from primflow.engines.remote.http import ClientSettings, OrderKey, RemoteClient, RemoteError
@@ -315,6 +316,7 @@ class RemoteLLMEngine(Engine):
                 is_finished = False
                 async for event in events:
                     count_usage(self._stats, event)
+                    call.usage = usage_of(event) or call.usage
                     text = event_text(event, self.api)
                     if text:
                         call.emit(output.feed(text.encode()).text, on_text)
