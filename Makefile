@@ -6,10 +6,15 @@ export RAY_AUTH_MODE := disabled
 export NO_MKDOCS_2_WARNING := 1
 LINT_PATHS := primflow tests bench docs/gen_graphs.py docs/examples
 
-.PHONY: install hooks run test unit lint docs
+.PHONY: install install-test hooks run test unit lint docs
 
 install:
 	@VENV=$(VENV) scripts/install.sh
+	@$(MAKE) --no-print-directory hooks
+
+# The test run's install adds the phoenix extra (an OpenTelemetry backend for one test).
+install-test:
+	@VENV=$(VENV) EXTRAS=dev,docs,engines,remote,serve,trace,explain,browser,ray,phoenix scripts/install.sh
 	@$(MAKE) --no-print-directory hooks
 
 # The git hooks (.pre-commit-config.yaml), only in a git work tree and never in CI; a
@@ -24,7 +29,7 @@ hooks:
 run: install
 	$(BIN)/primflow run naive_rag --docs samples/docs --question "What does the paper report about end-to-end speedup?"
 
-test: install lint docs
+test: install-test lint docs
 	$(BIN)/python -m pytest
 
 unit: install
