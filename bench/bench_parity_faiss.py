@@ -4,13 +4,15 @@ direct faiss calls in the raw process (bench_parity_raw.py), paired and alternat
 Rows, for 100, 650 and 2,000 unit vectors of 384 dimensions (seeded):
 
 - ``micro``: ingest + search of one query, top 3, against ``IndexFlatIP`` add + search,
-  with the engine's vectors given two ways: the caller's own writeable array (checked,
-  and copied so later writes cannot change the collection) and the embedder's output
-  (sealed: taken in O(1), primflow/engines/unit_vectors.py); each through ``submit``
-  (what the runtime calls) and ``run_batch`` (the engine's work alone).
+  with the engine's inputs given two ways: the caller's own writeable array and plain
+  chunk list (checked, the array copied so later writes cannot change the collection)
+  and what the apps hand over, the embedder's output and the chunker's list (sealed:
+  taken in O(1), primflow/engines/unit_vectors.py and primflow/values.py); each through
+  ``submit`` (what the runtime calls) and ``run_batch`` (the engine's work alone).
 - ``retrieval``: one query's retrieval step as the apps run it: ingest the passages'
-  embedder vectors, search the question's, hits with their passages; the raw loop also
-  turns row ids into (passage, score) pairs. The row ids are compared.
+  chunks (the chunker's) and vectors (the embedder's), search the question's, hits with
+  their passages; the raw loop also turns row ids into (passage, score) pairs. The row
+  ids are compared.
 - ``concurrent``: several queries search one shared collection at once (a serving
   burst): the raw loop calls ``index.search`` once per query on a prebuilt index; the
   engine gets the searches as one batch (as the runtime submits them) and runs them
@@ -31,7 +33,7 @@ from primflow.engines.base import EngineRequest
 from primflow.engines.unit_vectors import seal_unit_rows
 from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
-from primflow.values import Chunk, Hit, IndexHandle
+from primflow.values import Chunk, Hit, IndexHandle, seal_chunks
 
 SIZES = (100, 650, 2000)
 TOP_K = 3
@@ -97,6 +99,7 @@ def unit_vectors(rng: np.random.Generator, num: int) -> np.ndarray:
 
 async def micro_rows(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
     chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
+    sealed_chunks = seal_chunks(chunks)  # what the chunker hands over
     query_vector = vectors[:1].copy()
     sealed = seal_unit_rows(vectors)  # a sealed copy: what the embedder hands over
     sealed_query = seal_unit_rows(query_vector)
@@ -106,16 +109,16 @@ async def micro_rows(sides: Sides, size: int, vectors: np.ndarray, num: int) -> 
         return float(ingest_s + search_s)
 
     rows: dict[str, Any] = {}
-    for key, (v, q) in {
-        "caller": (vectors, query_vector),
-        "sealed": (sealed, sealed_query),
+    for key, (c, v, q) in {
+        "caller": (chunks, vectors, query_vector),
+        "sealed": (sealed_chunks, sealed, sealed_query),
     }.items():
 
-        async def via_submit(v: np.ndarray = v, q: np.ndarray = q) -> float:
-            return (await engine_submit(sides, chunks, v, q))[0]
+        async def via_submit(c: list[Chunk] = c, v: np.ndarray = v, q: np.ndarray = q) -> float:
+            return (await engine_submit(sides, c, v, q))[0]
 
-        async def via_run_batch(v: np.ndarray = v, q: np.ndarray = q) -> float:
-            return engine_run_batch(sides, chunks, v, q)
+        async def via_run_batch(c: list[Chunk] = c, v: np.ndarray = v, q: np.ndarray = q) -> float:
+            return engine_run_batch(sides, c, v, q)
 
         for way, run_engine in (("via_submit", via_submit), ("run_batch", via_run_batch)):
             stats = paired_stats(*await paired(num, run_raw, run_engine))
@@ -126,7 +129,7 @@ async def micro_rows(sides: Sides, size: int, vectors: np.ndarray, num: int) -> 
 
 async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
     texts = [f"passage {i}" for i in range(size)]
-    chunks = [Chunk(text, "parity", i) for i, text in enumerate(texts)]
+    chunks = seal_chunks(Chunk(text, "parity", i) for i, text in enumerate(texts))
     question = unit_vectors(np.random.default_rng(size), 1)
     sealed, sealed_question = seal_unit_rows(vectors), seal_unit_rows(question)
     found: dict[str, list[int]] = {}
