@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
-from primflow.values import Chunk, Hit
+from primflow.values import Chunk, Hit, hits_of
 
 HNSW_THRESHOLD = 10_000
 HNSW_M = 32
@@ -68,11 +68,9 @@ class FaissCollection:
         scores, rows = self.search_rows(queries, min(k, len(self.chunks)))
         chunks = self.chunks
         # tolist() first: Python floats and ints in one C pass, not numpy scalars per hit.
-        # The two are faiss's outputs of one shape, so zip needs no strict check (a
-        # third of the time of building a query row's top 3).
         return [
-            [Hit(chunks[r], s) for r, s in zip(row, score, strict=False) if r >= 0]
-            for row, score in zip(rows.tolist(), scores.tolist(), strict=False)
+            hits_of(chunks, row, score)
+            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
         ]
 
     def search_rows(self, queries: Matrix, k: int) -> tuple[Matrix, Rows]:
