@@ -13,6 +13,8 @@ Rows, for 100, 650 and 2,000 unit vectors of 384 dimensions (seeded):
   chunks (the chunker's) and vectors (the embedder's), search the question's, hits with
   their passages; the raw loop also turns row ids into (passage, score) pairs. The row
   ids are compared.
+- ``pairing``: the engine alone against the engine right after a raw call, with the
+  same arrays every time or with fresh ones (why the rows above use fresh ones).
 - ``concurrent``: several queries search one shared collection at once (a serving
   burst): the raw loop calls ``index.search`` once per query on a prebuilt index; the
   engine gets the searches as one batch (as the runtime submits them) and runs them
@@ -22,12 +24,13 @@ In the ``micro`` and ``retrieval`` rows each side's inputs are made anew right b
 timed call: the raw side unpickles them for every call (the process pool sends them), so
 they are in its caches; the engine gets fresh copies (untimed), as the embedder hands
 over new vectors with every query. Given the same arrays every time instead, the engine
-ran 1.6-3.4x slower right after a raw call than alone (the raw call's transfer of up to
-3 MB evicts them), which measured the pairing, not the engine.
+ran slower right after a raw call than alone (the raw call's transfer of up to 3 MB
+evicts them: the ``pairing`` rows), which measured the pairing, not the engine.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -169,6 +172,27 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
     return stats
 
 
+async def pairing_row(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
+    """Why each side gets fresh inputs: the engine's ingest + search (sealed inputs, via
+    ``submit``) alone, right after a raw call with the same arrays every time, and right
+    after a raw call with fresh copies; medians in seconds."""
+    chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
+    query = vectors[:1].copy()
+    same = fresh(chunks, vectors, query, is_sealed=True)
+    found: dict[str, list[float]] = {"alone": [], "after_raw_same": [], "after_raw_fresh": []}
+    for _ in range(num):
+        found["alone"].append((await engine_submit(sides, *same))[0])
+    for key in ("after_raw_same", "after_raw_fresh"):
+        for _ in range(num):
+            await sides.on_raw(raw.timed_faiss, vectors, query, TOP_K)
+            inputs = same if key == "after_raw_same" else fresh(chunks, vectors, query, True)
+            found[key].append((await engine_submit(sides, *inputs))[0])
+    medians = {key: statistics.median(times) for key, times in found.items()}
+    shown = ", ".join(f"{key} {seconds * 1e3:.3f} ms" for key, seconds in medians.items())
+    print(f"faiss engine ingest+search {size} vectors: {shown}")
+    return medians
+
+
 async def concurrent_row(
     sides: Sides, size: int, num_queries: int, rng: np.random.Generator, num: int
 ) -> dict[str, Any]:
@@ -207,11 +231,12 @@ async def concurrent_row(
 async def faiss_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     num = max(repeats, 5) * 4  # sub-millisecond: more repeats
-    result: dict[str, Any] = {"micro": {}, "retrieval": {}, "concurrent": {}}
+    result: dict[str, Any] = {"micro": {}, "retrieval": {}, "pairing": {}, "concurrent": {}}
     for size in SIZES:
         vectors = unit_vectors(rng, size)
         result["micro"][str(size)] = await micro_rows(sides, size, vectors, num)
         result["retrieval"][str(size)] = await retrieval_row(sides, size, vectors, num)
+        result["pairing"][str(size)] = await pairing_row(sides, size, vectors, num)
     for size, num_queries in CONCURRENT:
         key = f"{size}x{num_queries}"
         result["concurrent"][key] = await concurrent_row(sides, size, num_queries, rng, num)
