@@ -14,18 +14,18 @@ Rows, for 100, 650 and 2,000 unit vectors of 384 dimensions (seeded):
   their passages; the raw loop also turns row ids into (passage, score) pairs. The row
   ids are compared.
 - ``pairing``: the engine alone against the engine right after a raw call, with the
-  same arrays every time or with fresh ones (why the rows above use fresh ones).
+  same arrays every time or with fresh ones.
 - ``concurrent``: several queries search one shared collection at once (a serving
   burst): the raw loop calls ``index.search`` once per query on a prebuilt index; the
   engine gets the searches as one batch (as the runtime submits them) and runs them
   as one faiss call. The row ids are compared.
 
 In the ``micro`` and ``retrieval`` rows each side's inputs are made anew right before its
-timed call: the raw side unpickles them for every call (the process pool sends them), so
-they are in its caches; the engine gets fresh copies (untimed), as the embedder hands
-over new vectors with every query. Given the same arrays every time instead, the engine
-ran slower right after a raw call than alone (the raw call's transfer of up to 3 MB
-evicts them: the ``pairing`` rows), which measured the pairing, not the engine.
+timed call, as a new query brings new vectors: the raw side unpickles them for every
+call (the process pool sends them); the engine gets fresh copies (untimed). The
+``pairing`` rows show what pairing itself costs the engine: right after a raw call it
+runs 1.3-3x slower than alone, with fresh inputs or not, so the paired ratios are a
+conservative reading of the engine.
 """
 
 from __future__ import annotations
@@ -173,9 +173,9 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
 
 
 async def pairing_row(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
-    """Why each side gets fresh inputs: the engine's ingest + search (sealed inputs, via
-    ``submit``) alone, right after a raw call with the same arrays every time, and right
-    after a raw call with fresh copies; medians in seconds."""
+    """What pairing costs the engine: its ingest + search (sealed inputs, via ``submit``)
+    alone, right after a raw call with the same arrays every time, and right after a raw
+    call with fresh copies; medians in seconds."""
     chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
     query = vectors[:1].copy()
     same = fresh(chunks, vectors, query, is_sealed=True)
