@@ -10,6 +10,9 @@ each round times, in alternating order:
 - ``submit``: the same through ``submit``, awaiting the futures (what the runtime calls);
   for one query's ingest + search this is the retrieval step as the apps run it.
 
+Then, per size, the CPU time of single calls (``per_call_us``): faiss's search and
+``IndexFlatIP`` + ``add``, the engine's search and ingest through each entry point.
+
 The engine gets what the apps give it: the chunker's chunk list (sealed where the code
 under test seals it, ``primflow.values.sealed_chunks_of``; a plain list before) and the
 embedder's sealed vectors, with the engine stack's core budget (the vector engine is a
@@ -22,8 +25,8 @@ on a machine shared with other jobs it leaves out the time the process was not r
 It measures whichever ``primflow`` is on ``PYTHONPATH``, so the code before a change runs
 from a checkout of it (same script, same machine, runs alternating):
 
-    git archive <commit> | tar -x -C /tmp/before
-    PYTHONPATH=/tmp/before python bench/bench_parity_faiss_ab.py --label before
+    mkdir -p build/before && git archive <commit> | tar -x -C build/before
+    PYTHONPATH=build/before python bench/bench_parity_faiss_ab.py --label before
     PYTHONPATH=. python bench/bench_parity_faiss_ab.py --label after [--clock cpu]
 
 Prints one result line; merges the label's results into docs/bench/parity_faiss_ab.json.
@@ -164,6 +167,49 @@ async def measure_size(rows: Rows, num_rounds: int) -> dict[str, Any]:
     return {"median_us": {n: m * 1e6 for n, m in medians.items()}, "speedup_median": speedups}
 
 
+async def per_call_us(rows: Rows, num_calls: int) -> dict[str, float]:
+    """CPU time of single calls (this thread's, median of ``num_calls``, microseconds):
+    faiss's search and index + add, and the engine's search and ingest, each through
+    ``run_batch`` and ``submit``; a query's collection is freed outside the timing."""
+    engine, index = rows.engine, faiss.IndexFlatIP(DIM)
+    index.add(rows.vectors)
+    query = rows._query_id()
+    [ingested] = engine.run_batch([_requests(query, rows.chunks, rows.sealed)])
+    assert isinstance(ingested, dict)
+    search = _search(query, rows.sealed_query, ingested["index"])
+
+    async def submit_search() -> None:
+        [future] = engine.submit([search])
+        await future
+
+    async def submit_ingest(request: EngineRequest) -> None:
+        [future] = engine.submit([request])
+        await future
+
+    calls: dict[str, Callable[[], Any]] = {
+        "raw_search": lambda: index.search(rows.query, TOP_K),
+        "raw_index_add": lambda: faiss.IndexFlatIP(DIM).add(rows.vectors),
+        "search_run_batch": lambda: engine.run_batch([search]),
+        "search_submit": submit_search,
+        "ingest_run_batch": lambda: engine.run_batch([ingest]),
+        "ingest_submit": lambda: submit_ingest(ingest),
+    }
+    found: dict[str, float] = {}
+    for name, call in calls.items():
+        times = []
+        for _ in range(num_calls):
+            ingest = _requests(rows._query_id(), rows.chunks, rows.sealed)
+            started_s = time.thread_time()
+            done = call()
+            if asyncio.iscoroutine(done):
+                await done
+            times.append(time.thread_time() - started_s)
+            engine.release(ingest.query_id)
+        found[name] = statistics.median(times[num_calls // 10 :]) * 1e6  # warm-up dropped
+    engine.release(query)
+    return found
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     kinds = {"llm": EngineKind.LLM, "embedder": EngineKind.EMBEDDER}
     kinds["vector_index"] = EngineKind.VECTOR_INDEX
@@ -177,11 +223,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "clock": args.clock,
         "load_avg_start": os.getloadavg(),
         "sizes": {},
+        "per_call_us": {},
     }
     try:
         for size in SIZES:
             rows = Rows(engine, size, rng, args.clock)
             result["sizes"][str(size)] = await measure_size(rows, args.rounds)
+            result["per_call_us"][str(size)] = await per_call_us(rows, args.rounds * 5)
     finally:
         await engine.close()
     result["load_avg_end"] = os.getloadavg()
