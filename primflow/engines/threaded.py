@@ -27,8 +27,8 @@ Owns the hand-off between the event loop and an engine's thread. Invariants:
   or running on the engine thread, so batches still run one at a time in submission
   order; its futures are resolved when ``submit`` returns. Nothing can end a query
   meanwhile, so an inline batch skips the thread path's bookkeeping (abort registry,
-  queue counters, and the core budget's unless it counts the engine), 15-20 us per
-  submit; requests of ended queries are refused alike. Such an engine sends any other
+  queue counters, and the core budget's unless it counts the engine), which cost
+  25-47 us per submit; requests of ended queries are refused alike. Such an engine sends any other
   work to its thread through ``on_engine_thread``, which the idle check counts.
 """
 
