@@ -24,8 +24,8 @@ In the ``micro`` and ``retrieval`` rows each side's inputs are made anew right b
 timed call, as a new query brings new vectors: the raw side unpickles them for every
 call (the process pool sends them); the engine gets fresh copies (untimed). The
 ``pairing`` rows show what pairing itself costs the engine: right after a raw call it
-runs 1.2-3.5x slower than alone, with fresh inputs or not, so the paired ratios are a
-conservative reading of the engine.
+runs 1.2-3.5x slower than alone, with fresh inputs or not (what being woken costs the
+raw side is not measured here; bench_parity_faiss_ab.py compares both in one process).
 """
 
 from __future__ import annotations
