@@ -4,21 +4,33 @@ direct faiss calls in the raw process (bench_parity_raw.py), paired and alternat
 Rows, for 100, 650 and 2,000 unit vectors of 384 dimensions (seeded):
 
 - ``micro``: ingest + search of one query, top 3, against ``IndexFlatIP`` add + search,
-  with the engine's vectors given two ways: the caller's own writeable array (checked,
-  and copied so later writes cannot change the collection) and the embedder's output
-  (sealed: taken in O(1), primflow/engines/unit_vectors.py); each through ``submit``
-  (what the runtime calls) and ``run_batch`` (the engine's work alone).
+  with the engine's inputs given two ways: the caller's own writeable array and plain
+  chunk list (checked, the array copied so later writes cannot change the collection)
+  and what the apps hand over, the embedder's output and the chunker's list (sealed:
+  taken in O(1), primflow/engines/unit_vectors.py and primflow/values.py); each through
+  ``submit`` (what the runtime calls) and ``run_batch`` (the engine's work alone).
 - ``retrieval``: one query's retrieval step as the apps run it: ingest the passages'
-  embedder vectors, search the question's, hits with their passages; the raw loop also
-  turns row ids into (passage, score) pairs. The row ids are compared.
+  chunks (the chunker's) and vectors (the embedder's), search the question's, hits with
+  their passages; the raw loop also turns row ids into (passage, score) pairs. The row
+  ids are compared.
+- ``pairing``: the engine alone against the engine right after a raw call, with the
+  same arrays every time or with fresh ones.
 - ``concurrent``: several queries search one shared collection at once (a serving
   burst): the raw loop calls ``index.search`` once per query on a prebuilt index; the
   engine gets the searches as one batch (as the runtime submits them) and runs them
   as one faiss call. The row ids are compared.
+
+In the ``micro`` and ``retrieval`` rows each side's inputs are made anew right before its
+timed call, as a new query brings new vectors: the raw side unpickles them for every
+call (the process pool sends them); the engine gets fresh copies (untimed). The
+``pairing`` rows show what pairing itself costs the engine: right after a raw call it
+runs 1.2-3.5x slower than alone, with fresh inputs or not (what being woken costs the
+raw side is not measured here; bench_parity_faiss_ab.py compares both in one process).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -32,6 +44,11 @@ from primflow.engines.unit_vectors import seal_unit_rows
 from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
 from primflow.values import Chunk, Hit, IndexHandle
+
+try:  # the chunker's sealed lists, where the code under test has them
+    from primflow.values import seal_chunks
+except ImportError:  # before: the chunker made plain lists
+    seal_chunks = list  # type: ignore[assignment]
 
 SIZES = (100, 650, 2000)
 TOP_K = 3
@@ -89,6 +106,17 @@ def engine_run_batch(
     return seconds
 
 
+Inputs = tuple[list[Chunk], np.ndarray, np.ndarray]
+
+
+def fresh(chunks: list[Chunk], vectors: np.ndarray, query: np.ndarray, is_sealed: bool) -> Inputs:
+    """New copies of the engine's inputs for one timed call (see the module docstring):
+    the chunker's and the embedder's sealed outputs, or the caller's own list and arrays."""
+    if is_sealed:
+        return seal_chunks(chunks), seal_unit_rows(vectors), seal_unit_rows(query)
+    return list(chunks), vectors.copy(), query.copy()
+
+
 def unit_vectors(rng: np.random.Generator, num: int) -> np.ndarray:
     vectors = rng.standard_normal((num, raw.DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -98,24 +126,20 @@ def unit_vectors(rng: np.random.Generator, num: int) -> np.ndarray:
 async def micro_rows(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
     chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
     query_vector = vectors[:1].copy()
-    sealed = seal_unit_rows(vectors)  # a sealed copy: what the embedder hands over
-    sealed_query = seal_unit_rows(query_vector)
 
     async def run_raw() -> float:
         ingest_s, search_s, _ = await sides.on_raw(raw.timed_faiss, vectors, query_vector, TOP_K)
         return float(ingest_s + search_s)
 
     rows: dict[str, Any] = {}
-    for key, (v, q) in {
-        "caller": (vectors, query_vector),
-        "sealed": (sealed, sealed_query),
-    }.items():
+    for key, is_sealed in {"caller": False, "sealed": True}.items():
 
-        async def via_submit(v: np.ndarray = v, q: np.ndarray = q) -> float:
-            return (await engine_submit(sides, chunks, v, q))[0]
+        async def via_submit(is_sealed: bool = is_sealed) -> float:
+            inputs = fresh(chunks, vectors, query_vector, is_sealed)
+            return (await engine_submit(sides, *inputs))[0]
 
-        async def via_run_batch(v: np.ndarray = v, q: np.ndarray = q) -> float:
-            return engine_run_batch(sides, chunks, v, q)
+        async def via_run_batch(is_sealed: bool = is_sealed) -> float:
+            return engine_run_batch(sides, *fresh(chunks, vectors, query_vector, is_sealed))
 
         for way, run_engine in (("via_submit", via_submit), ("run_batch", via_run_batch)):
             stats = paired_stats(*await paired(num, run_raw, run_engine))
@@ -128,7 +152,6 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
     texts = [f"passage {i}" for i in range(size)]
     chunks = [Chunk(text, "parity", i) for i, text in enumerate(texts)]
     question = unit_vectors(np.random.default_rng(size), 1)
-    sealed, sealed_question = seal_unit_rows(vectors), seal_unit_rows(question)
     found: dict[str, list[int]] = {}
 
     async def run_raw() -> float:
@@ -138,7 +161,8 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
         return float(seconds)
 
     async def run_engine() -> float:
-        seconds, hits = await engine_submit(sides, chunks, sealed, sealed_question)
+        inputs = fresh(chunks, vectors, question, is_sealed=True)
+        seconds, hits = await engine_submit(sides, *inputs)
         found["engine"] = [h.chunk.chunk_id for h in hits]
         return seconds
 
@@ -146,6 +170,27 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
     stats["same_rows"] = found["raw"] == found["engine"]
     print(summary(f"faiss retrieval step {size} passages", stats) + f" same={stats['same_rows']}")
     return stats
+
+
+async def pairing_row(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
+    """What pairing costs the engine: its ingest + search (sealed inputs, via ``submit``)
+    alone, right after a raw call with the same arrays every time, and right after a raw
+    call with fresh copies; medians in seconds."""
+    chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
+    query = vectors[:1].copy()
+    same = fresh(chunks, vectors, query, is_sealed=True)
+    found: dict[str, list[float]] = {"alone": [], "after_raw_same": [], "after_raw_fresh": []}
+    for _ in range(num):
+        found["alone"].append((await engine_submit(sides, *same))[0])
+    for key in ("after_raw_same", "after_raw_fresh"):
+        for _ in range(num):
+            await sides.on_raw(raw.timed_faiss, vectors, query, TOP_K)
+            inputs = same if key == "after_raw_same" else fresh(chunks, vectors, query, True)
+            found[key].append((await engine_submit(sides, *inputs))[0])
+    medians = {key: statistics.median(times) for key, times in found.items()}
+    shown = ", ".join(f"{key} {seconds * 1e3:.3f} ms" for key, seconds in medians.items())
+    print(f"faiss engine ingest+search {size} vectors: {shown}")
+    return medians
 
 
 async def concurrent_row(
@@ -186,11 +231,12 @@ async def concurrent_row(
 async def faiss_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     num = max(repeats, 5) * 4  # sub-millisecond: more repeats
-    result: dict[str, Any] = {"micro": {}, "retrieval": {}, "concurrent": {}}
+    result: dict[str, Any] = {"micro": {}, "retrieval": {}, "pairing": {}, "concurrent": {}}
     for size in SIZES:
         vectors = unit_vectors(rng, size)
         result["micro"][str(size)] = await micro_rows(sides, size, vectors, num)
         result["retrieval"][str(size)] = await retrieval_row(sides, size, vectors, num)
+        result["pairing"][str(size)] = await pairing_row(sides, size, vectors, num)
     for size, num_queries in CONCURRENT:
         key = f"{size}x{num_queries}"
         result["concurrent"][key] = await concurrent_row(sides, size, num_queries, rng, num)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 
-from primflow.values import Chunk
+from primflow.values import Chunk, SealedChunks, sealed_chunks_of
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".pdf", ".jsonl")
 
@@ -166,10 +166,11 @@ def _read_jsonl(text: str, source: str, file_where: str) -> list[Document]:
 
 def chunk_documents(
     documents: Iterable[Document], chunk_size: int, chunk_overlap: int = 0
-) -> list[Chunk]:
+) -> SealedChunks:
     """Split each document into chunks of at most ``chunk_size`` characters.
 
-    Markdown files are split on their structure (headings, lists) first.
+    Markdown files are split on their structure (headings, lists) first. The list is
+    sealed (``primflow.values``), so a vector engine takes it without a pass over it.
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
@@ -182,7 +183,7 @@ def chunk_documents(
         splitter = md_splitter if doc.source.endswith(".md") else text_splitter
         for piece in splitter.chunks(doc.text):
             chunks.append(Chunk(text=piece, source=doc.source, chunk_id=len(chunks)))
-    return chunks
+    return sealed_chunks_of(chunks)
 
 
 def as_documents(items: Sequence[Document | str]) -> list[Document]:

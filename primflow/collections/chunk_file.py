@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from primflow.collections.meta import CollectionError, write_atomic
-from primflow.values import Chunk
+from primflow.values import Chunk, SealedChunks, sealed_chunks_of
 
 
 def write_chunks(path: Path, chunks: Sequence[Chunk]) -> None:
@@ -19,7 +19,7 @@ def write_chunks(path: Path, chunks: Sequence[Chunk]) -> None:
     write_atomic(path, "".join(line + "\n" for line in lines))
 
 
-def read_chunks(path: Path) -> list[Chunk]:
+def read_chunks(path: Path) -> SealedChunks:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -32,4 +32,4 @@ def read_chunks(path: Path) -> list[Chunk]:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise CollectionError(f"{str(path)!r} line {number}: not a chunk ({exc})") from None
         chunks.append(chunk)
-    return chunks
+    return sealed_chunks_of(chunks)

@@ -30,7 +30,7 @@ from primflow.collections.chunk_file import read_chunks, write_chunks
 from primflow.collections.embedding import embed_chunks, embedding_model_id
 from primflow.collections.meta import Backend, CollectionError, CollectionMeta, write_meta
 from primflow.engines.base import Engine
-from primflow.values import Chunk, IndexHandle
+from primflow.values import Chunk, IndexHandle, SealedChunks, sealed_chunks_of
 
 if TYPE_CHECKING:
     from primflow.engines.vector.faiss_collection import FaissCollection
@@ -112,10 +112,10 @@ class Collection:
                 "index again to replace documents"
             )
 
-    def _chunk(self, docs: list[Document]) -> list[Chunk]:
+    def _chunk(self, docs: list[Document]) -> SealedChunks:
         pieces = chunk_documents(docs, self.meta.chunk_size, self.meta.chunk_overlap)
         offset = self.meta.num_chunks
-        return [Chunk(c.text, c.source, c.chunk_id + offset) for c in pieces]
+        return sealed_chunks_of([Chunk(c.text, c.source, c.chunk_id + offset) for c in pieces])
 
     def _add_to_faiss(self, chunks: list[Chunk], vectors: object) -> None:
         from primflow.engines.vector.common import unit_rows

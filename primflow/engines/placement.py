@@ -130,6 +130,12 @@ class CoreBudget:
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
 
+    def counts(self, engine: str) -> bool:
+        """Whether ``engine``'s ``begin``/``end`` and query starts can change what another
+        engine gets: only under ``SHARED`` placement and for an engine that is not light
+        (every rule above leaves light engines out, and ``DEDICATED`` shares are fixed)."""
+        return self.placement is Placement.SHARED and engine not in self.light_engines
+
     def begin(self, engine: str) -> None:
         """``engine`` has work (queued or running). Calls nest; each needs an ``end``."""
         with self._lock:

@@ -163,3 +163,20 @@ def test_copy_write_read_and_the_switch_to_hnsw_keep_the_rows(tmp_path) -> None:
     collection.write(tmp_path / "hnsw.faiss")
     again = FaissCollection.read(tmp_path / "hnsw.faiss", chunks_for(70))
     assert again.is_hnsw and again.copy().is_hnsw
+
+
+def test_hits_are_ordinary_frozen_hits() -> None:
+    """Hits are made without the dataclass's ``__init__`` (values.hits_of): they must be
+    the same values, equal and hashed alike, and as immutable."""
+    base = unit_matrix(30, seed=7)
+    collection = FaissCollection(DIM)
+    collection.add(chunks_for(30), base)
+    [hits] = collection.search(base[4:5], 3)
+    scores, rows = collection.search_rows(base[4:5], 3)
+    chunks = chunks_for(30)
+    expected = [Hit(chunks[r], float(s)) for r, s in zip(rows[0], scores[0], strict=True)]
+    assert hits == expected and hits[0].chunk.chunk_id == 4
+    assert {hash(h) for h in hits} == {hash(h) for h in expected}
+    assert all(type(h) is Hit for h in hits)
+    with pytest.raises(AttributeError):
+        hits[0].score = 0.0  # type: ignore[misc]

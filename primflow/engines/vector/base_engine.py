@@ -28,6 +28,7 @@ from primflow.engines.threaded import Outcome, ThreadedEngine
 from primflow.engines.vector.common import (
     Matrix,
     check_collection_name,
+    checked_chunks,
     ingest_inputs,
     query_scoped,
     search_handle,
@@ -96,6 +97,7 @@ class VectorEngine(ThreadedEngine):
         """Create (or extend) a shared collection that outlives queries; search it with
         ``IndexHandle(engine, name)``."""
         check_collection_name(name, self.name, "create_shared")
+        chunks = checked_chunks(chunks, self.name, "create_shared")
         matrix = unit_rows(vectors, self.name, "create_shared")
         if len(matrix) != len(chunks):
             raise EngineError(

@@ -21,7 +21,7 @@ from primflow.engines.base import EngineError, EngineRequest, Outputs
 from primflow.engines.unit_vectors import Matrix as Matrix  # re-exported for the engines
 from primflow.engines.unit_vectors import are_unit, is_sealed, seal_checked, unit_norms
 from primflow.graph.ops import CHUNKS, HITS, INDEX, VECTORS
-from primflow.values import Chunk, Hit, IndexHandle
+from primflow.values import Chunk, Hit, IndexHandle, is_sealed_chunks
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
 DEFAULT_TOP_K = 5
@@ -89,11 +89,20 @@ def check_dim(vectors: Matrix, dim: int, name: str, engine: str, node: str) -> N
         )
 
 
+def checked_chunks(value: Any, engine: str, node: str) -> Sequence[Chunk]:
+    """``value`` if it is a list of :class:`Chunk`, else a clear error. A sealed list (the
+    chunker's and the collections', ``primflow.values``) passes in O(1); anything else
+    is checked item by item (``map(isinstance, ...)``: in C, half the time of a
+    generator, still 21 us at 650 chunks)."""
+    if is_sealed_chunks(value):
+        return value
+    if not isinstance(value, Sequence) or not all(map(isinstance, value, repeat(Chunk))):
+        raise EngineError(engine, node, "chunks must be a list of Chunk")
+    return value
+
+
 def ingest_inputs(request: EngineRequest, engine: str) -> tuple[Sequence[Chunk], Matrix]:
-    chunks = request.inputs.get(CHUNKS)
-    # map(isinstance, ...): the check in C, half the time of a generator per chunk.
-    if not isinstance(chunks, Sequence) or not all(map(isinstance, chunks, repeat(Chunk))):
-        raise EngineError(engine, request.node, "chunks must be a list of Chunk")
+    chunks = checked_chunks(request.inputs.get(CHUNKS), engine, request.node)
     vectors = unit_rows(request.inputs.get(VECTORS), engine, request.node)
     if len(vectors) != len(chunks):
         raise EngineError(engine, request.node, f"{len(chunks)} chunks but {len(vectors)} vectors")

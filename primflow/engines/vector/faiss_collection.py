@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
-from primflow.values import Chunk, Hit
+from primflow.values import Chunk, Hit, hits_of
 
 HNSW_THRESHOLD = 10_000
 HNSW_M = 32
@@ -69,7 +69,7 @@ class FaissCollection:
         chunks = self.chunks
         # tolist() first: Python floats and ints in one C pass, not numpy scalars per hit.
         return [
-            [Hit(chunks[r], s) for r, s in zip(row, score, strict=True) if r >= 0]
+            hits_of(chunks, row, score)
             for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
         ]
 

@@ -165,6 +165,18 @@ class FaissEngine(VectorEngine):
             raise self._query_ended(request)
         return index_outputs(self.name, job.collection, len(collection))
 
+    def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
+        if len(batch) != 1 or batch[0].op is not Op.VECTOR_SEARCH:
+            return super().run_batch(batch)
+        # One search alone (a query's retrieval step): nothing to defer it for.
+        try:
+            job = self._search_job(batch[0])
+        except EngineError as err:
+            return [err]
+        outcomes: list[Outcome] = [{}]
+        self._search_fused(job.collection, [(0, job)], outcomes)
+        return outcomes
+
     def _search(self, job: SearchJob) -> SearchJob:
         return job  # deferred, so the searches of a batch on one collection are one call
 
@@ -195,8 +207,8 @@ class FaissEngine(VectorEngine):
             start += len(job.queries)
 
     def _get(self, name: str) -> FaissCollection | None:
-        with self._collections_lock:
-            return self._collections.get(name)
+        # One dict lookup is atomic under the GIL; the lock guards changes and iteration.
+        return self._collections.get(name)
 
     def _get_or_create(self, name: str, dim: int | None, node: str) -> FaissCollection:
         with self._collections_lock:
