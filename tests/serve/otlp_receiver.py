@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from serve_process import stop_process
 
 MAX_PHOENIX_START_S = 120.0  # ~20 s on a loaded 2-core machine
 
@@ -188,11 +189,4 @@ class PhoenixServer:
                 return spans
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
+        stop_process(self.proc)

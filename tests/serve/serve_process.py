@@ -89,14 +89,7 @@ class ServerProcess:
         return self.proc.wait(timeout=timeout_s)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=15)
+        stop_process(self.proc)
 
     def __enter__(self) -> ServerProcess:
         return self.start()
@@ -109,3 +102,15 @@ def fake_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
     return ServerProcess(
         "--engine-backend", "fake", "--apps", "naive_rag,search_augmented", *args, env=env
     )
+
+
+def stop_process(proc: subprocess.Popen[Any] | None) -> None:
+    """Terminate ``proc`` (killed if it does not end within 15 s); a no-op once ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
