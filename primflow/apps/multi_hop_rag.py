@@ -15,6 +15,7 @@ fitted by bench/bench_judge.py on the sample questions (docs/results/dynamic.md)
 
 from __future__ import annotations
 
+from primflow.api.component import Flow
 from primflow.api.components import (
     Aggregate,
     Embed,
@@ -25,11 +26,13 @@ from primflow.api.components import (
 )
 from primflow.api.config import QueryConfig
 from primflow.api.documents import Document
+from primflow.api.function import function
 from primflow.api.template import Template, build_template
 from primflow.apps.app import App
 from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents_in
 from primflow.graph.ir import PortType
+from primflow.values import Hit
 
 MAX_HOPS = 3  # retrievals in all: the first, then at most two more
 MAX_EVIDENCE = 6  # passages kept across hops (merged, best first)
@@ -45,6 +48,12 @@ REFORMULATE_PROMPT = (
     "The passages do not answer the question yet. Write one short search query for the "
     "missing fact, naming what the passages tell you.\nQuery:"
 )
+# How a hop writes its search query: the model's reformulation ("model"), the question
+# followed by the best passage so far (MDR, Xiong et al. 2021), the model's query
+# followed by it, or the question followed by every passage (pseudo-relevance feedback).
+HOP_QUERIES = ("model", "question+passage", "model+passage", "question+passages")
+DEFAULT_HOP_QUERY = "model"
+WRITES = {"result": "next_queries"}
 ANSWER_PROMPT = (
     "Answer the question using only the passages. Be brief.\n"
     "Question: {question}\nPassages:\n{evidence}\n\nAnswer:"
@@ -65,17 +74,45 @@ def hop_check() -> Template:
     )
 
 
-def hop() -> Template:
+@function(is_cheap=True)
+def expanded_query(question: str, evidence: list[Hit], *, num_passages: int = 1) -> list[str]:
+    """The next hop's search query: ``question`` followed by the best ``num_passages``
+    passages of the evidence (MDR's query expansion with 1, pseudo-relevance feedback
+    with all), one text to embed."""
+    passages = [h.chunk.text.strip() for h in evidence[:num_passages]]
+    return ["\n".join([question.strip(), *passages])]
+
+
+def reformulated() -> Generate:
+    return Generate(
+        "reformulate",
+        prompt=REFORMULATE_PROMPT,
+        reads={"question": "question", "evidence": "evidence"},
+        text="next_query",
+        max_tokens=24,
+        stop=["\n"],
+    )
+
+
+def next_queries(hop_query: str) -> Flow:
+    """The flow that writes ``next_queries`` (a list of one text) for ``hop_query``."""
+    expand = {"question": "question", "evidence": "evidence"}
+    if hop_query == "model":
+        return reformulated() >> Aggregate("as_list", parts=["next_query"], result="next_queries")
+    if hop_query == "model+passage":
+        reads = {"question": "next_query", "evidence": "evidence"}
+        return reformulated() >> expanded_query("expand", reads=reads, writes=WRITES)
+    if hop_query == "question+passage":
+        return Flow.of(expanded_query("expand", reads=expand, writes=WRITES))
+    if hop_query == "question+passages":
+        passages = expanded_query("expand", reads=expand, writes=WRITES, num_passages=MAX_EVIDENCE)
+        return Flow.of(passages)
+    raise ValueError(f"hop_query must be one of {', '.join(HOP_QUERIES)}, got {hop_query!r}")
+
+
+def hop(hop_query: str = DEFAULT_HOP_QUERY) -> Template:
     flow = (
-        Generate(
-            "reformulate",
-            prompt=REFORMULATE_PROMPT,
-            reads={"question": "question", "evidence": "evidence"},
-            text="next_query",
-            max_tokens=24,
-            stop=["\n"],
-        )
-        >> Aggregate("as_list", parts=["next_query"], result="next_queries")
+        next_queries(hop_query)
         >> Embed("embed_query", items="next_queries", vectors="next_vectors")
         >> VectorSearch(vectors="next_vectors", index="index", hits="new_hits")
         >> Aggregate(
@@ -94,11 +131,11 @@ def hop() -> Template:
     )
 
 
-def build(max_hops: int = MAX_HOPS) -> Template:
+def build(max_hops: int = MAX_HOPS, hop_query: str = DEFAULT_HOP_QUERY) -> Template:
     hops = Loop(
         "hops",
         check=hop_check(),
-        steps={"no": hop()},
+        steps={"no": hop(hop_query)},
         state={"evidence": "hits", "index": "index"},
         results={"evidence": "evidence"},
         stop_on=("yes",),
