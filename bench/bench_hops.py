@@ -2,7 +2,7 @@
 on the real embedded engines (SmolLM2-135M on llama.cpp, MiniLM, FAISS).
 
 For every question of ``samples/multihop_questions.jsonl`` (docs ``samples/multihop``)
-and every way of writing the next hop's query (``HOP_QUERIES`` of the app):
+and every hop of ``VARIANTS`` (its query, and whether it keeps only unseen hits):
 
 - retrieval, the judge forced: the first retrieval's evidence (judge "yes" at once),
   and the evidence after one hop (judge "no", then "yes"); each holds the fact iff a
