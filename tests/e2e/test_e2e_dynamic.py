@@ -4,10 +4,11 @@
   135M model thinks; the rounds it asked for are in the graph that ran.
 - multi_hop_rag with the real calibrated judge on a two-hop question whose first
   retrieval misses the fact: the judge asks for a second hop (the decision is the
-  argmax of the calibrated scores it records), and the second round is optimized
+  argmax of the calibrated scores it records), the hop's expanded query (question +
+  best passage) retrieves the missing fact, and the second round is optimized
   incrementally and shown in the timing table.
 - multi_hop_rag with a scripted "no, then yes": a second hop is lowered, optimized and
-  appended while the query runs; the real LLM's reformulated query is embedded and
+  appended while the query runs; the expanded query is embedded and
   searched, and the baselines run the same two rounds.
 - tool_agent choosing the calculator: the real LLM writes the expression under the
   arithmetic grammar, and the calculator evaluates it without executing model text.
@@ -69,6 +70,8 @@ async def test_the_calibrated_judge_asks_for_a_second_hop() -> None:
         assert all(s["logprob"] < 0 and s["prior"] < 0 for s in scores.values())
     assert answer.decisions["hops.r1.enough.decode"] == "no"
     assert answer.rounds[0].label == "hops round 1: no"
+    # The first retrieval misses where Priya Raman (Marten's lead) works; the hop finds it.
+    assert any("from Tromso" in h.chunk.text for h in answer.passages)
     ran = {p.node for p in answer.timing.primitives}
     assert {"hops.r1.step.search", "hops.r2.enough.decode"} <= ran
     table = format_breakdown(answer)
