@@ -15,7 +15,7 @@ the work the query did not run: engine primitives of the graph never dispatched 
 untaken branch) with the decode tokens they were allowed, and, for a loop, the
 primitives a static graph unrolled to ``max_rounds`` would have held.
 
-    flock /tmp/heavy.lock python bench/bench_dynamic.py --seed 0
+    python bench/bench_dynamic.py --seed 0
 
 Prints one result line; writes docs/bench/dynamic.json (repository-relative).
 """

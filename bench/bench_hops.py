@@ -14,7 +14,7 @@ and every hop of ``VARIANTS`` (its query, and whether it keeps only unseen hits)
 Questions run one at a time in a seeded order, each query's cached prompts dropped
 after it. Prints one result line; writes docs/bench/hops.json.
 
-    flock /tmp/heavy.lock python bench/bench_hops.py --seed 0
+    python bench/bench_hops.py --seed 0
 """
 
 from __future__ import annotations

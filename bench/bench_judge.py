@@ -15,7 +15,7 @@ the grammar and once calibrated; the calibrated run also records each answer's p
 log-probability, so "log-probability, uncalibrated" is its argmax. Cases run one at a
 time in a seeded order. Prints one result line; writes docs/bench/judge.json.
 
-    flock /tmp/heavy.lock python bench/bench_judge.py --seed 0
+    python bench/bench_judge.py --seed 0
 """
 
 from __future__ import annotations
