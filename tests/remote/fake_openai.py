@@ -5,6 +5,7 @@ every request body: for dialect fields the real llama-cpp-python server ignores
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -15,6 +16,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from remote_servers import free_port
+
+from primflow.engines.base import EngineRequest
+from primflow.engines.remote import RemoteLLMEngine
+from primflow.graph.ir import Op
 
 ANSWER = '["alpha", "beta", "gamma"]'
 
@@ -112,3 +117,19 @@ class FakeServer:
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def prefill_and_decode(engine: RemoteLLMEngine, params: dict[str, Any]) -> dict[str, Any]:
+    """Start ``engine``, run one LLM call (a prefill of "Say hi", then a decode with
+    ``params``) and close it; the decode's outputs."""
+    await engine.start()
+    try:
+        prefill = EngineRequest(
+            "q", "p", Op.LLM_PREFILL, {}, {"template": "Say hi"}, llm_request_id="c"
+        )
+        decode = EngineRequest("q", "d", Op.LLM_DECODE, {}, params, llm_request_id="c")
+        await asyncio.gather(*engine.submit([prefill]))
+        (result,) = await asyncio.gather(*engine.submit([decode]))
+        return dict(result)
+    finally:
+        await engine.close()

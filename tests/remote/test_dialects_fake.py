@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fake_openai import FakeServer
+from fake_openai import FakeServer, prefill_and_decode
 
 from primflow.engines.base import USAGE, EngineError, EngineRequest, TokenUsage
 from primflow.engines.remote import ClientSettings, RemoteEmbedder, RemoteLLMEngine, RemoteReranker
@@ -105,20 +105,6 @@ async def test_llama_cpp_sends_cache_prompt_and_a_grammar(fake: FakeServer) -> N
 CHOICE_PARAMS = {"choices": ["yes", "no"], "max_tokens": 2}
 
 
-async def run_one_decode(engine: RemoteLLMEngine, params: dict[str, Any]) -> dict[str, Any]:
-    await engine.start()
-    try:
-        prefill = EngineRequest(
-            "q", "p", Op.LLM_PREFILL, {}, {"template": "Enough?"}, llm_request_id="c"
-        )
-        decode = EngineRequest("q", "d", Op.LLM_DECODE, {}, params, llm_request_id="c")
-        await asyncio.gather(*engine.submit([prefill]))
-        (result,) = await asyncio.gather(*engine.submit([decode]))
-        return dict(result)
-    finally:
-        await engine.close()
-
-
 @pytest.mark.parametrize(
     ("dialect", "field", "expected"),
     [
@@ -131,7 +117,7 @@ async def run_one_decode(engine: RemoteLLMEngine, params: dict[str, Any]) -> dic
 async def test_a_constrained_choice_goes_to_the_server_in_its_own_field(
     fake: FakeServer, dialect: str, field: str, expected: Any
 ) -> None:
-    await run_one_decode(llm(fake, dialect), CHOICE_PARAMS)
+    await prefill_and_decode(llm(fake, dialect), CHOICE_PARAMS)
     decode = fake.bodies_at("/v1/chat/completions")[-1]
     assert decode[field] == expected
     others = {"guided_choice", "regex", "grammar", "guided_json", "response_format"} - {field}
@@ -142,7 +128,7 @@ async def test_a_constrained_choice_goes_to_the_server_in_its_own_field(
 async def test_a_choice_is_left_unconstrained_where_the_api_has_no_field(
     fake: FakeServer, dialect: str
 ) -> None:
-    await run_one_decode(llm(fake, dialect), CHOICE_PARAMS)
+    await prefill_and_decode(llm(fake, dialect), CHOICE_PARAMS)
     decode = fake.bodies_at("/v1/chat/completions")[-1]
     assert not {"guided_choice", "regex", "grammar", "response_format"} & set(decode)
 

@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fake_openai import FakeServer
+from fake_openai import FakeServer, prefill_and_decode
 
 from primflow.api import Generate, Query, QueryConfig, build_template
 from primflow.api.lower import lower
-from primflow.engines.base import EngineError, EngineRequest
+from primflow.engines.base import EngineError
 from primflow.engines.remote import ClientSettings, RemoteLLMEngine
-from primflow.graph.ir import Op
 from primflow.graph.ops import CHOICE_SCORES
 
 pytestmark = pytest.mark.remote
@@ -38,17 +37,7 @@ def _decode_params(**config: Any) -> dict[str, Any]:
 
 async def _decode(fake: FakeServer, dialect: str, params: dict[str, Any]) -> dict[str, Any]:
     engine = RemoteLLMEngine("llm", ClientSettings(fake.base_url), "fake-model", dialect=dialect)
-    await engine.start()
-    try:
-        prefill = EngineRequest(
-            "q", "p", Op.LLM_PREFILL, {}, {"template": "Say hi"}, llm_request_id="c"
-        )
-        decode = EngineRequest("q", "d", Op.LLM_DECODE, {}, params, llm_request_id="c")
-        await asyncio.gather(*engine.submit([prefill]))
-        (result,) = await asyncio.gather(*engine.submit([decode]))
-        return dict(result)
-    finally:
-        await engine.close()
+    return await prefill_and_decode(engine, params)
 
 
 async def test_sampling_fields_go_out_with_the_decode(fake: FakeServer) -> None:
