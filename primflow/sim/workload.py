@@ -162,9 +162,11 @@ def app_workload(
             query = _query_with(sample, question, picked)
             low = lower_query(template, query)
             graph = optimize(low.graph, passes=passes, cache=cache, template_id=app.name)[0]
-            lowered[key] = SimQuery(graph, low.inputs)
-            if low.growth is not None:
-                lowered[key] = _growing(low.graph, graph, low, passes, cache, is_module_level)
+            lowered[key] = (
+                SimQuery(graph, low.inputs)
+                if low.growth is None
+                else _growing(graph, low, passes, cache, is_module_level)
+            )
         return lowered[key]
 
     return Workload(
@@ -200,7 +202,6 @@ def _continue_choices(template: Template, sample: Query) -> list[str]:
 
 
 def _growing(
-    pgraph: Graph,
     graph: Graph,
     low: LoweredQuery,
     passes: Sequence[GraphPass],
@@ -212,7 +213,7 @@ def _growing(
     growth = low.growth
     assert growth is not None
     if is_module_level:  # run_rounds attaches the p-graph itself
-        return SimQuery(pgraph, low.inputs, growth)
+        return SimQuery(low.graph, low.inputs, growth)
 
     def optimize_round(round_graph: Graph, template_id: str) -> tuple[Graph, OptimizeReport]:
         return optimize(round_graph, passes=passes, cache=cache, template_id=template_id)
