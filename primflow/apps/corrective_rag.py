@@ -3,6 +3,13 @@ when they fail fall back to a web search; the answer reads whichever evidence is
 
 The judge's grade is a constrained yes/no; the web search and everything only it
 needs run on the "no" branch alone (dropped, never dispatched, when the passages pass).
+
+The grade keeps the grammar-constrained choice, with the hop check's wording ("answered
+from these passages alone, or is a fact missing?"): bench/bench_judge.py measured it
+against the calibrated choice, with and without a fitted bias, on
+samples/corrective_questions.jsonl, and no calibrated setting did better on
+SmolLM2-135M (docs/results/dynamic.md). The wording before ("do the passages contain
+the answer?") said "yes" to every question, so the web search never ran.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from primflow.apps.app import App
 from primflow.apps.retrieval import document_search
 from primflow.apps.samples import sample_documents
 
-GRADE_PROMPT = (
-    "Question: {question}\nPassages:\n{hits}\n\n"
-    "Do the passages contain the answer to the question? Reply yes or no.\nReply:"
+GRADE_PROMPT = (  # the grammar's best wording in bench/bench_judge.py
+    "Passages:\n{hits}\n\nQuestion: {question}\n"
+    "Can the question be answered from these passages alone, or is a fact missing? "
+    "Reply yes if it can be answered, no if a fact is missing.\nReply:"
 )
 ANSWER_PROMPT = (
     "Answer the question using only the evidence. Be brief.\n"

@@ -50,3 +50,15 @@ def test_a_bad_record_is_named_by_file_and_line(
     (tmp_path / "q.jsonl").write_text("not json\n")
     with pytest.raises(ValueError, match=r"q\.jsonl:1: not JSON"):
         sample_questions("q.jsonl")
+
+
+def test_corrective_questions_point_at_a_document_or_page_that_holds_the_answer() -> None:
+    corpus = _web_corpus()
+    records = sample_questions("corrective_questions.jsonl")
+    assert {r["expects"] for r in records} == {"documents", "web"}
+    for record in records:
+        if record["expects"] == "web":
+            text = corpus[record["source"]]
+        else:
+            text = (samples_dir() / "docs" / record["source"]).read_text()
+        assert record["answer_contains"] in text, record
