@@ -7,6 +7,8 @@
   argmax of the calibrated scores it records), the hop's expanded query (question +
   best passage) retrieves the missing fact, and the second round is optimized
   incrementally and shown in the timing table.
+- multi_hop_rag after a forced hop: the answer's prompt lists the chain (the first
+  retrieval's passages, then the hop's best new hit holding the fact), not all evidence.
 - multi_hop_rag with a scripted "no, then yes": a second hop is lowered, optimized and
   appended while the query runs; the expanded query is embedded and
   searched, and the baselines run the same two rounds.
@@ -31,11 +33,11 @@ from primflow.values import Hit
 pytestmark = [pytest.mark.e2e, pytest.mark.engines]
 
 CHANGES = {"max_tokens": 16}
-# From bench/bench_judge.py (docs/bench/judge.json): its first retrieval misses the city,
-# and the calibrated hop check says "no" by the largest margin of the sample set (about
-# 0.3 nats with HOP_BIAS; the same prompt's yes-no margin moves by ~0.1 between a
+# From bench/bench_hops.py (docs/bench/hops.json): the sample question's first retrieval
+# names Kestrel's lead but not where she works, and the calibrated hop check said "no"
+# on it in every real run (the same prompt's yes-no margin moves by ~0.1 nats between a
 # prompt computed whole and one reusing a cached prefix).
-SECOND_HOP_QUESTION = "From which city does the lead of Project Marten work?"
+SECOND_HOP_QUESTION = "Which city does the lead engineer of Project Kestrel work in?"
 MULTI_HOP = APPS["multi_hop_rag"]
 ONE_HOP = {"hops.r1.enough.decode": "no", "hops.r2.enough.decode": "yes"}
 AGENT = APPS["tool_agent"]
@@ -76,8 +78,10 @@ async def test_the_calibrated_judge_asks_for_a_second_hop() -> None:
         assert all(s["logprob"] < 0 and s["prior"] < 0 for s in scores.values())
     assert answer.decisions["hops.r1.enough.decode"] == "no"
     assert answer.rounds[0].label == "hops round 1: no"
-    # The first retrieval misses where Priya Raman (Marten's lead) works; the hop finds it.
-    assert any("from Tromso" in h.chunk.text for h in answer.passages)
+    # The first retrieval misses where Dana Whitfield (Kestrel's lead) works; the hop finds it.
+    assert any(
+        "Dana Whitfield works from the Lisbon office" in h.chunk.text for h in answer.passages
+    )
     ran = {p.node for p in answer.timing.primitives}
     assert {"hops.r1.step.search", "hops.r2.enough.decode"} <= ran
     table = format_breakdown(answer)
