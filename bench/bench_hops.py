@@ -1,8 +1,9 @@
-"""Second-hop retrieval benchmark: how multi_hop_rag's hop writes its search query,
-on the real embedded engines (SmolLM2-135M on llama.cpp, MiniLM, FAISS).
+"""Two-hop benchmark: how multi_hop_rag's hop writes its search query, what its answer
+and its hop check read (all the evidence or the chain) and how its documents are
+chunked, on the real embedded engines (SmolLM2-135M on llama.cpp, MiniLM, FAISS).
 
 For every question of ``samples/multihop_questions.jsonl`` (docs ``samples/multihop``)
-and every hop of ``VARIANTS`` (its query, and whether it keeps only unseen hits):
+and every variant of ``VARIANTS`` (``multi_hop_rag.build`` settings and a chunk size):
 
 - the judge forced: the first retrieval's evidence (judge "yes" at once), and after one
   hop (judge "no", then "yes") the evidence, the passages the answer read and the
@@ -14,9 +15,14 @@ and every hop of ``VARIANTS`` (its query, and whether it keeps only unseen hits)
   whether the answer is right (only for the variants of ``--real``).
 
 Questions run one at a time in a seeded order, each query's cached prompts dropped
-after it. Prints one result line; writes docs/bench/hops.json.
+after it. Prints one result line; writes docs/bench/hops.json. The run on the results
+page (docs/results/dynamic.md):
 
-    python bench/bench_hops.py --seed 0
+    python bench/bench_hops.py --seed 0 \
+        --variants "model" "question+passage, unseen" "chain answer" "chunks 120" \
+            "chunks 120, chain answer" "chunks 120, chain answer and check" \
+        --real "question+passage, unseen" "chunks 120, chain answer" \
+            "chunks 120, chain answer and check"
 """
 
 from __future__ import annotations
