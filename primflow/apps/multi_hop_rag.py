@@ -1,10 +1,16 @@
-"""Multi-hop RAG: retrieve, let a judge decide whether the evidence suffices, and while
-it does not, search again with the question expanded by the best passage so far (MDR's
+"""Multi-hop RAG: retrieve, let a judge decide whether the passages suffice, and while
+they do not, search again with the question expanded by the best passage so far (MDR's
 query expansion) and add the best passages not yet held (at most ``MAX_HOPS``
-retrievals), then answer from all the evidence.
+retrievals), then answer.
+
+The hop check and the answer read the *chain* (``READS``): the first retrieval's
+passages, then each hop's best hit the chain does not hold (the bridge, then the fact),
+not all the evidence held: SmolLM2-135M answered right more often from 3 passages than
+from 4-6, and from one-fact chunks (``CHUNK_SIZE``) than from 300-character ones that
+joined several facts (bench/bench_hops.py, docs/results/dynamic.md).
 
 SmolLM2-135M's own reformulated query (``hop_query="model"``) rarely found the missing
-fact; the expanded query does not depend on the model (docs/results/dynamic.md).
+fact; the expanded query does not depend on the model.
 
 A dynamic graph: the hops after the first are a ``Loop`` whose rounds are lowered and
 optimized (incrementally, on the new round only) when the judge's constrained yes/no
@@ -18,6 +24,8 @@ fitted by bench/bench_judge.py on the sample questions (docs/results/dynamic.md)
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from primflow.api.component import Flow
 from primflow.api.components import (
@@ -58,23 +66,44 @@ HOP_QUERIES = ("model", "question+passage")
 DEFAULT_HOP_QUERY = "question+passage"  # found more missing facts (bench/bench_hops.py)
 IS_SKIPPING_SEEN = True  # whether a hop keeps only hits the evidence does not hold
 NEW_HITS_PER_HOP = 2  # passages a hop adds that the evidence does not hold yet
-ANSWER_PROMPT = (
-    "Answer the question using only the passages. Be brief.\n"
-    "Question: {question}\nPassages:\n{evidence}\n\nAnswer:"
-)
+# How the answer step is asked: "brief" (the instruction, then the question, then the
+# passages) or "passages-first" (the passages, then the question last, then "Answer:").
+ANSWER_PROMPTS = {
+    "brief": (
+        "Answer the question using only the passages. Be brief.\n"
+        "Question: {question}\nPassages:\n{evidence}\n\nAnswer:"
+    ),
+    "passages-first": (
+        "Passages:\n{evidence}\n\nAnswer the question in a few words, using the passages.\n"
+        "Question: {question}\nAnswer:"
+    ),
+}
+DEFAULT_ANSWER_PROMPT = "brief"
+ANSWER_PROMPT = ANSWER_PROMPTS[DEFAULT_ANSWER_PROMPT]
+# What the answer step and the hop check read: "evidence" (every passage held, up to
+# MAX_EVIDENCE, best first) or "chain" (the first retrieval's best CHAIN_START passages,
+# then each hop's best hit the chain does not hold: the bridge, then the fact).
+READS = ("evidence", "chain")
+DEFAULT_ANSWER_READS = "chain"  # more answers right (bench/bench_hops.py)
+DEFAULT_CHECK_READS = "chain"  # the shape HOP_BIAS was fitted on (first passages + fact)
+CHAIN_START = 2  # the first retrieval's passages that start the chain
+# Characters per chunk: about one sentence or paragraph of the sample documents, so a
+# passage holds one fact (300 joined two or three, and the answer mixed them up).
+CHUNK_SIZE = 120
 
 
-def hop_check() -> Template:
+def hop_check(reads: str = DEFAULT_CHECK_READS) -> Template:
+    """The judge deciding whether the passages of ``reads`` (a state name) suffice."""
     judge = Judge(
         "enough",
         prompt=ENOUGH_PROMPT,
-        reads={"question": "question", "evidence": "evidence"},
+        reads={"question": "question", "evidence": reads},
         decision="decision",
         calibrate=True,
         bias=HOP_BIAS,
     )
     return build_template(
-        "hop_check", judge, outputs={"decision": "decision"}, inputs={"evidence": PortType.HITS}
+        "hop_check", judge, outputs={"decision": "decision"}, inputs={reads: PortType.HITS}
     )
 
 
@@ -118,6 +147,24 @@ def unseen_hits(
     return [h for h in hits if (h.chunk.source, h.chunk.chunk_id) not in seen][:top_k]
 
 
+def _key(hit: Hit) -> tuple[str, int]:
+    return hit.chunk.source, hit.chunk.chunk_id
+
+
+@function(is_cheap=True)
+def chain_start(hits: list[Hit], *, num_passages: int = CHAIN_START) -> list[Hit]:
+    """The chain's first passages: the first retrieval's best ``num_passages``."""
+    return hits[:num_passages]
+
+
+@function(is_cheap=True)
+def chain_extended(chain: list[Hit], hits: list[Hit], *, num_passages: int = 1) -> list[Hit]:
+    """``chain`` followed by the best ``num_passages`` of the hop's ``hits`` it does not
+    hold: the passages in the order they were found (bridge, then fact)."""
+    held = {_key(h) for h in chain}
+    return [*chain, *[h for h in hits if _key(h) not in held][:num_passages]]
+
+
 def searched(is_skipping_seen: bool) -> Flow:
     """Search the next queries; writes ``new_hits`` (only unseen ones if skipping)."""
     if not is_skipping_seen:
@@ -129,7 +176,15 @@ def searched(is_skipping_seen: bool) -> Flow:
     ) >> unseen_hits("unseen", reads=reads, writes={"result": "new_hits"})
 
 
-def hop(hop_query: str = DEFAULT_HOP_QUERY, is_skipping_seen: bool = False) -> Template:
+def chained(is_skipping_seen: bool) -> Flow:
+    """Extend the chain by the hop's best hit it does not hold (of all the hop found)."""
+    reads = {"chain": "chain", "hits": "found_hits" if is_skipping_seen else "new_hits"}
+    return Flow.of(chain_extended("extend_chain", reads=reads, writes={"result": "chain_next"}))
+
+
+def hop(
+    hop_query: str = DEFAULT_HOP_QUERY, is_skipping_seen: bool = False, is_chaining: bool = False
+) -> Template:
     flow = (
         next_queries(hop_query)
         >> Embed("embed_query", items="next_queries", vectors="next_vectors")
@@ -142,39 +197,64 @@ def hop(hop_query: str = DEFAULT_HOP_QUERY, is_skipping_seen: bool = False) -> T
             top_k=MAX_EVIDENCE,
         )
     )
-    return build_template(
-        "hop",
-        flow,
-        outputs={"evidence": "evidence_next"},
-        inputs={"evidence": PortType.HITS, "index": PortType.INDEX},
-    )
+    outputs = {"evidence": "evidence_next"}
+    inputs = {"evidence": PortType.HITS, "index": PortType.INDEX}
+    if is_chaining:
+        flow = flow >> chained(is_skipping_seen)
+        outputs["chain"] = "chain_next"
+        inputs["chain"] = PortType.HITS
+    return build_template("hop", flow, outputs=outputs, inputs=inputs)
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def build(
     max_hops: int = MAX_HOPS,
     hop_query: str = DEFAULT_HOP_QUERY,
     is_skipping_seen: bool = IS_SKIPPING_SEEN,
+    answer_reads: str = DEFAULT_ANSWER_READS,
+    check_reads: str = DEFAULT_CHECK_READS,
+    answer_prompt: str = DEFAULT_ANSWER_PROMPT,
+    num_chain_start: int = CHAIN_START,
 ) -> Template:
+    """The app's template; ``answer_reads``/``check_reads`` name what the answer step and
+    the hop check read (``READS``), ``answer_prompt`` a key of ``ANSWER_PROMPTS``."""
+    _check_choice("answer_reads", answer_reads, READS)
+    _check_choice("check_reads", check_reads, READS)
+    _check_choice("answer_prompt", answer_prompt, list(ANSWER_PROMPTS))
+    is_chaining = "chain" in (answer_reads, check_reads)
+    state = {"evidence": "hits", "index": "index"}
+    results = {"evidence": "evidence"}
+    if is_chaining:
+        state["chain"] = "chain"
+        results["chain"] = "final_chain"
     hops = Loop(
         "hops",
-        check=hop_check(),
-        steps={"no": hop(hop_query, is_skipping_seen)},
-        state={"evidence": "hits", "index": "index"},
-        results={"evidence": "evidence"},
+        check=hop_check(check_reads),
+        steps={"no": hop(hop_query, is_skipping_seen, is_chaining)},
+        state=state,
+        results=results,
         stop_on=("yes",),
         max_rounds=max_hops - 1,
     )
-    flow = (
-        document_search()
-        >> hops
-        >> Generate(
-            "answer",
-            prompt=ANSWER_PROMPT,
-            reads={"question": "question", "evidence": "evidence"},
-            text="answer",
-        )
+    answer_evidence = "final_chain" if answer_reads == "chain" else "evidence"
+    answer = Generate(
+        "answer",
+        prompt=ANSWER_PROMPTS[answer_prompt],
+        reads={"question": "question", "evidence": answer_evidence},
+        text="answer",
     )
-    return build_template("multi_hop_rag", flow, outputs={"answer": "answer", "hits": "evidence"})
+    flow = document_search()
+    if is_chaining:
+        reads, writes = {"hits": "hits"}, {"result": "chain"}
+        flow = flow >> chain_start(num_passages=num_chain_start, reads=reads, writes=writes)
+    outputs = {"answer": "answer", "hits": answer_evidence}
+    if answer_evidence != "evidence":
+        outputs["evidence"] = "evidence"
+    return build_template("multi_hop_rag", flow >> hops >> answer, outputs=outputs)
 
 
 def sample_documents() -> list[Document]:
@@ -185,7 +265,7 @@ APP = App(
     name="multi_hop_rag",
     description="multi-hop RAG: retrieve, judge the evidence, expand the query and retrieve again",
     build=build,
-    default_config=QueryConfig(top_k=2),
+    default_config=QueryConfig(top_k=2, chunk_size=CHUNK_SIZE),
     sample_question="Which city does the lead engineer of Project Kestrel work in?",
     sample_documents=sample_documents,
     sample_decisions=("no", "yes"),

@@ -7,6 +7,8 @@
   argmax of the calibrated scores it records), the hop's expanded query (question +
   best passage) retrieves the missing fact, and the second round is optimized
   incrementally and shown in the timing table.
+- multi_hop_rag after a forced hop: the answer's prompt lists the chain (the first
+  retrieval's passages, then the hop's best new hit holding the fact), not all evidence.
 - multi_hop_rag with a scripted "no, then yes": a second hop is lowered, optimized and
   appended while the query runs; the expanded query is embedded and
   searched, and the baselines run the same two rounds.
@@ -21,22 +23,28 @@ import re
 import pytest
 
 from primflow.apps import APPS
-from primflow.apps.multi_hop_rag import HOP_BIAS
+from primflow.apps.multi_hop_rag import CHAIN_START, HOP_BIAS
 from primflow.commands.console import format_breakdown
 from primflow.session import EngineStack, Session, embedded_factory
 from primflow.testing.judge import scripted_judge_factory
 from primflow.testing.recording import RecordingEngine
+from primflow.values import Hit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.engines]
 
 CHANGES = {"max_tokens": 16}
-# From bench/bench_judge.py (docs/bench/judge.json): its first retrieval misses the city,
-# and the calibrated hop check says "no" by the largest margin of the sample set (about
-# 0.3 nats with HOP_BIAS; the same prompt's yes-no margin moves by ~0.1 between a
+# From bench/bench_hops.py (docs/bench/hops.json): the sample question's first retrieval
+# names Kestrel's lead but not where she works, and the calibrated hop check said "no"
+# on it in every real run (the same prompt's yes-no margin moves by ~0.1 nats between a
 # prompt computed whole and one reusing a cached prefix).
-SECOND_HOP_QUESTION = "From which city does the lead of Project Marten work?"
+SECOND_HOP_QUESTION = "Which city does the lead engineer of Project Kestrel work in?"
 MULTI_HOP = APPS["multi_hop_rag"]
+ONE_HOP = {"hops.r1.enough.decode": "no", "hops.r2.enough.decode": "yes"}
 AGENT = APPS["tool_agent"]
+
+
+def chunk_keys(hits: list[Hit]) -> set[tuple[str, int]]:
+    return {(h.chunk.source, h.chunk.chunk_id) for h in hits}
 
 
 async def test_the_real_judge_decides_with_a_constrained_choice() -> None:
@@ -70,8 +78,10 @@ async def test_the_calibrated_judge_asks_for_a_second_hop() -> None:
         assert all(s["logprob"] < 0 and s["prior"] < 0 for s in scores.values())
     assert answer.decisions["hops.r1.enough.decode"] == "no"
     assert answer.rounds[0].label == "hops round 1: no"
-    # The first retrieval misses where Priya Raman (Marten's lead) works; the hop finds it.
-    assert any("from Tromso" in h.chunk.text for h in answer.passages)
+    # The first retrieval misses where Dana Whitfield (Kestrel's lead) works; the hop finds it.
+    assert any(
+        "Dana Whitfield works from the Lisbon office" in h.chunk.text for h in answer.passages
+    )
     ran = {p.node for p in answer.timing.primitives}
     assert {"hops.r1.step.search", "hops.r2.enough.decode"} <= ran
     table = format_breakdown(answer)
@@ -81,8 +91,7 @@ async def test_the_calibrated_judge_asks_for_a_second_hop() -> None:
 
 
 async def test_a_second_hop_runs_on_the_real_engines_in_every_scheme() -> None:
-    decisions = {"hops.r1.enough.decode": "no", "hops.r2.enough.decode": "yes"}
-    factory = scripted_judge_factory(decisions, embedded_factory())
+    factory = scripted_judge_factory(ONE_HOP, embedded_factory())
     stack = EngineStack.for_apps([MULTI_HOP], factory)
     passages = {}
     async with stack, Session(stack) as session:
@@ -103,6 +112,30 @@ async def test_a_second_hop_runs_on_the_real_engines_in_every_scheme() -> None:
             assert len(answer.passages) > 2, scheme  # both hops' passages, merged
             passages[scheme] = sorted((h.chunk.source, h.chunk.chunk_id) for h in answer.passages)
     assert passages["primflow"] == passages["sequential"]
+
+
+async def test_after_a_hop_the_answer_reads_the_chain() -> None:
+    """The sample question (Kestrel's lead, then where she works) with a forced hop: the
+    answer's prompt lists the first retrieval's passages, then the hop's best new hit."""
+    factory = scripted_judge_factory(ONE_HOP, embedded_factory())
+    stack = EngineStack.for_apps([MULTI_HOP], factory)
+    question, documents = MULTI_HOP.sample_question, MULTI_HOP.sample_documents()
+    async with stack, Session(stack) as session:
+        llm = session.stack.engines["llm"]
+        assert isinstance(llm, RecordingEngine)
+        answer = await session.ask(MULTI_HOP, question, documents, config_changes=CHANGES)
+        prompt = llm.prompt(f"{answer.query_id}/answer")
+    assert answer.decisions == ONE_HOP
+    *start, found = answer.passages
+    assert len(start) == CHAIN_START and found not in start
+    assert "lead engineer of Project Kestrel is Dana Whitfield" in " ".join(
+        h.chunk.text for h in start
+    )
+    assert "Dana Whitfield works from the Lisbon office" in found.chunk.text
+    assert chunk_keys([found]) <= chunk_keys(answer.outputs["evidence"])
+    assert len(answer.outputs["evidence"]) > len(answer.passages)
+    listed = "\n".join(f"[{i}] {h.chunk.text}" for i, h in enumerate(answer.passages, 1))
+    assert listed in prompt and f"[{len(answer.passages) + 1}]" not in prompt
 
 
 async def test_the_calculator_evaluates_the_real_models_expression() -> None:

@@ -151,27 +151,27 @@ def _loop_spec(**changes: str) -> str:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("max_rounds: 2", "max_rounds: 0", r"steps\[5\]\.max_rounds: must be > 0"),
-        ("top_k: 6", "top_k: 0", r"steps\[5\]\.steps\.no\.steps\[4\]\.top_k: must be > 0"),
+        ("max_rounds: 2", "max_rounds: 0", r"steps\[6\]\.max_rounds: must be > 0"),
+        ("top_k: 6", "top_k: 0", r"steps\[6\]\.steps\.no\.steps\[4\]\.top_k: must be > 0"),
         (
             "kind: judge",
             "kind: jduge",
-            r"steps\[5\]\.check\.steps\[0\]\.kind: unknown component 'jduge'",
+            r"steps\[6\]\.check\.steps\[0\]\.kind: unknown component 'jduge'",
         ),
         (
-            "outputs: {evidence: evidence_next}",
-            "outputs: {notes: evidence_next}",
-            r"steps\[5\] \(hops\): step 'no' writes 'notes', which is not a state name",
+            "outputs: {evidence: evidence_next, chain: chain_next}",
+            "outputs: {notes: evidence_next, chain: chain_next}",
+            r"steps\[6\] \(hops\): step 'no' writes 'notes', which is not a state name",
         ),
         (
             'stop_on: ["yes"]',
             'stop_on: ["no"]',
-            r"steps\[5\] \(hops\): choice 'no' both stops the loop and names a step",
+            r"steps\[6\] \(hops\): choice 'no' both stops the loop and names a step",
         ),
         (
-            "reads: {question: question, evidence: evidence}\n          writes: {decision",
-            "reads: {question: question, evidence: evdence}\n          writes: {decision",
-            r"loop 'hops' check: .*evdence",
+            "reads: {question: question, evidence: chain}\n          writes: {decision",
+            "reads: {question: question, evidence: chian}\n          writes: {decision",
+            r"loop 'hops' check: .*chian",
         ),
     ],
 )

@@ -1,6 +1,7 @@
 """How multi_hop_rag's hop writes its next search query (``HOP_QUERIES``) and which
-hits it keeps: the expanded query's text, the unseen hits, the primitives each way
-lowers to, and a bad name's error."""
+hits it keeps: the expanded query's text, the unseen hits, the chain of passages the
+answer and the check may read (``READS``), the primitives each way lowers to, and a bad
+name's error."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from primflow.apps.multi_hop_rag import (
     HOP_QUERIES,
     MAX_EVIDENCE,
     NEW_HITS_PER_HOP,
+    READS,
     build,
+    chain_extended,
+    chain_start,
     expanded_query,
     unseen_hits,
 )
@@ -26,13 +30,19 @@ EVIDENCE = [
 ]
 
 
-def grown(hop_query: str, is_skipping_seen: bool = False) -> Graph:
+def grown(hop_query: str, is_skipping_seen: bool = False, **changes: str) -> Graph:
     """The sample query's graph with one hop appended."""
-    template = build(hop_query=hop_query, is_skipping_seen=is_skipping_seen)
+    template = build(hop_query=hop_query, is_skipping_seen=is_skipping_seen, **changes)
     lowered = lower_query(template, APP.sample_query())
     assert lowered.growth is not None
     lowered.growth.attach(lowered.graph)
     return lowered.growth.unroll(["no"])
+
+
+def evidence_from(graph: Graph, node: str) -> str:
+    """The node whose output ``node``'s ``evidence`` port reads."""
+    [edge] = [e for e in graph.in_edges(node) if e.dst_port == "evidence"]
+    return edge.src
 
 
 def test_the_mdr_query_is_the_question_then_the_best_passage() -> None:
@@ -72,3 +82,45 @@ def test_each_way_lowers_to_one_embedded_query_per_hop(
 def test_an_unknown_hop_query_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"hop_query must be one of model, .*got 'mdr'"):
         build(hop_query="mdr")
+
+
+def test_the_chain_starts_with_the_first_retrievals_best_passages() -> None:
+    assert chain_start.fn(EVIDENCE) == EVIDENCE
+    assert chain_start.fn(EVIDENCE, num_passages=1) == EVIDENCE[:1]
+
+
+def test_a_hop_adds_its_best_hit_the_chain_does_not_hold() -> None:
+    bridge, other = EVIDENCE
+    fact = Hit(Chunk("Priya Raman works remotely from Tromso.", "people.md", 2), 0.7)
+    # The expanded query finds the bridge passage first; the chain keeps its order.
+    assert chain_extended.fn([bridge], [bridge, fact, other]) == [bridge, fact]
+    assert chain_extended.fn([bridge], [bridge, fact, other], num_passages=2) == [
+        bridge,
+        fact,
+        other,
+    ]
+    assert chain_extended.fn([bridge], [bridge]) == [bridge]
+
+
+@pytest.mark.parametrize("answer_reads", READS)
+@pytest.mark.parametrize("check_reads", READS)
+def test_the_answer_and_the_check_read_the_chosen_passages(
+    answer_reads: str, check_reads: str
+) -> None:
+    graph = grown("question+passage", True, answer_reads=answer_reads, check_reads=check_reads)
+    names = {n.name for n in graph}
+    is_chaining = "chain" in (answer_reads, check_reads)
+    assert ("chain_start" in names) is is_chaining
+    assert ("hops.r1.step.extend_chain" in names) is is_chaining
+    chain, evidence = "hops.r1.step.extend_chain", "hops.r1.step.merge"
+    answer_from = evidence_from(graph, "answer.prefill")
+    assert answer_from == (chain if answer_reads == "chain" else evidence)
+    check_from = evidence_from(graph, "hops.r2.enough.prefill")
+    assert check_from == (chain if check_reads == "chain" else evidence)
+
+
+def test_an_unknown_reading_or_prompt_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"answer_reads must be one of evidence, chain"):
+        build(answer_reads="best")
+    with pytest.raises(ValueError, match=r"answer_prompt must be one of brief, "):
+        build(answer_prompt="long")
