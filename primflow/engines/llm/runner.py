@@ -14,7 +14,8 @@ Invariants:
   by the step's row count (config.py), so every piece of such a prompt is computed the
   way a one-shot prefill computes it. The filler comes last, so the step's own tokens
   take the cells they would take without it, and removing it moves the KV head back.
-  ``kv_capacity`` keeps room for the filler.
+  The filler's cells come on top of ``n_ctx``: ``kv_capacity`` (what the sequences may
+  use) is at least ``n_ctx``.
 - Engine thread only (thread.py: one thread makes every llama call).
 """
 
@@ -65,7 +66,9 @@ class LlamaRunner:
         pad_rows: int = 0,
     ) -> None:
         params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx
+        # A step has >= 1 token of its own, so the filler needs at most pad_rows - 1 cells.
+        num_pad_cells = max(pad_rows - 1, 0)
+        params.n_ctx = n_ctx + num_pad_cells  # llama.cpp rounds it up to a multiple of 256
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max + 1 if pad_rows else n_seq_max  # + the filler's
@@ -91,8 +94,7 @@ class LlamaRunner:
         self.n_threads = n_threads
         self.pad_rows = pad_rows
         self.pad_seq_id = n_seq_max
-        # A step has >= 1 token of its own, so the filler needs at most pad_rows - 1 cells.
-        self.kv_capacity = self.n_ctx - max(pad_rows - 1, 0)
+        self.kv_capacity = self.n_ctx - num_pad_cells
         self.num_pad_tokens = 0  # filler tokens computed since start
         self._batch = lc.llama_batch_init(n_batch, 0, 1)
 
