@@ -72,7 +72,10 @@ async def test_concurrent_calls_wait_for_kv_cells_instead_of_failing():
             )
         )
         decodes = eng.submit(
-            [request(f"q-kv-{i}", "decode", Op.LLM_DECODE, max_tokens=96) for i in range(8)]
+            [
+                request(f"q-kv-{i}", "decode", Op.LLM_DECODE, max_tokens=96, ignore_eos=True)
+                for i in range(8)
+            ]
         )
         texts = [r["text"] for r in await asyncio.gather(*decodes)]
         await wait_until(lambda: eng.stats()["num_requests"] == 8)
