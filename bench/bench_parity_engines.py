@@ -142,18 +142,18 @@ async def engine_call(engine: Engine, query: str, prompt: str, max_tokens: int) 
 
 
 async def llm_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
-    """One request at a time against ``create_chat_completion`` (flash attention off on
-    both sides: ``Llama``'s default and the engine's), and four at once against the
-    low-level batched loop three ways: llama.cpp's default flash attention (auto) against
-    the engine's default (off), and like with like, both off and both on (a second
-    engine with ``flash_attn=True`` on the same core budget)."""
+    """One request at a time against ``create_chat_completion``, each side with its
+    default (``Llama``: flash attention off; the engine: on, prompt steps padded), and
+    four at once against the low-level batched loop two ways: llama.cpp's default flash
+    attention (auto: on here) against the engine's default, and both off (a second
+    engine with ``flash_attn=False`` on the same core budget)."""
     prompts = rag_prompts(seed, 4)
     llm = sides.engine("llm")
     assert isinstance(llm, LlamaEngine)
-    llm_fa = LlamaEngine(
-        "llm_fa", config=replace(llm.config, flash_attn=True), budget=sides.stack.budget
+    llm_off = LlamaEngine(
+        "llm_fa_off", config=replace(llm.config, flash_attn=False), budget=sides.stack.budget
     )
-    await llm_fa.start()
+    await llm_off.start()
 
     async def raw_one() -> float:
         seconds, _ = await sides.on_raw(raw.timed_chat, prompts, MAX_TOKENS)
@@ -183,12 +183,12 @@ async def llm_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
 
     result: dict[str, Any] = {"num_prompts": len(prompts)}
     one = paired_stats(*await paired(repeats, raw_one, engine_one))
-    print(summary(f"llm {len(prompts)} requests one at a time vs create_chat_completion", one))
+    label = "vs create_chat_completion, defaults (Llama FA off, engine FA on)"
+    print(summary(f"llm {len(prompts)} requests one at a time {label}", one))
     result["one_at_a_time"] = one
     rows = {
-        "batched": ("raw FA auto vs engine default (FA off)", True, llm),
-        "batched_fa_off": ("both FA off", False, llm),
-        "batched_fa_on": ("both FA on", True, llm_fa),
+        "batched": ("defaults: raw FA auto (on) vs engine FA on", True, llm),
+        "batched_fa_off": ("both FA off", False, llm_off),
     }
     for key, (label, is_raw_fa, engine) in rows.items():
         steps_before = engine.stats()["num_steps"]
@@ -198,5 +198,5 @@ async def llm_section(sides: Sides, seed: int, repeats: int) -> dict[str, Any]:
         stats["engine_num_steps_per_run"] = (engine.stats()["num_steps"] - steps_before) / repeats
         print(summary(f"llm {len(prompts)} at once vs low-level batched loop, {label}", stats))
         result[key] = stats
-    await llm_fa.close()
+    await llm_off.close()
     return result

@@ -109,7 +109,7 @@ class PlainBatchedLoop:
     own sequence), then one token per live sequence per ``llama_decode``, greedy.
 
     ``is_flash_attn``: None keeps llama.cpp's default (``auto``: on, on this CPU), False
-    turns flash attention off (the LLM engine's default), True on."""
+    turns flash attention off, True on."""
 
     def __init__(
         self,

@@ -162,7 +162,7 @@ def add_parser(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument(
         "--llm-fast",
         action="store_true",
-        help="serve the LLM as a Q4_0 conversion with flash attention (faster batches, "
+        help="serve the LLM as a Q4_0 conversion (faster batches with flash attention, "
         "slightly different weights; docs/results/llm-engine.md)",
     )
     parser.add_argument(

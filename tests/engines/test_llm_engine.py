@@ -3,8 +3,8 @@ prefill, prefix reuse, partial decode, grammar, abort and bad input.
 
 Numerics are not bit-identical across batch shapes (float rounding), so batched vs
 sequential runs are compared by greedy top-1 agreement, never bitwise. Split prefill
-is compared exactly: with flash attention off and a last chunk of >= 8 tokens it is
-bit-exact on SmolLM2 (the engine's defaults are chosen for that).
+is compared exactly: it is bit-exact on SmolLM2 with the engine's defaults (flash
+attention on, prompt steps padded to 64 rows; off, a last chunk of >= 8 tokens does it).
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ async def test_partial_prefill_then_rest_equals_one_shot_exactly():
     try:
         one_shot, expected = await one_shot_answer(engines[0], "q-one")
         partial, full, text = await split_answer(engines[1], "q-split", between=False)
+        # the default: flash attention on, and the short opening's step was padded
+        assert engines[1].config.flash_attn and engines[1].stats()["num_pad_tokens"] > 0
     finally:
         for eng in engines:
             await eng.close()

@@ -8,6 +8,12 @@ from primflow.engines.llm.step_groups import check_cross_query_batching
 from primflow.engines.llm.step_order import check_policy
 from primflow.engines.profile import DEFAULT_LLM_FAST_PROFILE, LatencyProfile
 
+# llama.cpp's CPU flash-attention kernel (ggml-cpu ops.cpp, GGML_FA_TILE_Q) runs a step of
+# >= this many query rows tiled, accumulating V in F32, and a smaller one row by row,
+# accumulating V in F16: the two round differently (docs/results/llm-engine.md).
+FLASH_ATTN_TILE_ROWS = 64
+MAX_NUM_SEQS = 256  # llama.cpp's LLAMA_MAX_SEQ
+
 
 @dataclass(frozen=True, slots=True)
 class LlamaConfig:
@@ -16,8 +22,12 @@ class LlamaConfig:
     ``n_ctx`` is the KV cache shared by all sequences (unified); one sequence may use
     all of it. ``n_batch`` is the token budget of one step (decode tokens + prompt
     chunks). ``n_seq_max`` bounds live requests plus cached prefixes. Flash attention
-    stays off by default: then chunked prefill is bit-exact (the logits of a one-shot
-    prefill); turning it on speeds batched decode up (docs/results/llm-engine.md).
+    is on by default (llama.cpp's own default here; faster batched decode). Chunked
+    prefill stays bit-exact (the logits of a one-shot prefill) because a step that
+    computes tokens of a prompt that is open or has >= ``FLASH_ATTN_TILE_ROWS`` tokens
+    is padded to that many rows with a scratch sequence (``is_prompt_step_padded``), so
+    every piece of such a prompt takes the kernel path a one-shot prefill takes
+    (docs/results/llm-engine.md#flash-attention-default).
     """
 
     model_path: str | None = None
@@ -25,7 +35,10 @@ class LlamaConfig:
     n_batch: int = 512
     n_seq_max: int = 32
     n_threads: int = 2
-    flash_attn: bool = False
+    flash_attn: bool = True
+    # False: no padding (chunked prefill with flash attention then rounds differently
+    # from one-shot); only for measuring it (bench/bench_llm_flash_attn.py).
+    is_prompt_step_padded: bool = True
     # "q4_0": serve a Q4_0 conversion of the model (cached on disk, quantize.py); with
     # flash_attn it batches 2x faster at 8 requests but changes the weights slightly.
     quantization: str | None = None
@@ -58,8 +71,9 @@ class LlamaConfig:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        if self.n_seq_max < 1 or self.n_seq_max > 256:
-            raise ValueError(f"n_seq_max must be in [1, 256], got {self.n_seq_max}")
+        max_num_seqs = MAX_NUM_SEQS - (1 if self.num_pad_rows else 0)  # the scratch sequence
+        if self.n_seq_max < 1 or self.n_seq_max > max_num_seqs:
+            raise ValueError(f"n_seq_max must be in [1, {max_num_seqs}], got {self.n_seq_max}")
         if self.n_batch < 16 or self.n_ctx < self.n_batch:
             raise ValueError(f"need 16 <= n_batch <= n_ctx, got {self.n_batch=} {self.n_ctx=}")
         if self.quantization not in (None, "q4_0"):
@@ -70,6 +84,14 @@ class LlamaConfig:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
         check_cross_query_batching(self.cross_query_batching)
         check_policy(self.default_policy)
+
+    @property
+    def num_pad_rows(self) -> int:
+        """Rows a step with prompt tokens is padded to (0: never). Only with flash
+        attention, and only when a step can hold them: with ``n_batch`` below the tile
+        size every step runs row by row, the same path as a one-shot prefill."""
+        is_padded = self.flash_attn and self.is_prompt_step_padded
+        return FLASH_ATTN_TILE_ROWS if is_padded and self.n_batch >= FLASH_ATTN_TILE_ROWS else 0
 
     def default_profile(self) -> LatencyProfile:
         """The shipped profile of this model option (measured on the reference machine;

@@ -47,6 +47,7 @@ STAT_NAMES = (
     "num_cached_prefixes",
     "num_requests",
     "num_cached_priors",
+    "num_pad_tokens",
     "busy_us",
 )
 
@@ -159,12 +160,18 @@ class EngineCore(PhaseIntake):
         self.model = LlamaModel(path, verbose=self.config.verbose)
         cfg = self.config
         self.runner = LlamaRunner(
-            self.model, cfg.n_ctx, cfg.n_batch, cfg.n_seq_max, cfg.n_threads, cfg.flash_attn
+            self.model,
+            cfg.n_ctx,
+            cfg.n_batch,
+            cfg.n_seq_max,
+            cfg.n_threads,
+            cfg.flash_attn,
+            pad_rows=cfg.num_pad_rows,
         )
         self.scheduler = StepScheduler(
             num_slots=cfg.n_seq_max,
             max_num_batched_tokens=cfg.n_batch,
-            kv_capacity=self.runner.n_ctx,
+            kv_capacity=self.runner.kv_capacity,
             min_reuse_tokens=cfg.min_reuse_tokens,
             max_num_cached_prefixes=cfg.max_num_cached_prefixes,
             reserve_tokens=cfg.kv_reserve_tokens,
@@ -175,8 +182,9 @@ class EngineCore(PhaseIntake):
             cross_query_batching=cfg.cross_query_batching,
             profile=self.profile,
         )
-        self.prompts = PromptBuilder(self.model, max_tokens=self.runner.n_ctx_seq - 1)
-        self.generator = Generator(self.name, self.model, self.runner.n_ctx_seq)
+        max_seq_tokens = min(self.runner.n_ctx_seq, self.runner.kv_capacity)
+        self.prompts = PromptBuilder(self.model, max_tokens=max_seq_tokens - 1)
+        self.generator = Generator(self.name, self.model, max_seq_tokens)
         self._apply_thread_budget()
         self._warm_up()
         self._publish()
@@ -231,7 +239,11 @@ class EngineCore(PhaseIntake):
             self._start_generation(seq)
         chunks = [
             Chunk(
-                c.seq.slot, c.start, c.seq.tokens[c.start : c.start + c.num_tokens], c.wants_logits
+                c.seq.slot,
+                c.start,
+                c.seq.tokens[c.start : c.start + c.num_tokens],
+                c.wants_logits,
+                self._is_padded_prompt(c.seq, c.start),
             )
             for c in plan.chunks
             if c.seq.slot is not None
@@ -252,6 +264,14 @@ class EngineCore(PhaseIntake):
         self._busy_s += time.monotonic() - started_s
         self._publish()
         return True
+
+    def _is_padded_prompt(self, seq: Sequence, start: int) -> bool:
+        """Prompt tokens that a one-shot prefill would compute in a step of at least
+        ``pad_rows`` rows: the prompt is open (its length is not known yet) or long."""
+        pad_rows = self.runner.pad_rows
+        if not pad_rows or start >= seq.num_prompt_tokens:
+            return False
+        return not seq.is_prompt_closed or seq.num_prompt_tokens >= pad_rows
 
     def _after_step(self, plan: StepPlan, rows: Any) -> None:
         for chunk in plan.chunks:
@@ -288,6 +308,7 @@ class EngineCore(PhaseIntake):
                 "num_cached_prefixes": len(self.scheduler.cache),
                 "num_requests": len(self._requests),
                 "num_cached_priors": self.num_cached_priors(),
+                "num_pad_tokens": self.runner.num_pad_tokens,
                 "busy_us": round(self._busy_s * 1e6),
             },
         )

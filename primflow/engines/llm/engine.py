@@ -197,7 +197,7 @@ class LlamaEngine(Engine):
 
     def stats(self) -> dict[str, int]:
         """Counters since start: prefilled / reused / decoded tokens, prefix hits, steps,
-        calibrated choices' cached priors."""
+        calibrated choices' cached priors, filler tokens of padded prompt steps."""
         snap = self._core.snapshot
         return {
             **snap.stats,

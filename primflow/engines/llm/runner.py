@@ -8,6 +8,14 @@ Invariants:
 - ``decode`` runs ONE ``llama_decode`` for the whole step: the decode tokens of every
   running sequence plus prompt chunks. Logit rows it returns are views that are valid
   only until the next ``decode``; copy them to keep them.
+- With ``pad_rows`` (flash attention), a step with a chunk marked ``is_padded_prompt``
+  and fewer rows gets filler tokens of a scratch sequence (id ``n_seq_max``) after its
+  own, removed right after the step: llama.cpp's flash-attention kernel picks its path
+  by the step's row count (config.py), so every piece of such a prompt is computed the
+  way a one-shot prefill computes it. The filler comes last, so the step's own tokens
+  take the cells they would take without it, and removing it moves the KV head back.
+  The filler's cells come on top of ``n_ctx``: ``kv_capacity`` (what the sequences may
+  use) is at least ``n_ctx``.
 - Engine thread only (thread.py: one thread makes every llama call).
 """
 
@@ -30,6 +38,9 @@ class Chunk:
     start_pos: int
     tokens: Sequence[int]
     wants_logits: bool
+    # Tokens of a prompt a one-shot prefill would compute tiled (open, or long): the
+    # step is padded to ``pad_rows`` rows.
+    is_padded_prompt: bool = False
 
 
 class DecodeError(RuntimeError):
@@ -52,18 +63,22 @@ class LlamaRunner:
         n_seq_max: int,
         n_threads: int,
         flash_attn: bool,
+        pad_rows: int = 0,
     ) -> None:
         params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx
+        # A step has >= 1 token of its own, so the filler needs at most pad_rows - 1 cells.
+        num_pad_cells = max(pad_rows - 1, 0)
+        params.n_ctx = n_ctx + num_pad_cells  # llama.cpp rounds it up to a multiple of 256
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = n_seq_max
+        params.n_seq_max = n_seq_max + 1 if pad_rows else n_seq_max  # + the filler's
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.kv_unified = True
         params.swa_full = True
-        # With flash attention off, a prompt prefilled in chunks gives bit-identical
-        # logits to one-shot prefill when the last chunk has >= 8 tokens.
+        # A prompt prefilled in chunks gives bit-identical logits to one-shot prefill
+        # when the last chunk has >= 8 tokens (flash attention off), or when every chunk
+        # runs in a step of >= pad_rows rows (flash attention on).
         params.flash_attn_type = (
             lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
@@ -77,6 +92,10 @@ class LlamaRunner:
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
         self.n_threads = n_threads
+        self.pad_rows = pad_rows
+        self.pad_seq_id = n_seq_max
+        self.kv_capacity = self.n_ctx - num_pad_cells
+        self.num_pad_tokens = 0  # filler tokens computed since start
         self._batch = lc.llama_batch_init(n_batch, 0, 1)
 
     def close(self) -> None:
@@ -108,13 +127,35 @@ class LlamaRunner:
                 rows.append(batch.n_tokens - 1)
         if batch.n_tokens > self.n_batch:  # the scheduler's budget makes this a bug
             raise ValueError(f"step of {batch.n_tokens} tokens exceeds n_batch {self.n_batch}")
-        status = lc.llama_decode(self.ctx, batch)
+        num_pad = self._pad(chunks)
+        try:
+            status = lc.llama_decode(self.ctx, batch)
+        finally:
+            if num_pad:
+                lc.llama_memory_seq_rm(self.memory, self.pad_seq_id, -1, -1)
         if status != 0:
             raise DecodeError(status)
         shape = (self.model.num_vocab,)
         return [
             np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, i), shape=shape) for i in rows
         ]
+
+    def _pad(self, chunks: Sequence[Chunk]) -> int:
+        """Append filler tokens up to ``pad_rows`` rows when a chunk asks for it."""
+        batch = self._batch
+        num_pad = self.pad_rows - int(batch.n_tokens)
+        if num_pad <= 0 or not any(c.is_padded_prompt for c in chunks):
+            return 0
+        for pos in range(num_pad):
+            i = batch.n_tokens
+            batch.token[i] = 0
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = self.pad_seq_id
+            batch.logits[i] = False
+            batch.n_tokens = i + 1
+        self.num_pad_tokens += num_pad
+        return num_pad
 
     def remove(self, seq_id: int, start_pos: int = 0) -> None:
         """Drop the sequence's KV from ``start_pos`` on (all of it by default)."""
