@@ -1,0 +1,117 @@
+"""Exact top-k of several query rows in one matrix product: the fused searches of a batch.
+
+Below ``faiss.cvar.distance_compute_blas_threshold`` (20) query rows faiss scans the
+collection once per query row (SIMD), so searching 8 rows in one faiss call costs what
+8 calls do. One ``queries @ rows.T`` (numpy's BLAS) reads the rows once for all of
+them: 8 rows on 2,000 x 384 take ~0.35 ms with one thread against ~0.6-0.7 ms for
+faiss's call, and 32 rows ~1 ms against faiss's BLAS path's ~2.3 ms (faiss-cpu's own
+OpenBLAS is slower here than numpy's).
+
+Invariants:
+
+- The result is ``IndexFlatIP``'s for the same inputs, ties aside: the ``k`` highest
+  inner products per query row, best first. Ties are decided by row: the lower row
+  first among equal scores, and the lower rows kept at the k-th place (faiss keeps
+  whichever tied rows its heap holds, so its rows can differ there, its scores not).
+  Scores are the BLAS product's float32 values, which may differ from faiss's in the
+  last bits (another summation order): rows whose scores are that close may swap
+  places, as they do between faiss's own SIMD and BLAS paths.
+- numpy's BLAS runs with one thread while a product here runs (:func:`one_blas_thread`,
+  threadpoolctl): its pthreads pool would otherwise start a second thread from ~0.3 M
+  multiply-adds that keeps spinning after each call, a core taken from llama.cpp on a
+  2-core machine. The setting is process-wide, so it is reference counted: it is set
+  when the first product starts and restored when the last one ends. BLAS libraries
+  whose threads are OpenMP's (faiss-cpu's own) follow the calling thread's OpenMP
+  setting, which the engine sets, and are left alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from primflow.engines.unit_vectors import Matrix
+
+Rows = np.ndarray[Any, np.dtype[np.int64]]
+
+# Query rows x collection rows above which a fused search goes to faiss (whose threads
+# follow the engine's core budget): ~30 ms of single-thread BLAS at 384 dimensions.
+MAX_MATMUL_PRODUCTS = 2_000_000
+
+
+class _OneBlasThread:
+    """Reference-counted ``threadpoolctl`` limit of the non-OpenMP BLAS pools to one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._libs: list[Any] | None = None
+        self._saved: list[tuple[Any, int]] = []
+
+    def _controllers(self) -> list[Any]:
+        if self._libs is None:
+            from threadpoolctl import ThreadpoolController
+
+            found = ThreadpoolController().select(user_api="blas").lib_controllers
+            self._libs = [lib for lib in found if lib.threading_layer != "openmp"]
+        return self._libs
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = [(lib, lib.get_num_threads()) for lib in self._controllers()]
+                for lib, num_threads in self._saved:
+                    if num_threads != 1:
+                        lib.set_num_threads(1)
+            self._depth += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, num_threads in self._saved:
+                    if num_threads != 1:
+                        lib.set_num_threads(num_threads)
+                self._saved = []
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS at one thread inside the block (see the module docstring)."""
+    _ONE_BLAS_THREAD.enter()
+    try:
+        yield
+    finally:
+        _ONE_BLAS_THREAD.exit()
+
+
+def blas_threads() -> list[int]:
+    """The thread counts of the BLAS pools :func:`one_blas_thread` limits (for tests)."""
+    return [lib.get_num_threads() for lib in _ONE_BLAS_THREAD._controllers()]
+
+
+def matmul_top_k(queries: Matrix, rows: Matrix, k: int) -> tuple[Matrix, Rows]:
+    """The ``(scores, rows)`` of the top ``k`` (1 <= ``k`` <= len(rows)) rows of
+    ``rows`` per query row by inner product, as ``IndexFlatIP.search`` ranks them."""
+    with one_blas_thread():
+        scores: Matrix = queries @ rows.T
+    num_rows = scores.shape[1]
+    if k == num_rows:
+        ids = np.argsort(-scores, axis=1, kind="stable")
+    else:
+        ids = np.argpartition(scores, num_rows - k, axis=1)[:, num_rows - k :]
+        kth = np.take_along_axis(scores, ids, axis=1).min(axis=1)
+        tied = np.count_nonzero(scores >= kth[:, None], axis=1) > k
+        for i in np.flatnonzero(tied):  # a tie at the k-th place: the lower rows stay
+            ids[i] = np.argsort(-scores[i], kind="stable")[:k]
+    top = np.take_along_axis(scores, ids, axis=1)
+    order = np.lexsort((ids, -top), axis=1)  # best first, the lower row among equals
+    ranked: Rows = np.take_along_axis(ids, order, axis=1).astype(np.int64, copy=False)
+    return np.take_along_axis(top, order, axis=1), ranked
