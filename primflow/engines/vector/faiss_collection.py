@@ -5,9 +5,9 @@ Exact while small: the rows are kept as the sealed, read-only matrices they came
 them: the very kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD
 code and tie order), without building an index per query or copying the rows into one.
 Several query rows (a batch's fused searches) are one matrix product instead, with
-``IndexFlatIP``'s ranking (matmul_search.py: faiss scans the rows once per query row
-under 20 of them). Past ``hnsw_threshold`` items it is rebuilt
-once as HNSW (approximate, sub-millisecond at 100k items) and grows from there.
+``IndexFlatIP``'s ranking, ties aside (matmul_search.py: faiss scans the rows once per
+query row under 20 of them). Past ``hnsw_threshold`` items it is rebuilt once as HNSW
+(approximate, sub-millisecond at 100k items) and grows from there.
 
 Invariants: row ``i`` is ``chunks[i]``; all vectors have the collection's ``dim``;
 scores are cosine similarities because rows are unit vectors; the kept matrices are
@@ -72,13 +72,11 @@ class FaissCollection:
         if self._hnsw is None and uses_matmul(len(queries), len(self.chunks)):
             scores, rows = matmul_top_k(queries, self.rows(), k)
         else:
-            scores, rows = self.search_rows(queries, k)
+            found_scores, found_rows = self.search_rows(queries, k)
+            # tolist(): Python floats and ints in one C pass, not numpy scalars per hit.
+            scores, rows = found_scores.tolist(), found_rows.tolist()
         chunks = self.chunks
-        # tolist() first: Python floats and ints in one C pass, not numpy scalars per hit.
-        return [
-            hits_of(chunks, row, score)
-            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
-        ]
+        return [hits_of(chunks, row, score) for row, score in zip(rows, scores, strict=True)]
 
     def search_rows(self, queries: Matrix, k: int) -> tuple[Matrix, Rows]:
         """FAISS's ``(scores, rows)`` of the top ``k`` (``k`` <= len(self)) per query."""

@@ -12,7 +12,9 @@ Owns per-query and shared collections; request checks and op dispatch are
   so a search already running keeps the collection object it started with.
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
-  batch against the same collection run as one FAISS call.
+  batch against the same exact collection run as one matrix product with numpy's BLAS
+  at one thread (matmul_search.py: ``IndexFlatIP``'s ranking, ties aside), those of an
+  HNSW collection as one FAISS call.
 - Bad input (wrong dimension, unknown collection) fails that request only.
 - Small work runs inline (``runs_inline``, threaded.py): batches whose ingests add up to
   ``MAX_INLINE_INGEST_ROWS`` rows each into exact collections and whose searches have
@@ -21,8 +23,8 @@ Owns per-query and shared collections; request checks and op dispatch are
   10-300 microseconds without BLAS (faiss uses BLAS from 20 query rows), while the hop
   to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
   Larger work and HNSW collections run on the engine thread.
-- Exact collections keep the sealed rows they are given and search them with faiss's
-  own kernel, with ``IndexFlatIP``'s results (faiss_collection.py).
+- Exact collections keep the sealed rows they are given and search one query row with
+  faiss's own kernel, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
 
 from __future__ import annotations
