@@ -4,10 +4,10 @@ Exact while small: the rows are kept as the sealed, read-only matrices they came
 (unit_vectors.py; no copy), and a search of one query row is one ``faiss.knn`` call over
 them: the very kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD
 code and tie order), without building an index per query or copying the rows into one.
-Several query rows (a batch's fused searches) are one matrix product instead, with
-``IndexFlatIP``'s ranking, ties aside (matmul_search.py: faiss scans the rows once per
-query row under 20 of them). Past ``hnsw_threshold`` items it is rebuilt once as HNSW
-(approximate, sub-millisecond at 100k items) and grows from there.
+From 16 query rows (a batch's fused searches) it is one matrix product with numpy's
+BLAS instead, with ``IndexFlatIP``'s ranking, ties aside (matmul_search.py). Past
+``hnsw_threshold`` items it is rebuilt once as HNSW (approximate, sub-millisecond at
+100k items) and grows from there.
 
 Invariants: row ``i`` is ``chunks[i]``; all vectors have the collection's ``dim``;
 scores are cosine similarities because rows are unit vectors; the kept matrices are
@@ -26,7 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
-from primflow.engines.vector.matmul_search import MAX_MATMUL_PRODUCTS, matmul_top_k
+from primflow.engines.vector.matmul_search import (
+    MAX_MATMUL_PRODUCTS,
+    MIN_MATMUL_QUERY_ROWS,
+    matmul_top_k,
+)
 from primflow.values import Chunk, Hit, hits_of
 
 HNSW_THRESHOLD = 10_000
@@ -169,9 +173,10 @@ def exact_search(queries: Matrix, rows: Matrix, k: int) -> tuple[Matrix, Rows]:
 
 
 def uses_matmul(num_queries: int, num_rows: int) -> bool:
-    """Whether an exact search of ``num_queries`` rows is one matrix product
-    (matmul_search.py): from 2 query rows, up to ``MAX_MATMUL_PRODUCTS``."""
-    return num_queries > 1 and num_queries * num_rows <= MAX_MATMUL_PRODUCTS
+    """Whether an exact search of ``num_queries`` rows is one matrix product with numpy's
+    BLAS (matmul_search.py): from ``MIN_MATMUL_QUERY_ROWS`` rows (the batches the engine
+    runs on its thread) up to ``MAX_MATMUL_PRODUCTS``."""
+    return num_queries >= MIN_MATMUL_QUERY_ROWS and num_queries * num_rows <= MAX_MATMUL_PRODUCTS
 
 
 def _read_only(vectors: Matrix) -> Matrix:

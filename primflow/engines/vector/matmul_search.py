@@ -1,11 +1,13 @@
-"""Exact top-k of several query rows in one matrix product: the fused searches of a batch.
+"""Exact top-k of many query rows in one matrix product: the fused searches of a batch.
 
-Below ``faiss.cvar.distance_compute_blas_threshold`` (20) query rows faiss scans the
-collection once per query row (SIMD), so searching 8 rows in one faiss call costs what
-8 calls do. One ``queries @ rows.T`` (numpy's BLAS) reads the rows once for all of
-them: 8 rows on 2,000 x 384 take ~0.35 ms with one thread against ~0.6-0.7 ms for
-faiss's call, and 32 rows ~1 ms against faiss's BLAS path's ~2.3 ms (faiss-cpu's own
-OpenBLAS is slower here than numpy's).
+faiss-cpu 1.15 scans the rows once per query row (SIMD) up to
+``faiss.cvar.distance_compute_blas_threshold`` query rows (128,000), so 32 searches in
+one faiss call cost what 32 calls do: ~2.3 ms on 2,000 x 384 with one thread. One
+``rows @ queries.T`` with numpy's BLAS at one thread reads the rows once for all of
+them: ~1 ms with the top k. For 8 rows it was no faster (~0.1 ms of product on 650
+rows, and slower paired with a raw call: the product packs the rows anew each call),
+so it starts at ``MIN_MATMUL_QUERY_ROWS``: the batches that run on the engine thread
+(faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``); smaller ones keep faiss's kernel.
 
 Invariants:
 
@@ -36,6 +38,7 @@ import numpy as np
 
 from primflow.engines.unit_vectors import Matrix
 
+MIN_MATMUL_QUERY_ROWS = 16
 # Query rows x collection rows above which a fused search goes to faiss (whose threads
 # follow the engine's core budget): ~30 ms of single-thread BLAS at 384 dimensions.
 MAX_MATMUL_PRODUCTS = 2_000_000
