@@ -19,12 +19,12 @@ Invariants:
   last bits (another summation order): rows whose scores are that close may swap
   places, as they do between faiss's own SIMD and BLAS paths.
 - numpy's BLAS runs with one thread while a product here runs (:func:`one_blas_thread`,
-  threadpoolctl): its pthreads pool would otherwise start a second thread from ~0.3 M
-  multiply-adds that keeps spinning after each call, a core taken from llama.cpp on a
-  2-core machine. The setting is process-wide, so it is reference counted: it is set
-  when the first product starts and restored when the last one ends. BLAS libraries
-  whose threads are OpenMP's (faiss-cpu's own) follow the calling thread's OpenMP
-  setting, which the engine sets, and are left alone.
+  threadpoolctl): its pthreads pool would otherwise wake a second thread from 0.5-2 M
+  multiply-adds (8 query rows on 650 rows) that keeps spinning after each call, a core
+  taken from llama.cpp on a 2-core machine. The setting is process-wide, so it is
+  reference counted: it is set when the first product starts and restored when the
+  last one ends. BLAS libraries whose threads are OpenMP's (faiss-cpu's own) follow
+  the calling thread's OpenMP setting, which the engine sets, and are left alone.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from primflow.engines.unit_vectors import Matrix
 
 MIN_MATMUL_QUERY_ROWS = 16
 # Query rows x collection rows above which a fused search goes to faiss (whose threads
-# follow the engine's core budget): ~30 ms of single-thread BLAS at 384 dimensions.
+# follow the engine's core budget): ~25 ms of single-thread BLAS at 384 dimensions.
 MAX_MATMUL_PRODUCTS = 2_000_000
 
 
