@@ -239,8 +239,13 @@ class ThreadedEngine(Engine):
             resolutions = self._run(requests, futures)
         finally:
             loop.call_soon_threadsafe(self._thread_job_done)
+        # One hand-off for the whole batch: each call_soon_threadsafe wakes the loop
+        # through its self-pipe, which for 32 searches cost more than the searches.
+        loop.call_soon_threadsafe(self._resolve_all, resolutions)
+
+    def _resolve_all(self, resolutions: list[Resolution]) -> None:
         for request, future, outcome in resolutions:
-            loop.call_soon_threadsafe(self._resolve, request, future, outcome)
+            self._resolve(request, future, outcome)
 
     def _thread_job_done(self) -> None:
         self._num_thread_jobs -= 1

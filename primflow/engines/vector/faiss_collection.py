@@ -1,11 +1,13 @@
 """One FAISS collection: chunks plus their unit vectors, searched by inner product.
 
 Exact while small: the rows are kept as the sealed, read-only matrices they came in
-(unit_vectors.py; no copy), and a search is one ``faiss.knn`` call over them: the very
-kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD code under 20
-query rows and BLAS from 20 on, the same heap and tie order), without building an index
-per query or copying the rows into one. Past ``hnsw_threshold`` items it is rebuilt
-once as HNSW (approximate, sub-millisecond at 100k items) and grows from there.
+(unit_vectors.py; no copy), and a search of one query row is one ``faiss.knn`` call over
+them: the very kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD
+code and tie order), without building an index per query or copying the rows into one.
+From 16 query rows (a batch's fused searches) it is one matrix product with numpy's
+BLAS instead, with ``IndexFlatIP``'s ranking, ties aside (matmul_search.py). Past
+``hnsw_threshold`` items it is rebuilt once as HNSW (approximate, sub-millisecond at
+100k items) and grows from there.
 
 Invariants: row ``i`` is ``chunks[i]``; all vectors have the collection's ``dim``;
 scores are cosine similarities because rows are unit vectors; the kept matrices are
@@ -24,6 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
+from primflow.engines.vector.matmul_search import (
+    MAX_MATMUL_PRODUCTS,
+    MIN_MATMUL_QUERY_ROWS,
+    matmul_top_k,
+)
 from primflow.values import Chunk, Hit, hits_of
 
 HNSW_THRESHOLD = 10_000
@@ -65,13 +72,15 @@ class FaissCollection:
         """Top ``k`` hits of each query row (fewer if the collection is smaller)."""
         if len(queries) == 0 or not self.chunks:
             return [[] for _ in range(len(queries))]
-        scores, rows = self.search_rows(queries, min(k, len(self.chunks)))
+        k = min(k, len(self.chunks))
+        if self._hnsw is None and uses_matmul(len(queries), len(self.chunks)):
+            scores, rows = matmul_top_k(queries, self.rows(), k)
+        else:
+            found_scores, found_rows = self.search_rows(queries, k)
+            # tolist(): Python floats and ints in one C pass, not numpy scalars per hit.
+            scores, rows = found_scores.tolist(), found_rows.tolist()
         chunks = self.chunks
-        # tolist() first: Python floats and ints in one C pass, not numpy scalars per hit.
-        return [
-            hits_of(chunks, row, score)
-            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
-        ]
+        return [hits_of(chunks, row, score) for row, score in zip(rows, scores, strict=True)]
 
     def search_rows(self, queries: Matrix, k: int) -> tuple[Matrix, Rows]:
         """FAISS's ``(scores, rows)`` of the top ``k`` (``k`` <= len(self)) per query."""
@@ -161,6 +170,13 @@ def exact_search(queries: Matrix, rows: Matrix, k: int) -> tuple[Matrix, Rows]:
         faiss.swig_ptr(ids),
     )
     return scores, ids
+
+
+def uses_matmul(num_queries: int, num_rows: int) -> bool:
+    """Whether an exact search of ``num_queries`` rows is one matrix product with numpy's
+    BLAS (matmul_search.py): from ``MIN_MATMUL_QUERY_ROWS`` rows (the batches the engine
+    runs on its thread) up to ``MAX_MATMUL_PRODUCTS``."""
+    return num_queries >= MIN_MATMUL_QUERY_ROWS and num_queries * num_rows <= MAX_MATMUL_PRODUCTS
 
 
 def _read_only(vectors: Matrix) -> Matrix:

@@ -12,17 +12,19 @@ Owns per-query and shared collections; request checks and op dispatch are
   so a search already running keeps the collection object it started with.
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
-  batch against the same collection run as one FAISS call.
+  batch against the same collection run as one FAISS call, or from 16 query rows on an
+  exact collection as one matrix product with numpy's BLAS at one thread
+  (faiss_collection.py, matmul_search.py: ``IndexFlatIP``'s ranking, ties aside).
 - Bad input (wrong dimension, unknown collection) fails that request only.
 - Small work runs inline (``runs_inline``, threaded.py): batches whose ingests add up to
   ``MAX_INLINE_INGEST_ROWS`` rows each into exact collections and whose searches have
   fewer than ``MAX_INLINE_QUERY_ROWS`` query rows in all, over at most
   ``MAX_INLINE_SEARCH_ROWS`` query-row x collection-row products in all. That work takes
-  10-300 microseconds without BLAS (faiss uses BLAS from 20 query rows), while the hop
+  10-300 microseconds on the calling thread (faiss's SIMD scan), while the hop
   to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
   Larger work and HNSW collections run on the engine thread.
 - Exact collections keep the sealed rows they are given and search them with faiss's
-  own kernel, with ``IndexFlatIP``'s results (faiss_collection.py).
+  own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from primflow.values import Chunk, IndexHandle
 
 # Inline limits (see the module docstring): ~0.3 ms of work at most on the caller's thread.
 MAX_INLINE_INGEST_ROWS = 4096
-MAX_INLINE_QUERY_ROWS = 16  # faiss uses BLAS (and its threads) from 20 query rows on
+MAX_INLINE_QUERY_ROWS = 16  # from here: the engine thread and one matrix product
 MAX_INLINE_SEARCH_ROWS = 20_000  # query rows x collection rows
 
 
