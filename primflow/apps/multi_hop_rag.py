@@ -121,7 +121,9 @@ def hop_check(reads: str = DEFAULT_CHECK_READS) -> Template:
         )
     newest = newest_passages("newest", reads={"chain": "chain"}, writes={"result": "newest"})
     return build_template(
-        "hop_check", newest >> judge, outputs={"decision": "decision"},
+        "hop_check",
+        newest >> judge,
+        outputs={"decision": "decision"},
         inputs={"chain": PortType.HITS},
     )
 

@@ -1,11 +1,11 @@
 """Property: a graph grown round by round and optimized incrementally is equivalent to
 the same graph built and optimized whole.
 
-For random corpora, top-k, hop limits (the least and the most) and judge decisions, the multi-hop query is grown
-twice from the same decisions: once as plain p-graph rounds (no passes) and optimized
-whole at the end, once the way the session runs it (the first graph optimized, then
-each appended round optimized on its own subgraph and boundary, through the shape
-cache). Both must lint clean, every pass on every round must keep its outputs'
+For random corpora, top-k, hop limits (the least and the most) and judge decisions, the
+multi-hop query is grown twice from the same decisions: once as plain p-graph rounds (no
+passes) and optimized whole at the end, once the way the session runs it (the first
+graph optimized, then each appended round optimized on its own subgraph and boundary,
+through the shape cache). Both must lint clean, every pass on every round must keep its outputs'
 dependencies (``lint_each``), and every OUTPUT must depend on the same INPUTs.
 """
 

@@ -33,9 +33,7 @@ EVIDENCE = [
 
 def grown(hop_query: str, is_skipping_seen: bool = False, **changes: str) -> Graph:
     """The sample query's graph with one hop appended (the judge asked from round 1)."""
-    template = build(
-        hop_query=hop_query, is_skipping_seen=is_skipping_seen, min_hops=1, **changes
-    )
+    template = build(hop_query=hop_query, is_skipping_seen=is_skipping_seen, min_hops=1, **changes)
     lowered = lower_query(template, APP.sample_query())
     assert lowered.growth is not None
     lowered.growth.attach(lowered.graph)

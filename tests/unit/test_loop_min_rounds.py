@@ -125,7 +125,9 @@ def test_a_loop_spec_takes_min_rounds() -> None:
     assert "min_rounds: 1" in text
     lowered = lower_query(parse_spec(text), sample_query())
     assert lowered.growth is not None and lowered.growth.triggers == frozenset({check(2)})
-    checked = lower_query(parse_spec(text.replace("min_rounds: 1", "min_rounds: 0")), sample_query())
+    checked = lower_query(
+        parse_spec(text.replace("min_rounds: 1", "min_rounds: 0")), sample_query()
+    )
     assert checked.growth is not None and checked.growth.triggers == frozenset({check(1)})
     with pytest.raises(SpecError, match=r"min_rounds must be >= 0 and < max_rounds"):
         parse_spec(text.replace("min_rounds: 1", "min_rounds: 2"))

@@ -4,10 +4,10 @@ module-level baselines run them round after round."""
 
 from __future__ import annotations
 
-import pytest
-
 import dataclasses
 import functools
+
+import pytest
 
 from primflow.apps import APPS, App, multi_hop_rag
 from primflow.sim.profiles import preset
