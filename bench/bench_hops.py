@@ -23,6 +23,17 @@ page (docs/results/dynamic.md):
             "chunks 120, chain answer" "chunks 120, chain answer and check" \
         --real "question+passage, unseen" "chunks 120, chain answer" \
             "chunks 120, chain answer and check"
+
+and the run that chose the first hop always (``min_hops=2``; with it the forced judge's
+round-1 "no" is never asked, the first hop runs anyway):
+
+    python bench/bench_hops.py --seed 0 \
+        --variants "chunks 120, chain answer and check" \
+            "chunks 120, chain, first hop always" \
+            "chunks 120, chain, first hop always, check newest" \
+        --output docs/bench/hops_first_hop.json
+
+What the first retrieval holds is measured with ``min_hops=1`` in every variant.
 """
 
 from __future__ import annotations
