@@ -23,6 +23,17 @@ page (docs/results/dynamic.md):
             "chunks 120, chain answer" "chunks 120, chain answer and check" \
         --real "question+passage, unseen" "chunks 120, chain answer" \
             "chunks 120, chain answer and check"
+
+and the run that chose the first hop always (``min_hops=2``; with it the forced judge's
+round-1 "no" is never asked, the first hop runs anyway):
+
+    python bench/bench_hops.py --seed 0 \
+        --variants "chunks 120, chain answer and check" \
+            "chunks 120, chain, first hop always" \
+            "chunks 120, chain, first hop always, check newest" \
+        --output docs/bench/hops_first_hop.json
+
+What the first retrieval holds is measured with ``min_hops=1`` in every variant.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ def variant(chunk_size: int = 300, **changes: Any) -> dict[str, Any]:
         "check_reads": "evidence",
         "answer_prompt": "brief",
         "num_chain_start": 2,
+        "min_hops": 1,
     }
     return settings | changes | {"config": {"chunk_size": chunk_size}}
 
@@ -82,11 +94,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "chunks 120": variant(120),
     "chunks 120, chain answer": variant(120, answer_reads="chain"),
     "chunks 120, chain answer and check": variant(120, answer_reads="chain", check_reads="chain"),
+    "chunks 120, chain, first hop always": variant(
+        120, answer_reads="chain", check_reads="chain", min_hops=2
+    ),
+    "chunks 120, chain, first hop always, check newest": variant(
+        120, answer_reads="chain", check_reads="newest", min_hops=2
+    ),
 }
 
 
-def variant_app(variant: str) -> App:
-    settings = {k: v for k, v in VARIANTS[variant].items() if k != "config"}
+def variant_app(variant: str, **changes: Any) -> App:
+    """``variant``'s app, its settings changed by ``changes``."""
+    settings = {k: v for k, v in VARIANTS[variant].items() if k != "config"} | changes
     config = BASE.default_config.with_changes(**VARIANTS[variant].get("config", {}))
     build_variant = functools.partial(build, **settings)
     name = f"multi_hop_rag[{variant}]"
@@ -109,6 +128,7 @@ def answer_row(answer: Answer, record: dict[str, Any]) -> dict[str, Any]:
     return {
         "question": record["question"],
         "decisions": list(answer.decisions.values()),
+        "decision_scores": list(answer.decision_scores.values()),
         "num_rounds": len(answer.rounds),
         "final_holds_fact": holds_fact(all_evidence(answer), record),
         "num_answer_passages": len(answer.passages),
@@ -210,7 +230,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     records = list(sample_questions("multihop_questions.jsonl"))
     random.Random(args.seed).shuffle(records)
     apps = [variant_app(v) for v in args.variants]
-    first = await first_retrievals(records, apps)
+    # What the first retrieval holds: the judge's "yes" must come before any hop.
+    first = await first_retrievals(records, [variant_app(v, min_hops=1) for v in args.variants])
     forced = await forced_hops(records, apps)
     real_apps = [variant_app(v) for v in args.variants if v in args.real]
     real = {a.name: [] for a in apps} | await real_runs(records, real_apps)

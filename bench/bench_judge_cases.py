@@ -10,17 +10,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from primflow.apps import APPS
+from primflow.apps import APPS, App, multi_hop_rag
 from primflow.apps.samples import sample_questions
 from primflow.session import EngineStack, Session, embedded_factory
 from primflow.testing.judge import scripted_judge_factory
 from primflow.values import Chunk, Hit
 
 GRADE_DECODE = "grade.decode"  # corrective_rag's judge decode node
+# multi_hop_rag asked before any hop: its judge decides on the first retrieval.
+NO_FIRST_HOP = dataclasses.replace(
+    APPS["multi_hop_rag"], build=functools.partial(multi_hop_rag.build, min_hops=1)
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,9 @@ def fact_passage(source: str, answer: str) -> Hit:
     return Hit(Chunk(paragraph.strip(), source, -1), 0.0)
 
 
-async def first_retrievals(app_name: str, decode: str, questions: list[str]) -> list[list[Hit]]:
-    """Each question's first retrieval by ``app_name`` on the real embedder and index
-    (its judge forced to "yes", which keeps the retrieved passages as the evidence)."""
-    app = APPS[app_name]
+async def first_retrievals(app: App, decode: str, questions: list[str]) -> list[list[Hit]]:
+    """Each question's first retrieval by ``app`` on the real embedder and index (its
+    judge forced to "yes", which keeps the retrieved passages as the evidence)."""
     factory = scripted_judge_factory({decode: "yes"}, embedded_factory())
     found = []
     async with EngineStack.for_apps([app], factory) as stack, Session(stack) as session:
@@ -66,7 +71,7 @@ async def hop_cases() -> list[Case]:
     """Per multi-hop question: the app's first retrieval, and it plus the answer's passage."""
     records = sample_questions("multihop_questions.jsonl")
     questions = [r["question"] for r in records]
-    retrievals = await first_retrievals("multi_hop_rag", "hops.r1.enough.decode", questions)
+    retrievals = await first_retrievals(NO_FIRST_HOP, "hops.r1.enough.decode", questions)
     cases = []
     for record, first in zip(records, retrievals, strict=True):
         is_holding = holds(first, record["answer_contains"])
@@ -89,7 +94,7 @@ async def grade_cases() -> list[Case]:
     """Per corrective question: the app's first retrieval (top 3 over ``samples/docs``)."""
     records = sample_questions("corrective_questions.jsonl")
     questions = [r["question"] for r in records]
-    retrievals = await first_retrievals("corrective_rag", GRADE_DECODE, questions)
+    retrievals = await first_retrievals(APPS["corrective_rag"], GRADE_DECODE, questions)
     return [
         Case(
             "grade",

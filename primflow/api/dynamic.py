@@ -1,7 +1,8 @@
 """Dynamic lowering: a query whose graph grows round by round (a ``Loop``) while it runs.
 
 Lowering a template with a :class:`~primflow.api.components.Loop` gives the graph up to
-the loop's first decision (round 1's check) and a :class:`LoopGrowth`, which lowers the
+the loop's first decision (round 1's check, or round ``min_rounds + 1``'s after the
+steps that run unchecked) and a :class:`LoopGrowth`, which lowers the
 rest when each decision is known: the chosen step and the next check, or, once the
 loop ends, the components after it and the template's outputs. It is the runtime's
 :class:`~primflow.runtime.growth.Growth` for the query. Invariants:
@@ -218,14 +219,29 @@ def start_loop(loop: LoopSpec, ctx: LoweringContext) -> None:
         raise ctx.error("a template may hold one loop")
     state = {name: ctx.read(name) for name in loop.state_names}
     growth = LoopGrowth(loop, template_of(main), main.query, state, None)
-    if loop.max_rounds >= 1:
-        sub = lower_sub(loop.check, main, dict(state), f"{loop.name}.r1.", main.graph)
+    _lower_first_steps(growth, main)
+    first = growth.num_rounds + 1
+    if loop.max_rounds >= first:
+        sub = lower_sub(loop.check, main, dict(state), f"{loop.name}.r{first}.", main.graph)
         growth.decision = decision_of(loop, sub)
     for name, source in state.items():
         growth.add_anchor(main.graph, "state", name, source)
     assert growth.decision is not None
     growth.add_anchor(main.graph, "decision", "decision", growth.decision)
     main.growth = growth
+
+
+def _lower_first_steps(growth: LoopGrowth, main: ExpansionState) -> None:
+    """Lower the loop's first ``min_rounds`` steps with the query: they run whatever a
+    check would say, so no decision waits for them (round r's step is ``<loop>.r<r>.step.``)."""
+    loop = growth.loop
+    for step in loop.steps.values():
+        for _ in range(loop.min_rounds):
+            growth.num_rounds += 1
+            prefix = f"{loop.name}.r{growth.num_rounds}.step."
+            sub = lower_sub(step, main, dict(growth.state), prefix, main.graph)
+            for key, channel in step.outputs.items():
+                growth.state[key] = sub.channels[channel]
 
 
 def finish_lowering(

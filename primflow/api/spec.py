@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 from primflow.api.component import Component, Flow
 from primflow.api.components import KINDS, Aggregate, Generate, Judge, Loop
@@ -87,6 +87,7 @@ class _Loop(_Step):
     steps: Annotated[dict[str, _Spec], Field(min_length=1)]
     stop_on: Annotated[list[str], Field(min_length=1)] = ["yes"]
     max_rounds: PositiveInt = 3
+    min_rounds: NonNegativeInt = 0
 
 
 class _Ingest(_Step):
@@ -373,6 +374,7 @@ def _loop(step: _Loop) -> Loop:
         results=step.writes,
         stop_on=step.stop_on,
         max_rounds=step.max_rounds,
+        min_rounds=step.min_rounds,
     )
 
 

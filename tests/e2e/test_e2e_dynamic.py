@@ -3,9 +3,9 @@
 - multi_hop_rag with the real judge: its decision is exactly "yes" or "no" whatever a
   135M model thinks; the rounds it asked for are in the graph that ran.
 - multi_hop_rag with the real calibrated judge on a two-hop question whose first
-  retrieval misses the fact: the judge asks for a second hop (the decision is the
-  argmax of the calibrated scores it records), the hop's expanded query (question +
-  best passage) retrieves the missing fact, and the second round is optimized
+  retrieval misses the fact: the first hop (always run) retrieves it with the expanded
+  query (question + best passage), the judge then says "yes" (the argmax of the
+  calibrated scores it records), and the part appended on that decision is optimized
   incrementally and shown in the timing table.
 - multi_hop_rag after a forced hop: the answer's prompt lists the chain (the first
   retrieval's passages, then the hop's best new hit holding the fact), not all evidence.
@@ -23,7 +23,7 @@ import re
 import pytest
 
 from primflow.apps import APPS
-from primflow.apps.multi_hop_rag import CHAIN_START, HOP_BIAS
+from primflow.apps.multi_hop_rag import CHAIN_START, HOP_BIAS, MIN_HOPS
 from primflow.commands.console import format_breakdown
 from primflow.session import EngineStack, Session, embedded_factory
 from primflow.testing.judge import scripted_judge_factory
@@ -33,13 +33,15 @@ from primflow.values import Hit
 pytestmark = [pytest.mark.e2e, pytest.mark.engines]
 
 CHANGES = {"max_tokens": 16}
-# From bench/bench_hops.py (docs/bench/hops.json): the sample question's first retrieval
-# names Kestrel's lead but not where she works, and the calibrated hop check said "no"
-# on it in every real run (the same prompt's yes-no margin moves by ~0.1 nats between a
-# prompt computed whole and one reusing a cached prefix).
-SECOND_HOP_QUESTION = "Which city does the lead engineer of Project Kestrel work in?"
+# From bench/bench_hops.py (docs/bench/hops_first_hop.json): the first retrieval names
+# Fernwood's server vendor but not where it is headquartered, the first hop finds it,
+# and the calibrated check after the hop said "yes" on it in the three real runs (by
+# 0.35-0.42 nats; a margin moves by ~0.1 between a prompt computed whole and one reusing
+# a cached prefix).
+TWO_HOP_QUESTION = "Where is the company that sells Fernwood Labs its servers headquartered?"
 MULTI_HOP = APPS["multi_hop_rag"]
-ONE_HOP = {"hops.r1.enough.decode": "no", "hops.r2.enough.decode": "yes"}
+FIRST_CHECK = f"hops.r{MIN_HOPS}.enough.decode"  # the first hop runs unchecked
+ONE_HOP = {FIRST_CHECK: "yes"}
 AGENT = APPS["tool_agent"]
 
 
@@ -60,33 +62,35 @@ async def test_the_real_judge_decides_with_a_constrained_choice() -> None:
     num_steps = list(answer.decisions.values()).count("no")
     assert len(answer.rounds) == len(answer.decisions)
     names = {n.name for n in answer.graph}
-    assert all(f"hops.r{i}.step.search" in names for i in range(1, num_steps + 1))
+    num_hops = MIN_HOPS - 1 + num_steps
+    assert all(f"hops.r{i}.step.search" in names for i in range(1, num_hops + 1))
     assert answer.text
 
 
-async def test_the_calibrated_judge_asks_for_a_second_hop() -> None:
+async def test_a_two_hop_question_is_answered_in_two_rounds() -> None:
     stack = EngineStack.for_apps([MULTI_HOP], embedded_factory())
     async with stack, Session(stack) as session:
         answer = await session.ask(
-            MULTI_HOP, SECOND_HOP_QUESTION, MULTI_HOP.sample_documents(), config_changes=CHANGES
+            MULTI_HOP, TWO_HOP_QUESTION, MULTI_HOP.sample_documents(), config_changes=CHANGES
         )
-    assert set(answer.decision_scores) == set(answer.decisions)
-    for node, decision in answer.decisions.items():
-        scores = answer.decision_scores[node]
-        assert decision == max(scores, key=lambda choice: scores[choice]["calibrated"]), node
-        assert scores["yes"]["bias"] == HOP_BIAS["yes"]
-        assert all(s["logprob"] < 0 and s["prior"] < 0 for s in scores.values())
-    assert answer.decisions["hops.r1.enough.decode"] == "no"
-    assert answer.rounds[0].label == "hops round 1: no"
-    # The first retrieval misses where Dana Whitfield (Kestrel's lead) works; the hop finds it.
-    assert any(
-        "Dana Whitfield works from the Lisbon office" in h.chunk.text for h in answer.passages
-    )
+    assert set(answer.decision_scores) == set(answer.decisions) == {FIRST_CHECK}
+    scores = answer.decision_scores[FIRST_CHECK]
+    assert answer.decisions[FIRST_CHECK] == max(scores, key=lambda c: scores[c]["calibrated"])
+    assert scores["yes"]["bias"] == HOP_BIAS["yes"]
+    assert all(s["logprob"] < 0 and s["prior"] < 0 for s in scores.values())
+    assert answer.decisions[FIRST_CHECK] == "yes"
+    assert [r.label for r in answer.rounds] == ["hops ended after 1 steps (yes)"]
+    # The first retrieval names the vendor, not its headquarters; the hop finds them.
+    *start, found = answer.passages
+    assert len(start) == CHAIN_START
+    assert not any("headquartered" in h.chunk.text for h in start)
+    assert "Northwind Hardware is headquartered in Hamburg" in found.chunk.text
     ran = {p.node for p in answer.timing.primitives}
-    assert {"hops.r1.step.search", "hops.r2.enough.decode"} <= ran
+    assert {"hops.r1.step.search", FIRST_CHECK, "answer.decode"} <= ran
     table = format_breakdown(answer)
-    assert "round: hops round 1: no: +" in table and "optimized incrementally" in table
-    assert "scores: hops.r1.enough.decode: yes " in table
+    assert "round: hops ended after 1 steps (yes): +" in table
+    assert "optimized incrementally" in table
+    assert f"scores: {FIRST_CHECK}: yes " in table
     assert answer.text
 
 
@@ -108,7 +112,7 @@ async def test_a_second_hop_runs_on_the_real_engines_in_every_scheme() -> None:
             session.forget_prefixes(answer.query_id)
             [hop] = [r for r in embedder.requests_of(answer.query_id) if ".step." in r.node]
             assert hop.inputs["items"] and hop.inputs["items"][0].strip(), scheme
-            assert answer.rounds[0].label == "hops round 1: no"
+            assert answer.rounds[0].label == "hops ended after 1 steps (yes)"
             assert len(answer.passages) > 2, scheme  # both hops' passages, merged
             passages[scheme] = sorted((h.chunk.source, h.chunk.chunk_id) for h in answer.passages)
     assert passages["primflow"] == passages["sequential"]

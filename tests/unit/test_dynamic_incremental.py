@@ -1,11 +1,11 @@
 """Property: a graph grown round by round and optimized incrementally is equivalent to
 the same graph built and optimized whole.
 
-For random corpora, top-k, hop limits and judge decisions, the multi-hop query is grown
-twice from the same decisions: once as plain p-graph rounds (no passes) and optimized
-whole at the end, once the way the session runs it (the first graph optimized, then
-each appended round optimized on its own subgraph and boundary, through the shape
-cache). Both must lint clean, every pass on every round must keep its outputs'
+For random corpora, top-k, hop limits (the least and the most) and judge decisions, the
+multi-hop query is grown twice from the same decisions: once as plain p-graph rounds (no
+passes) and optimized whole at the end, once the way the session runs it (the first
+graph optimized, then each appended round optimized on its own subgraph and boundary,
+through the shape cache). Both must lint clean, every pass on every round must keep its outputs'
 dependencies (``lint_each``), and every OUTPUT must depend on the same INPUTs.
 """
 
@@ -37,7 +37,7 @@ WORDS = [
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[Query, int, list[str]]:
+def cases(draw: st.DrawFn) -> tuple[Query, int, int, list[str]]:
     num_docs = draw(st.integers(1, 4))
     docs = [
         Document(
@@ -47,10 +47,11 @@ def cases(draw: st.DrawFn) -> tuple[Query, int, list[str]]:
         for i in range(num_docs)
     ]
     max_hops = draw(st.integers(2, 5))
+    min_hops = draw(st.integers(1, max_hops - 1))
     decisions = draw(st.lists(st.sampled_from(["yes", "no"]), min_size=1, max_size=max_hops))
     config = {"top_k": draw(st.integers(1, 4)), "chunk_size": draw(st.sampled_from([64, 256]))}
     query = multi_hop_rag.APP.query("Where does the Kestrel lead work?", docs, **config)
-    return query, max_hops, decisions
+    return query, max_hops, min_hops, decisions
 
 
 def grow(graph: Graph, growth, decisions: list[str]) -> Graph:  # type: ignore[no-untyped-def]
@@ -64,10 +65,10 @@ def grow(graph: Graph, growth, decisions: list[str]) -> Graph:  # type: ignore[n
 @SETTINGS
 @given(cases())
 def test_incremental_optimization_matches_the_whole_graph(
-    case: tuple[Query, int, list[str]],
+    case: tuple[Query, int, int, list[str]],
 ) -> None:
-    query, max_hops, decisions = case
-    template = multi_hop_rag.build(max_hops=max_hops)
+    query, max_hops, min_hops, decisions = case
+    template = multi_hop_rag.build(max_hops=max_hops, min_hops=min_hops)
     optimizer = Optimizer(cache=GraphCache(), lint_each=True)
 
     whole_p = lower_query(template, query)

@@ -1,6 +1,8 @@
 """multi_hop_rag's loop on fake engines: rounds appended while the query runs.
 
-A scripted fake judge decides each round, so the tests know which rounds must exist;
+The app with its judge asked from round 1 (``min_hops=1``; the default's unchecked first
+hop is tests/unit/test_loop_min_rounds.py). A scripted fake judge decides each round,
+so the tests know which rounds must exist;
 every engine is a ``RecordingEngine``, so they check what the engines really received:
 a hop that was not decided is never submitted, the rounds a decision adds are, and
 the baselines run the same rounds and retrieve the same passages.
@@ -8,6 +10,8 @@ the baselines run the same rounds and retrieve the same passages.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping
 
 import pytest
@@ -20,7 +24,11 @@ from primflow.session import Answer, EngineStack, Session, fake_factory
 from primflow.testing.judge import scripted_judge_factory
 from primflow.testing.recording import RecordingEngine
 
-APP = APPS["multi_hop_rag"]
+APP = dataclasses.replace(
+    APPS["multi_hop_rag"],
+    name="multi_hop_rag_checked",
+    build=functools.partial(multi_hop_rag.build, min_hops=1),
+)
 QUESTION = APP.sample_question
 
 
@@ -100,7 +108,7 @@ async def test_a_decision_outside_the_choices_fails_the_query_by_name() -> None:
 
 
 async def test_rounds_of_one_shape_share_a_cached_optimization() -> None:
-    app = App("multi_hop_rag_6", lambda: multi_hop_rag.build(max_hops=6))
+    app = App("multi_hop_rag_6", lambda: multi_hop_rag.build(max_hops=6, min_hops=1))
     decisions = {check(i): "no" for i in range(1, 6)}
     answer, _ = await ask(decisions, app=app)
     hits = [r.is_cache_hit for r in answer.rounds]

@@ -18,6 +18,7 @@ from primflow.apps.multi_hop_rag import (
     chain_extended,
     chain_start,
     expanded_query,
+    newest_passages,
     unseen_hits,
 )
 from primflow.graph.ir import Graph, Op
@@ -31,8 +32,8 @@ EVIDENCE = [
 
 
 def grown(hop_query: str, is_skipping_seen: bool = False, **changes: str) -> Graph:
-    """The sample query's graph with one hop appended."""
-    template = build(hop_query=hop_query, is_skipping_seen=is_skipping_seen, **changes)
+    """The sample query's graph with one hop appended (the judge asked from round 1)."""
+    template = build(hop_query=hop_query, is_skipping_seen=is_skipping_seen, min_hops=1, **changes)
     lowered = lower_query(template, APP.sample_query())
     assert lowered.growth is not None
     lowered.growth.attach(lowered.graph)
@@ -117,6 +118,15 @@ def test_the_answer_and_the_check_read_the_chosen_passages(
     assert answer_from == (chain if answer_reads == "chain" else evidence)
     check_from = evidence_from(graph, "hops.r2.enough.prefill")
     assert check_from == (chain if check_reads == "chain" else evidence)
+
+
+def test_a_check_on_the_newest_passage_reads_the_hops_find_only() -> None:
+    bridge, other = EVIDENCE
+    assert newest_passages.fn([bridge, other]) == [other]
+    graph = grown("question+passage", True, answer_reads="chain", check_reads="newest")
+    assert evidence_from(graph, "hops.r2.enough.prefill") == "hops.r2.newest"
+    [edge] = graph.in_edges("hops.r2.newest")
+    assert edge.src == "hops.r1.step.extend_chain"
 
 
 def test_an_unknown_reading_or_prompt_names_the_choices() -> None:

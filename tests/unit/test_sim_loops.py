@@ -4,16 +4,26 @@ module-level baselines run them round after round."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import pytest
 
+from primflow.apps import APPS, App, multi_hop_rag
 from primflow.sim.profiles import preset
 from primflow.sim.simulator import SimConfig, SimResult, simulate
 from primflow.sim.workload import app_workload
 
-FIRST_CHECK = "hops.r1.enough.decode"  # multi_hop_rag's judge after the first retrieval
+FIRST_CHECK = "hops.r1.enough.decode"  # the judge after the first retrieval
+# multi_hop_rag with its judge asked from round 1 (the default's first hop is unchecked).
+CHECKED = dataclasses.replace(
+    APPS["multi_hop_rag"],
+    name="multi_hop_rag_checked",
+    build=functools.partial(multi_hop_rag.build, min_hops=1),
+)
 
 
-def _run(app: str, scheme: str, baselines: str = "graph", **config: object) -> SimResult:
+def _run(app: App | str, scheme: str, baselines: str = "graph", **config: object) -> SimResult:
     workload = app_workload(app, scheme, preset("gpu"), baselines=baselines)
     return simulate(workload, SimConfig(rate_qps=1.0, duration_s=8.0, **config))  # type: ignore[arg-type]
 
@@ -30,8 +40,8 @@ def test_a_looping_app_knows_the_engines_of_every_round() -> None:
 def test_the_judges_decision_decides_how_many_rounds_a_query_grows(
     scheme: str, baselines: str
 ) -> None:
-    enough = _run("multi_hop_rag", scheme, baselines, llm_decisions={FIRST_CHECK: "yes"})
-    another_hop = _run("multi_hop_rag", scheme, baselines, llm_decisions={FIRST_CHECK: "no"})
+    enough = _run(CHECKED, scheme, baselines, llm_decisions={FIRST_CHECK: "yes"})
+    another_hop = _run(CHECKED, scheme, baselines, llm_decisions={FIRST_CHECK: "no"})
     assert enough.queries and all(q.error is None for q in enough.queries + another_hop.queries)
     assert {q.num_rounds for q in enough.queries} == {1}
     assert {q.num_rounds for q in another_hop.queries} == {2}

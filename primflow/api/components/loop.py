@@ -29,7 +29,9 @@ class Loop(Component):
 
     Round r lowers ``check`` (its ``decision`` output must be a ``Judge``'s choice);
     a choice in ``stop_on`` ends the loop, any other choice runs ``steps[choice]``, then
-    the next round's check, at most ``max_rounds`` steps in all. Components after the
+    the next round's check, at most ``max_rounds`` steps in all. The first
+    ``min_rounds`` steps run without a check (the loop's one step, lowered with the
+    query), so the first decision is round ``min_rounds + 1``'s. Components after the
     loop are lowered once it ends, reading its ``results``.
 
     Args:
@@ -41,6 +43,8 @@ class Loop(Component):
         results: state name -> the channel written with its final value.
         stop_on: the choices that end the loop (default ``("yes",)``).
         max_rounds: at most this many steps run (default 3).
+        min_rounds: this many steps run before the first check (default 0); fewer than
+            ``max_rounds``, and only for a loop with one step.
 
     Examples:
         >>> from primflow import Judge, Loop, Query, build_template, lower_query
@@ -74,12 +78,14 @@ class Loop(Component):
         results: Mapping[str, str],
         stop_on: Sequence[str] = ("yes",),
         max_rounds: int = 3,
+        min_rounds: int = 0,
     ) -> None:
         self.check = check
         self.steps = dict(steps)
         self.state_names = tuple(state)
         self.stop_on = tuple(stop_on)
         self.max_rounds = max_rounds
+        self.min_rounds = min_rounds
         self._result_names = tuple(results)
         super().__init__(name, reads=dict(state), writes=dict(results))
 
@@ -102,6 +108,13 @@ class Loop(Component):
     def validate(self) -> None:
         if self.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        if not 0 <= self.min_rounds < self.max_rounds:
+            raise ValueError(
+                f"min_rounds must be >= 0 and < max_rounds ({self.max_rounds}), "
+                f"got {self.min_rounds}"
+            )
+        if self.min_rounds and len(self.steps) != 1:
+            raise ValueError("min_rounds needs a loop with one step (which one would run?)")
         if DECISION not in self.check.outputs:
             raise ValueError(f"the check template {self.check.name!r} has no 'decision' output")
         if not self.steps:
