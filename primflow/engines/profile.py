@@ -108,7 +108,9 @@ class LatencyProfile:
 
 # The LLM's step-cost model, measured with `primflow profile --engines llm` (and
 # ``--llm-fast``) on the reference machine (2 cores, 2 threads; docs/results/llm-scheduling.md):
-# the shipped SmolLM2-135M Q4_1, and its Q4_0 conversion with flash attention.
+# the shipped SmolLM2-135M Q4_1 (measured with flash attention off, the default then; a
+# re-measurement with it on under outside load gave 6.2 / 2.0 / 4.9 ms, not adopted), and
+# its Q4_0 conversion with flash attention.
 STEP_COST_Q4_1 = {"step_base_s": 0.0037, "step_per_seq_s": 0.0017, "step_per_token_s": 0.0024}
 STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.00065, "step_per_token_s": 0.00075}
 
