@@ -47,8 +47,12 @@ from primflow.engines.vector.common import (
     check_dim,
     hits_outputs,
     index_outputs,
+    ingest_inputs,
     names_of_query,
     query_scoped,
+    search_handle,
+    top_k,
+    unit_rows,
 )
 from primflow.engines.vector.faiss_collection import HNSW_THRESHOLD, FaissCollection
 from primflow.graph.ir import Op
@@ -156,16 +160,78 @@ class FaissEngine(VectorEngine):
 
     def _ingest(self, request: EngineRequest) -> Outputs:
         job = self._ingest_job(request)
-        dim = job.vectors.shape[1] or None
-        collection = self._get_or_create(job.collection, dim, request.node)
-        if dim is not None:
-            check_dim(job.vectors, collection.dim, job.collection, self.name, request.node)
-        self._set_omp_threads(len(job.vectors))  # an HNSW add is parallel; flat adds no work
-        collection.add(job.chunks, job.vectors)
+        outputs = self._add_rows(request, job.collection, job.chunks, job.vectors)
         if self.is_closed(request.query_id):  # aborted meanwhile: do not leak the collection
             self.free_query(request.query_id)
             raise self._query_ended(request)
-        return index_outputs(self.name, job.collection, len(collection))
+        return outputs
+
+    def _add_rows(
+        self, request: EngineRequest, name: str, chunks: Sequence[Chunk], vectors: Matrix
+    ) -> Outputs:
+        """Add checked rows to the per-query collection ``name`` (made if new)."""
+        dim = vectors.shape[1] or None
+        collection = self._get_or_create(name, dim, request.node)
+        if dim is not None:
+            check_dim(vectors, collection.dim, name, self.name, request.node)
+        self._set_omp_threads(len(vectors))  # an HNSW add is parallel; flat adds no work
+        collection.add(chunks, vectors)
+        return index_outputs(self.name, name, len(collection))
+
+    # --- one request inline (ThreadedEngine.run_one_inline): runs_inline + run_batch ---
+
+    def run_one_inline(self, request: EngineRequest) -> Outcome | None:
+        """A single ingest or search, checked and run in one step when ``runs_inline``
+        would take it (same limits, same checks and messages, in the same order)."""
+        try:
+            if request.op is Op.VECTOR_SEARCH:
+                return self._search_inline(request)
+            if request.op is Op.VECTOR_INGEST:
+                return self._ingest_inline(request)
+        except EngineError as err:
+            return err
+        except Exception as err:  # a bug fails its request, as run_batch's do
+            return err
+        return None
+
+    def _search_inline(self, request: EngineRequest) -> Outcome | None:
+        inputs = request.inputs
+        handle, queries = inputs.get(INDEX), inputs.get(VECTORS)
+        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+            return None
+        collection = self._collections.get(handle.collection)
+        if collection is None or collection.is_hnsw:
+            return None
+        num_rows = 1 if queries.ndim == 1 else len(queries)
+        if num_rows >= MAX_INLINE_QUERY_ROWS or num_rows * len(collection) > MAX_INLINE_SEARCH_ROWS:
+            return None
+        if request.query_id in self._closed_queries:
+            return self.refused(request)
+        if handle.engine != self.name:
+            search_handle(request, self.name)  # raises the engine mismatch
+        matrix = unit_rows(queries, self.name, request.node, collection.dim)
+        k = top_k(request, self.name)
+        faiss.omp_set_num_threads(1)  # under MAX_INLINE_QUERY_ROWS (_set_omp_threads)
+        return hits_outputs(collection.search(matrix, k), k)
+
+    def _ingest_inline(self, request: EngineRequest) -> Outcome | None:
+        vectors = request.inputs.get(VECTORS)
+        if not isinstance(vectors, (np.ndarray, list)) or len(vectors) > MAX_INLINE_INGEST_ROWS:
+            return None
+        name = request.params.get("collection")
+        scoped = query_scoped(request.query_id, name) if name else ""
+        collection = self._collections.get(scoped) if name else None
+        num_held = 0 if collection is None else len(collection)
+        if num_held + len(vectors) > self.hnsw_threshold or (
+            collection is not None and collection.is_hnsw
+        ):
+            return None
+        if request.query_id in self._closed_queries:
+            return self.refused(request)
+        check_collection_name(name, self.name, request.node)
+        chunks, matrix = ingest_inputs(request, self.name)
+        # No query can end while this runs (the loop thread is where abort runs).
+        return self._add_rows(request, scoped, chunks, matrix)
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
         if len(batch) != 1 or batch[0].op is not Op.VECTOR_SEARCH:
