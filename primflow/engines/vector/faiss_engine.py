@@ -22,7 +22,9 @@ Owns per-query and shared collections; request checks and op dispatch are
   ``MAX_INLINE_SEARCH_ROWS`` query-row x collection-row products in all. That work takes
   10-300 microseconds on the calling thread (faiss's SIMD scan), while the hop
   to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
-  Larger work and HNSW collections run on the engine thread.
+  Larger work and HNSW collections run on the engine thread. A batch of one ingest or
+  search takes ``run_one_inline``: the same limits and checks in one step, without the
+  batch path's layers.
 - Exact collections keep the sealed rows they are given and search them with faiss's
   own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
