@@ -153,3 +153,13 @@ async def test_a_budget_that_counts_the_engine_takes_the_general_inline_path() -
     assert submitted(engine, search("q1", rows(1, 1), index["index"]))["hits"]
     assert budget.busy_engines() == []
     await engine.close()
+
+
+async def test_a_0_d_array_fails_its_request_with_the_shape_message() -> None:
+    engine = FaissEngine("vector")
+    handle = submitted(engine, ingest("q1", seal_unit_rows(rows(0))))["index"]
+    for request in (ingest("q1", np.ones(()), chunks=[]), search("q1", np.ones(()), handle)):
+        [future] = engine.submit([request])  # not inline: the engine thread's checks
+        with pytest.raises(EngineError, match=r"2-d array, got shape \(\)"):
+            await future
+    await engine.close()

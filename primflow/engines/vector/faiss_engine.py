@@ -106,8 +106,7 @@ class FaissEngine(VectorEngine):
         return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
 
     def _is_small_ingest(self, request: EngineRequest) -> bool:
-        vectors = request.inputs.get(VECTORS)
-        num_rows = len(vectors) if isinstance(vectors, (np.ndarray, list)) else None
+        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
         if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
             return False
         name = request.params.get("collection")
@@ -122,13 +121,13 @@ class FaissEngine(VectorEngine):
         if request.op is not Op.VECTOR_SEARCH:
             return None
         handle = request.inputs.get(INDEX)
-        queries = request.inputs.get(VECTORS)
-        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+        num_rows = num_query_rows(request.inputs.get(VECTORS))
+        if not isinstance(handle, IndexHandle) or num_rows is None:
             return None
         collection = self._get(handle.collection)
         if collection is None or collection.is_hnsw:
             return None
-        return (1 if queries.ndim == 1 else len(queries)), len(collection)
+        return num_rows, len(collection)
 
     def _set_omp_threads(self, num_query_rows: int) -> None:
         """FAISS's OpenMP threads for the next call (a per-thread setting): one under
@@ -199,12 +198,12 @@ class FaissEngine(VectorEngine):
     def _search_inline(self, request: EngineRequest) -> Outcome | None:
         inputs = request.inputs
         handle, queries = inputs.get(INDEX), inputs.get(VECTORS)
-        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+        num_rows = num_query_rows(queries)
+        if not isinstance(handle, IndexHandle) or num_rows is None:
             return None
         collection = self._collections.get(handle.collection)
         if collection is None or collection.is_hnsw:
             return None
-        num_rows = 1 if queries.ndim == 1 else len(queries)
         if num_rows >= MAX_INLINE_QUERY_ROWS or num_rows * len(collection) > MAX_INLINE_SEARCH_ROWS:
             return None
         if request.query_id in self._closed_queries:
@@ -217,14 +216,14 @@ class FaissEngine(VectorEngine):
         return hits_outputs(collection.search(matrix, k), k)
 
     def _ingest_inline(self, request: EngineRequest) -> Outcome | None:
-        vectors = request.inputs.get(VECTORS)
-        if not isinstance(vectors, (np.ndarray, list)) or len(vectors) > MAX_INLINE_INGEST_ROWS:
+        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
+        if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
             return None
         name = request.params.get("collection")
         scoped = query_scoped(request.query_id, name) if name else ""
         collection = self._collections.get(scoped) if name else None
         num_held = 0 if collection is None else len(collection)
-        if num_held + len(vectors) > self.hnsw_threshold or (
+        if num_held + num_rows > self.hnsw_threshold or (
             collection is not None and collection.is_hnsw
         ):
             return None
@@ -293,3 +292,18 @@ class FaissEngine(VectorEngine):
         with self._collections_lock:
             for name in names_of_query(self._collections, query_id):
                 del self._collections[name]
+
+
+def num_ingest_rows(vectors: object) -> int | None:
+    """The rows of an ingest's vectors if they may run inline (a list or an array of
+    rows), else None: anything else goes to the engine thread, whose checks say why."""
+    if isinstance(vectors, list) or (isinstance(vectors, np.ndarray) and vectors.ndim > 0):
+        return len(vectors)
+    return None
+
+
+def num_query_rows(queries: object) -> int | None:
+    """The query rows of a search's array (one for a single vector), else None."""
+    if not isinstance(queries, np.ndarray) or queries.ndim == 0:
+        return None
+    return 1 if queries.ndim == 1 else len(queries)
