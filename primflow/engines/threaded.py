@@ -30,6 +30,10 @@ Owns the hand-off between the event loop and an engine's thread. Invariants:
   queue counters, and the core budget's unless it counts the engine), which cost
   25-47 us per submit; requests of ended queries are refused alike. Such an engine sends any other
   work to its thread through ``on_engine_thread``, which the idle check counts.
+- A batch of one request (a query's ingest or search) may take one fused step instead:
+  ``run_one_inline`` decides whether it runs inline and runs it, with every check of
+  the general path, where the core budget does not count the engine; no intermediate
+  lists, and its future is resolved directly.
 """
 
 from __future__ import annotations
@@ -156,13 +160,37 @@ class ThreadedEngine(Engine):
         # two or three times per request.
         return query_id in self._closed_queries
 
+    def run_one_inline(self, request: EngineRequest) -> Outcome | None:
+        """The outcome of ``request`` run alone on the caller's thread, or None, before
+        doing anything, when it does not run inline (``submit`` then takes the general
+        path). The fused form of ``runs_inline`` + ``run_batch`` for a batch of one: it
+        must refuse a request of an ended query (:meth:`refused`) and give what
+        ``run_batch`` would. Called only when the engine thread is idle and the core
+        budget does not count this engine. Never, by default."""
+        return None
+
+    def refused(self, request: EngineRequest) -> EngineError:
+        """The error of a request whose query has ended."""
+        return EngineError(self.name, request.node, "its query has ended")
+
     def submit(self, batch: Sequence[EngineRequest]) -> list[asyncio.Future[Outputs]]:
         loop = asyncio.get_running_loop()
-        requests = list(batch)
         # Read on the loop thread, the only one that adds engine-thread jobs: when it is
         # 0 the engine thread is idle and stays so while this batch runs here.
-        if self._num_thread_jobs == 0 and self.runs_inline(requests):
-            return self._submit_inline(loop, requests)
+        if self._num_thread_jobs == 0:
+            if len(batch) == 1 and (self.budget is None or not self.budget.counts(self.name)):
+                request = batch[0]
+                outcome = self.run_one_inline(request)
+                if outcome is not None:
+                    future: asyncio.Future[Outputs] = loop.create_future()
+                    request.future = future
+                    self._resolve(request, future, outcome)
+                    return [future]
+            requests = list(batch)
+            if self.runs_inline(requests):
+                return self._submit_inline(loop, requests)
+        else:
+            requests = list(batch)
         futures: list[asyncio.Future[Outputs]] = [loop.create_future() for _ in requests]
         for request, future in zip(requests, futures, strict=True):
             request.future = future
@@ -197,7 +225,7 @@ class ThreadedEngine(Engine):
             request.future = future
             futures.append(future)
             if self.is_closed(request.query_id):
-                future.set_exception(EngineError(self.name, request.node, "its query has ended"))
+                future.set_exception(self.refused(request))
             else:
                 live.append((request, future))
         if live:

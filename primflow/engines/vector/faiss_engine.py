@@ -22,7 +22,9 @@ Owns per-query and shared collections; request checks and op dispatch are
   ``MAX_INLINE_SEARCH_ROWS`` query-row x collection-row products in all. That work takes
   10-300 microseconds on the calling thread (faiss's SIMD scan), while the hop
   to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
-  Larger work and HNSW collections run on the engine thread.
+  Larger work and HNSW collections run on the engine thread. A batch of one ingest or
+  search takes ``run_one_inline``: the same limits and checks in one step, without the
+  batch path's layers.
 - Exact collections keep the sealed rows they are given and search them with faiss's
   own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
@@ -47,8 +49,12 @@ from primflow.engines.vector.common import (
     check_dim,
     hits_outputs,
     index_outputs,
+    ingest_inputs,
     names_of_query,
     query_scoped,
+    search_handle,
+    top_k,
+    unit_rows,
 )
 from primflow.engines.vector.faiss_collection import HNSW_THRESHOLD, FaissCollection
 from primflow.graph.ir import Op
@@ -100,8 +106,7 @@ class FaissEngine(VectorEngine):
         return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
 
     def _is_small_ingest(self, request: EngineRequest) -> bool:
-        vectors = request.inputs.get(VECTORS)
-        num_rows = len(vectors) if isinstance(vectors, (np.ndarray, list)) else None
+        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
         if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
             return False
         name = request.params.get("collection")
@@ -116,13 +121,13 @@ class FaissEngine(VectorEngine):
         if request.op is not Op.VECTOR_SEARCH:
             return None
         handle = request.inputs.get(INDEX)
-        queries = request.inputs.get(VECTORS)
-        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
+        num_rows = num_query_rows(request.inputs.get(VECTORS))
+        if not isinstance(handle, IndexHandle) or num_rows is None:
             return None
         collection = self._get(handle.collection)
         if collection is None or collection.is_hnsw:
             return None
-        return (1 if queries.ndim == 1 else len(queries)), len(collection)
+        return num_rows, len(collection)
 
     def _set_omp_threads(self, num_query_rows: int) -> None:
         """FAISS's OpenMP threads for the next call (a per-thread setting): one under
@@ -156,16 +161,78 @@ class FaissEngine(VectorEngine):
 
     def _ingest(self, request: EngineRequest) -> Outputs:
         job = self._ingest_job(request)
-        dim = job.vectors.shape[1] or None
-        collection = self._get_or_create(job.collection, dim, request.node)
-        if dim is not None:
-            check_dim(job.vectors, collection.dim, job.collection, self.name, request.node)
-        self._set_omp_threads(len(job.vectors))  # an HNSW add is parallel; flat adds no work
-        collection.add(job.chunks, job.vectors)
+        outputs = self._add_rows(request, job.collection, job.chunks, job.vectors)
         if self.is_closed(request.query_id):  # aborted meanwhile: do not leak the collection
             self.free_query(request.query_id)
             raise self._query_ended(request)
-        return index_outputs(self.name, job.collection, len(collection))
+        return outputs
+
+    def _add_rows(
+        self, request: EngineRequest, name: str, chunks: Sequence[Chunk], vectors: Matrix
+    ) -> Outputs:
+        """Add checked rows to the per-query collection ``name`` (made if new)."""
+        dim = vectors.shape[1] or None
+        collection = self._get_or_create(name, dim, request.node)
+        if dim is not None:
+            check_dim(vectors, collection.dim, name, self.name, request.node)
+        self._set_omp_threads(len(vectors))  # an HNSW add is parallel; flat adds no work
+        collection.add(chunks, vectors)
+        return index_outputs(self.name, name, len(collection))
+
+    # --- one request inline (ThreadedEngine.run_one_inline): runs_inline + run_batch ---
+
+    def run_one_inline(self, request: EngineRequest) -> Outcome | None:
+        """A single ingest or search, checked and run in one step when ``runs_inline``
+        would take it (same limits, same checks and messages, in the same order)."""
+        try:
+            if request.op is Op.VECTOR_SEARCH:
+                return self._search_inline(request)
+            if request.op is Op.VECTOR_INGEST:
+                return self._ingest_inline(request)
+        except EngineError as err:
+            return err
+        except Exception as err:  # a bug fails its request, as run_batch's do
+            return err
+        return None
+
+    def _search_inline(self, request: EngineRequest) -> Outcome | None:
+        inputs = request.inputs
+        handle, queries = inputs.get(INDEX), inputs.get(VECTORS)
+        num_rows = num_query_rows(queries)
+        if not isinstance(handle, IndexHandle) or num_rows is None:
+            return None
+        collection = self._collections.get(handle.collection)
+        if collection is None or collection.is_hnsw:
+            return None
+        if num_rows >= MAX_INLINE_QUERY_ROWS or num_rows * len(collection) > MAX_INLINE_SEARCH_ROWS:
+            return None
+        if request.query_id in self._closed_queries:
+            return self.refused(request)
+        if handle.engine != self.name:
+            search_handle(request, self.name)  # raises the engine mismatch
+        matrix = unit_rows(queries, self.name, request.node, collection.dim)
+        k = top_k(request, self.name)
+        faiss.omp_set_num_threads(1)  # under MAX_INLINE_QUERY_ROWS (_set_omp_threads)
+        return hits_outputs(collection.search(matrix, k), k)
+
+    def _ingest_inline(self, request: EngineRequest) -> Outcome | None:
+        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
+        if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
+            return None
+        name = request.params.get("collection")
+        scoped = query_scoped(request.query_id, name) if name else ""
+        collection = self._collections.get(scoped) if name else None
+        num_held = 0 if collection is None else len(collection)
+        if num_held + num_rows > self.hnsw_threshold or (
+            collection is not None and collection.is_hnsw
+        ):
+            return None
+        if request.query_id in self._closed_queries:
+            return self.refused(request)
+        check_collection_name(name, self.name, request.node)
+        chunks, matrix = ingest_inputs(request, self.name)
+        # No query can end while this runs (the loop thread is where abort runs).
+        return self._add_rows(request, scoped, chunks, matrix)
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
         if len(batch) != 1 or batch[0].op is not Op.VECTOR_SEARCH:
@@ -225,3 +292,18 @@ class FaissEngine(VectorEngine):
         with self._collections_lock:
             for name in names_of_query(self._collections, query_id):
                 del self._collections[name]
+
+
+def num_ingest_rows(vectors: object) -> int | None:
+    """The rows of an ingest's vectors if they may run inline (a list or an array of
+    rows), else None: anything else goes to the engine thread, whose checks say why."""
+    if isinstance(vectors, list) or (isinstance(vectors, np.ndarray) and vectors.ndim > 0):
+        return len(vectors)
+    return None
+
+
+def num_query_rows(queries: object) -> int | None:
+    """The query rows of a search's array (one for a single vector), else None."""
+    if not isinstance(queries, np.ndarray) or queries.ndim == 0:
+        return None
+    return 1 if queries.ndim == 1 else len(queries)
