@@ -103,7 +103,7 @@ class FaissEngine(VectorEngine):
                 return False
             num_query_rows += size[0]
             num_products += size[0] * size[1]
-        return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
+        return is_small_search(num_query_rows, num_products)
 
     def _is_small_ingest(self, request: EngineRequest) -> bool:
         num_rows = num_ingest_rows(request.inputs.get(VECTORS))
@@ -118,8 +118,11 @@ class FaissEngine(VectorEngine):
 
     def _search_size(self, request: EngineRequest) -> tuple[int, int] | None:
         """(query rows, collection rows) of an exact search, else None (not inline)."""
-        if request.op is not Op.VECTOR_SEARCH:
-            return None
+        target = self._exact_search(request) if request.op is Op.VECTOR_SEARCH else None
+        return None if target is None else (target[0], len(target[1]))
+
+    def _exact_search(self, request: EngineRequest) -> tuple[int, FaissCollection] | None:
+        """A search's query rows and its exact collection, else None (not inline)."""
         handle = request.inputs.get(INDEX)
         num_rows = num_query_rows(request.inputs.get(VECTORS))
         if not isinstance(handle, IndexHandle) or num_rows is None:
@@ -127,7 +130,7 @@ class FaissEngine(VectorEngine):
         collection = self._get(handle.collection)
         if collection is None or collection.is_hnsw:
             return None
-        return num_rows, len(collection)
+        return num_rows, collection
 
     def _set_omp_threads(self, num_query_rows: int) -> None:
         """FAISS's OpenMP threads for the next call (a per-thread setting): one under
@@ -189,47 +192,30 @@ class FaissEngine(VectorEngine):
                 return self._search_inline(request)
             if request.op is Op.VECTOR_INGEST:
                 return self._ingest_inline(request)
-        except EngineError as err:
-            return err
-        except Exception as err:  # a bug fails its request, as run_batch's do
+        except Exception as err:  # an EngineError, or a bug: it fails its request alone
             return err
         return None
 
     def _search_inline(self, request: EngineRequest) -> Outcome | None:
-        inputs = request.inputs
-        handle, queries = inputs.get(INDEX), inputs.get(VECTORS)
-        num_rows = num_query_rows(queries)
-        if not isinstance(handle, IndexHandle) or num_rows is None:
+        target = self._exact_search(request)
+        if target is None or not is_small_search(target[0], target[0] * len(target[1])):
             return None
-        collection = self._collections.get(handle.collection)
-        if collection is None or collection.is_hnsw:
-            return None
-        if num_rows >= MAX_INLINE_QUERY_ROWS or num_rows * len(collection) > MAX_INLINE_SEARCH_ROWS:
-            return None
+        collection = target[1]
         if request.query_id in self._closed_queries:
             return self.refused(request)
-        if handle.engine != self.name:
-            search_handle(request, self.name)  # raises the engine mismatch
-        matrix = unit_rows(queries, self.name, request.node, collection.dim)
+        search_handle(request, self.name)  # raises an engine mismatch
+        matrix = unit_rows(request.inputs[VECTORS], self.name, request.node, collection.dim)
         k = top_k(request, self.name)
         faiss.omp_set_num_threads(1)  # under MAX_INLINE_QUERY_ROWS (_set_omp_threads)
         return hits_outputs(collection.search(matrix, k), k)
 
     def _ingest_inline(self, request: EngineRequest) -> Outcome | None:
-        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
-        if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
-            return None
-        name = request.params.get("collection")
-        scoped = query_scoped(request.query_id, name) if name else ""
-        collection = self._collections.get(scoped) if name else None
-        num_held = 0 if collection is None else len(collection)
-        if num_held + num_rows > self.hnsw_threshold or (
-            collection is not None and collection.is_hnsw
-        ):
+        if not self._is_small_ingest(request):
             return None
         if request.query_id in self._closed_queries:
             return self.refused(request)
-        check_collection_name(name, self.name, request.node)
+        name = check_collection_name(request.params.get("collection"), self.name, request.node)
+        scoped = query_scoped(request.query_id, name)
         chunks, matrix = ingest_inputs(request, self.name)
         # No query can end while this runs (the loop thread is where abort runs).
         return self._add_rows(request, scoped, chunks, matrix)
@@ -292,6 +278,11 @@ class FaissEngine(VectorEngine):
         with self._collections_lock:
             for name in names_of_query(self._collections, query_id):
                 del self._collections[name]
+
+
+def is_small_search(num_query_rows: int, num_products: int) -> bool:
+    """Whether searches of this many query rows (x collection rows) run inline."""
+    return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
 
 
 def num_ingest_rows(vectors: object) -> int | None:
