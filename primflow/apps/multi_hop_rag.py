@@ -150,12 +150,15 @@ def reformulated() -> Generate:
 
 def next_queries(hop_query: str) -> Flow:
     """The flow that writes ``next_queries`` (a list of one text) for ``hop_query``."""
+    _check_choice("hop_query", hop_query, HOP_QUERIES)
     if hop_query == "model":
         return reformulated() >> Aggregate("as_list", parts=["next_query"], result="next_queries")
-    if hop_query == "question+passage":
-        reads = {"question": "question", "evidence": "evidence"}
-        return Flow.of(expanded_query("expand", reads=reads, writes={"result": "next_queries"}))
-    raise ValueError(f"hop_query must be one of {', '.join(HOP_QUERIES)}, got {hop_query!r}")
+    reads = {"question": "question", "evidence": "evidence"}
+    return Flow.of(expanded_query("expand", reads=reads, writes={"result": "next_queries"}))
+
+
+def _key(hit: Hit) -> tuple[str, int]:
+    return hit.chunk.source, hit.chunk.chunk_id
 
 
 @function(is_cheap=True)
@@ -164,12 +167,8 @@ def unseen_hits(
 ) -> list[Hit]:
     """The best ``top_k`` of ``hits`` whose chunk the evidence does not hold: a query
     expanded by a passage retrieves that passage first, which adds nothing."""
-    seen = {(h.chunk.source, h.chunk.chunk_id) for h in evidence}
-    return [h for h in hits if (h.chunk.source, h.chunk.chunk_id) not in seen][:top_k]
-
-
-def _key(hit: Hit) -> tuple[str, int]:
-    return hit.chunk.source, hit.chunk.chunk_id
+    seen = {_key(h) for h in evidence}
+    return [h for h in hits if _key(h) not in seen][:top_k]
 
 
 @function(is_cheap=True)
