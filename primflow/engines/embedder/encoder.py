@@ -22,9 +22,10 @@ Owns tokenization, sub-batching and pooling. Invariants:
   (a spinning thread busy-waits on a core the LLM needs). A multi-thread session spins
   *within* a run and stops at its end
   (``force_spinning_stop``): it runs only inside a lease on all its cores, and spinning
-  there made 650 passages 2 % faster than no spinning at all (2.41 vs 2.46 s, 5 of 5
-  pairs; docs/results/parity.md), with no CPU burnt after the run (0.000 s in 0.5 s,
-  against 0.034 s with ORT's default spinning). A 1-thread session has no pool threads.
+  there made 650 passages 5 % faster than no spinning at all (2.72 vs 2.87 s,
+  bench/bench_parity_ab.py, docs/results/parity.md), with no CPU burnt after the run
+  (0.0004 s in 0.5 s, against 0.036 s with ORT's default spinning). A 1-thread session
+  has no pool threads.
 - Side effect outside the project: onnxruntime 1.32 writes
   ``~/.cache/Microsoft/DeveloperTools/.onnxruntime/`` (device id + a small db) when a
   session is created; no option turns it off.

@@ -21,7 +21,7 @@ Owns per-query and shared collections; request checks and op dispatch are
   fewer than ``MAX_INLINE_QUERY_ROWS`` query rows in all, over at most
   ``MAX_INLINE_SEARCH_ROWS`` query-row x collection-row products in all. That work takes
   10-300 microseconds on the calling thread (faiss's SIMD scan), while the hop
-  to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
+  to the engine thread and back took 0.1-0.2 ms per request (CHANGELOG.md).
   Larger work and HNSW collections run on the engine thread. A batch of one ingest or
   search takes ``run_one_inline``: the same limits and checks in one step, without the
   batch path's layers.
