@@ -64,6 +64,7 @@ class LlamaRunner:
         n_threads: int,
         flash_attn: bool,
         pad_rows: int = 0,
+        n_threads_one_token: int | None = None,
     ) -> None:
         params = lc.llama_context_default_params()
         # A step has >= 1 token of its own, so the filler needs at most pad_rows - 1 cells.
@@ -72,7 +73,9 @@ class LlamaRunner:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max + 1 if pad_rows else n_seq_max  # + the filler's
-        params.n_threads = n_threads
+        # llama.cpp runs a one-token step on n_threads and any other on n_threads_batch.
+        self.max_threads_one_token = n_threads_one_token or n_threads
+        params.n_threads = min(self.max_threads_one_token, n_threads)
         params.n_threads_batch = n_threads
         params.kv_unified = True
         params.swa_full = True
@@ -105,8 +108,11 @@ class LlamaRunner:
             self.ctx = None
 
     def set_num_threads(self, num_threads: int) -> None:
+        """Threads of a multi-token step; a one-token step takes at most
+        ``max_threads_one_token`` of them."""
         if num_threads != self.n_threads:
-            lc.llama_set_n_threads(self.ctx, num_threads, num_threads)
+            one_token = min(self.max_threads_one_token, num_threads)
+            lc.llama_set_n_threads(self.ctx, one_token, num_threads)
             self.n_threads = num_threads
 
     def decode(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
