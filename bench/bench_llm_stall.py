@@ -4,10 +4,11 @@ The parity bench's "one request at a time" row (bench_parity_engines.py: 4 seede
 prompts, 32 answer tokens each, ``ignore_eos``) had one engine repeat per run take
 2-4x the others. This bench runs the same prompts, one request at a time, on
 
-- ``engine_fa_on``: the LLM engine of the parity bench's stack (flash attention on, the
-  default), ``engine_fa_off``: a second engine on the same core budget with it off,
-  ``engine_fa_on_1t``: a third with ``n_threads_one_token=1`` (one-token steps, a lone
-  sequence's decode, on one thread; prompt steps on two);
+- ``engine_fa_on``: the LLM engine of the parity bench's stack, its defaults (flash
+  attention on; one-token steps, a lone sequence's decode, on one thread and the other
+  steps on two: ``n_threads_one_token=1``); on the same core budget,
+  ``engine_fa_on_2t``: every step on two threads (``n_threads_one_token=None``, the
+  default before), and ``engine_fa_off_2t``: that with flash attention off;
 - ``raw_fa_off``: ``Llama.create_chat_completion`` (``Llama``'s default: flash attention
   off), ``raw_fa_on``: the same with ``Llama(flash_attn=True)``, in a spawned process;
 
@@ -55,10 +56,10 @@ from primflow.session.stack import EngineStack, engines_for_apps
 OUT_PATH = Path(__file__).resolve().parents[1] / "docs" / "bench" / "llm_stall.json"
 # Engines beside the stack's (engine_fa_on), on its core budget: their config changes.
 ENGINE_VARIANTS: dict[str, dict[str, Any]] = {
-    "engine_fa_off": {"flash_attn": False},
-    "engine_fa_on_1t": {"n_threads_one_token": 1},
+    "engine_fa_on_2t": {"n_threads_one_token": None},
+    "engine_fa_off_2t": {"flash_attn": False, "n_threads_one_token": None},
 }
-VARIANTS = ("engine_fa_on", "engine_fa_off", "engine_fa_on_1t", "raw_fa_off", "raw_fa_on")
+VARIANTS = ("engine_fa_on", "engine_fa_on_2t", "engine_fa_off_2t", "raw_fa_off", "raw_fa_on")
 NUM_THREADS = 2
 KV_VIEW_CELLS = 256  # llama.cpp pads the KV view to a multiple of this (llama-kv-cache.cpp)
 SLOW_REQUEST = 2.0  # a request this many times its variant's median under the same load
