@@ -16,6 +16,10 @@ Invariants:
   take the cells they would take without it, and removing it moves the KV head back.
   The filler's cells come on top of ``n_ctx``: ``kv_capacity`` (what the sequences may
   use) is at least ``n_ctx``.
+- Threads: a step of several tokens runs on ``n_threads`` (the core budget's share, via
+  ``set_num_threads``); a step of one token on at most ``n_threads_one_token`` of them
+  (llama.cpp's ``n_threads`` / ``n_threads_batch``): with one thread it enters no OpenMP
+  barrier, which stalls when an outside job takes a core (docs/results/llm-engine.md).
 - Engine thread only (thread.py: one thread makes every llama call).
 """
 
