@@ -37,7 +37,7 @@ class LlamaConfig:
     n_threads: int = 2
     # Threads of a step that computes ONE token (a lone sequence's decode; llama.cpp's
     # n_threads, n_threads being its n_threads_batch), capped by the step's share of the
-    # core budget; None: n_threads. One thread: such a step is 5-8% slower alone, but
+    # core budget; None: n_threads. One thread: such a step is 6-20% slower alone, but
     # without OpenMP barriers it does not stall when an outside job takes a core (2
     # threads: decode steps of 3 s under two busy-loops; docs/results/llm-engine.md).
     n_threads_one_token: int | None = 1
