@@ -25,7 +25,7 @@ count of steps > 4x the median of the same variant without load.
 
 Prints one result line and saves docs/bench/llm_stall.json (or ``--out``).
 
-    PYTHONPATH=.:bench .venv/bin/python bench/bench_llm_stall.py [--rounds 3] [--loads none,spin]
+    PYTHONPATH=.:bench python bench/bench_llm_stall.py [--rounds 2] [--loads none,spin,spin2]
 """
 
 from __future__ import annotations
@@ -227,8 +227,8 @@ def one_line(summary: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--loads", default="none,spin")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--loads", default="none,spin,spin2")
     parser.add_argument("--num-prompts", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT_PATH)
