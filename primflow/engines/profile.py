@@ -108,10 +108,10 @@ class LatencyProfile:
 
 # The LLM's step-cost model, measured with `primflow profile --engines llm` (and
 # ``--llm-fast``) on the reference machine (2 cores, 2 threads; docs/results/llm-scheduling.md):
-# the shipped SmolLM2-135M Q4_1 (measured with flash attention off, the default then; a
-# re-measurement with it on under outside load gave 6.2 / 2.0 / 4.9 ms, not adopted), and
-# its Q4_0 conversion with flash attention.
-STEP_COST_Q4_1 = {"step_base_s": 0.0037, "step_per_seq_s": 0.0017, "step_per_token_s": 0.0024}
+# the shipped SmolLM2-135M Q4_1 with the engine's defaults (flash attention on, one-token
+# steps on one thread; the mean of two runs, 3.46-3.60 / 1.38-1.45 / 2.04-2.15 ms; with
+# flash attention off it was 3.7 / 1.7 / 2.4 ms), and its Q4_0 conversion with flash attention.
+STEP_COST_Q4_1 = {"step_base_s": 0.00353, "step_per_seq_s": 0.00141, "step_per_token_s": 0.00209}
 STEP_COST_Q4_0_FA = {"step_base_s": 0.0046, "step_per_seq_s": 0.00065, "step_per_token_s": 0.00075}
 
 # Defaults shaped by the CPU measurements on the 2-core reference machine (2 threads):

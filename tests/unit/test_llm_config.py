@@ -1,4 +1,5 @@
-"""LlamaConfig: flash attention on by default, and when prompt steps are padded."""
+"""LlamaConfig: flash attention on by default, when prompt steps are padded, and the
+threads of one-token steps."""
 
 from __future__ import annotations
 
@@ -30,3 +31,10 @@ def test_padding_takes_one_of_llama_cpps_sequences():
     assert LlamaConfig(flash_attn=False, n_seq_max=MAX_NUM_SEQS).n_seq_max == MAX_NUM_SEQS
     with pytest.raises(ValueError, match=rf"n_seq_max must be in \[1, {MAX_NUM_SEQS - 1}\]"):
         LlamaConfig(n_seq_max=MAX_NUM_SEQS)
+
+
+def test_one_token_steps_run_on_one_thread_by_default():
+    assert LlamaConfig().n_threads_one_token == 1
+    assert LlamaConfig(n_threads_one_token=None).n_threads_one_token is None
+    with pytest.raises(ValueError, match="n_threads_one_token must be >= 1"):
+        LlamaConfig(n_threads_one_token=0)

@@ -35,6 +35,12 @@ class LlamaConfig:
     n_batch: int = 512
     n_seq_max: int = 32
     n_threads: int = 2
+    # Threads of a step that computes ONE token (a lone sequence's decode; llama.cpp's
+    # n_threads, n_threads being its n_threads_batch), capped by the step's share of the
+    # core budget; None: n_threads. One thread: such a step is 6-20% slower alone, but
+    # without OpenMP barriers it does not stall when an outside job takes a core (2
+    # threads: decode steps of 3 s under two busy-loops; docs/results/llm-engine.md).
+    n_threads_one_token: int | None = 1
     flash_attn: bool = True
     # False: no padding (chunked prefill with flash attention then rounds differently
     # from one-shot); only for measuring it (bench/bench_llm_flash_attn.py).
@@ -82,6 +88,8 @@ class LlamaConfig:
             raise ValueError(f"kv_reserve_tokens must be >= 1, got {self.kv_reserve_tokens}")
         if self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
+        if self.n_threads_one_token is not None and self.n_threads_one_token < 1:
+            raise ValueError(f"n_threads_one_token must be >= 1, got {self.n_threads_one_token}")
         check_cross_query_batching(self.cross_query_batching)
         check_policy(self.default_policy)
 

@@ -167,6 +167,7 @@ class EngineCore(PhaseIntake):
             cfg.n_threads,
             cfg.flash_attn,
             pad_rows=cfg.num_pad_rows,
+            n_threads_one_token=cfg.n_threads_one_token,
         )
         self.scheduler = StepScheduler(
             num_slots=cfg.n_seq_max,

@@ -16,6 +16,10 @@ Invariants:
   take the cells they would take without it, and removing it moves the KV head back.
   The filler's cells come on top of ``n_ctx``: ``kv_capacity`` (what the sequences may
   use) is at least ``n_ctx``.
+- Threads: a step of several tokens runs on ``n_threads`` (the core budget's share, via
+  ``set_num_threads``); a step of one token on at most ``n_threads_one_token`` of them
+  (llama.cpp's ``n_threads`` / ``n_threads_batch``): with one thread it enters no OpenMP
+  barrier, which stalls when an outside job takes a core (docs/results/llm-engine.md).
 - Engine thread only (thread.py: one thread makes every llama call).
 """
 
@@ -64,6 +68,7 @@ class LlamaRunner:
         n_threads: int,
         flash_attn: bool,
         pad_rows: int = 0,
+        n_threads_one_token: int | None = None,
     ) -> None:
         params = lc.llama_context_default_params()
         # A step has >= 1 token of its own, so the filler needs at most pad_rows - 1 cells.
@@ -72,7 +77,9 @@ class LlamaRunner:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max + 1 if pad_rows else n_seq_max  # + the filler's
-        params.n_threads = n_threads
+        # llama.cpp runs a one-token step on n_threads and any other on n_threads_batch.
+        self.max_threads_one_token = n_threads_one_token or n_threads
+        params.n_threads = min(self.max_threads_one_token, n_threads)
         params.n_threads_batch = n_threads
         params.kv_unified = True
         params.swa_full = True
@@ -105,8 +112,11 @@ class LlamaRunner:
             self.ctx = None
 
     def set_num_threads(self, num_threads: int) -> None:
+        """Threads of a multi-token step; a one-token step takes at most
+        ``max_threads_one_token`` of them."""
         if num_threads != self.n_threads:
-            lc.llama_set_n_threads(self.ctx, num_threads, num_threads)
+            one_token = min(self.max_threads_one_token, num_threads)
+            lc.llama_set_n_threads(self.ctx, one_token, num_threads)
             self.n_threads = num_threads
 
     def decode(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
