@@ -12,8 +12,9 @@ Owns per-query and shared collections; request checks and op dispatch are
   so a search already running keeps the collection object it started with.
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
-  batch against the same collection run as one FAISS call, or from 16 query rows on an
-  exact collection as one matrix product with numpy's BLAS at one thread
+  batch against the same collection run as one FAISS call, or from 16 query rows (from 8
+  on 400 collection rows or more) on an exact collection as one matrix product with
+  numpy's BLAS at one thread
   (faiss_collection.py, matmul_search.py: ``IndexFlatIP``'s ranking, ties aside).
 - Bad input (wrong dimension, unknown collection) fails that request only.
 - Small work runs inline (``runs_inline``, threaded.py): batches whose ingests add up to
@@ -24,9 +25,10 @@ Owns per-query and shared collections; request checks and op dispatch are
   to the engine thread and back took 0.1-0.2 ms per request (docs/results/parity.md).
   Larger work and HNSW collections run on the engine thread. A batch of one ingest or
   search takes ``run_one_inline``: the same limits and checks in one step, without the
-  batch path's layers.
+  batch path's layers; a batch of several searches of one exact collection takes
+  ``run_many_inline``: the collection found once, one kernel call, hits split per request.
 - Exact collections keep the sealed rows they are given and search them with faiss's
-  own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
+  own kernel below those sizes, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
 
 from __future__ import annotations
@@ -219,6 +221,68 @@ class FaissEngine(VectorEngine):
         chunks, matrix = ingest_inputs(request, self.name)
         # No query can end while this runs (the loop thread is where abort runs).
         return self._add_rows(request, scoped, chunks, matrix)
+
+    # --- several searches of one collection inline (ThreadedEngine.run_many_inline) ---
+
+    def run_many_inline(self, batch: Sequence[EngineRequest]) -> list[Outcome] | None:
+        """Concurrent searches of one exact collection (a serving burst), checked and run
+        in one step when ``runs_inline`` would take the batch: the collection found
+        once, each request checked as ``run_batch`` checks it (same order, same
+        messages; a bad one fails alone), the query rows stacked into one kernel call,
+        the hits split per request. Anything else returns None (the general path)."""
+        target = self._one_exact_collection(batch)
+        if target is None:
+            return None
+        try:
+            return self._searches_inline(batch, target)
+        except Exception as err:  # a bug: it fails the batch, as run_batch's caller does
+            return [err] * len(batch)
+
+    def _one_exact_collection(self, batch: Sequence[EngineRequest]) -> FaissCollection | None:
+        """The one exact collection that every request of ``batch`` searches, if the
+        searches are small enough to run inline (``runs_inline``'s limits), else None."""
+        collection: FaissCollection | None = None
+        num_rows = 0
+        for request in batch:
+            if request.op is not Op.VECTOR_SEARCH:
+                return None
+            target = self._exact_search(request)
+            if target is None or (collection is not None and target[1] is not collection):
+                return None
+            num_rows += target[0]
+            collection = target[1]
+        if collection is None or not is_small_search(num_rows, num_rows * len(collection)):
+            return None
+        return collection
+
+    def _searches_inline(
+        self, batch: Sequence[EngineRequest], collection: FaissCollection
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        jobs: list[tuple[int, Matrix, int]] = []  # (place in batch, query rows, top k)
+        for i, request in enumerate(batch):
+            if request.query_id in self._closed_queries:
+                outcomes.append(self.refused(request))
+                continue
+            try:
+                search_handle(request, self.name)  # raises an engine mismatch
+                vectors = request.inputs[VECTORS]
+                matrix = unit_rows(vectors, self.name, request.node, collection.dim)
+                k = top_k(request, self.name)
+            except EngineError as err:
+                outcomes.append(err)
+                continue
+            outcomes.append({})
+            jobs.append((i, matrix, k))
+        if jobs:
+            stacked = np.concatenate([matrix for _, matrix, _ in jobs])
+            self._set_omp_threads(len(stacked))
+            per_row = collection.search(stacked, max(k for _, _, k in jobs))
+            start = 0
+            for i, matrix, k in jobs:
+                outcomes[i] = hits_outputs(per_row[start : start + len(matrix)], k)
+                start += len(matrix)
+        return outcomes
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
         if len(batch) != 1 or batch[0].op is not Op.VECTOR_SEARCH:
