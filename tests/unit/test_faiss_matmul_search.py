@@ -68,7 +68,7 @@ def test_ties_go_to_the_lower_rows_at_the_cut_and_in_the_order(num_queries: int)
     rows = exact_rows(300, seed=num_queries)
     queries = exact_rows(num_queries, seed=100 + num_queries)
     exact = (rows.astype(np.float64) @ queries.T.astype(np.float64)).T
-    for k in (1, 3, 10, 300):
+    for k in (1, 3, 8, 9, 300):  # 8: the last k of the argmax top k
         scores, found = matmul_top_k(queries, rows, k)
         for i in range(num_queries):
             want = sorted(range(300), key=lambda r, i=i: (-exact[i, r], r))[:k]
