@@ -5,18 +5,23 @@ request is refused alone, and anything else takes the general paths."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import pytest
 
-from primflow.engines.base import EngineError, EngineRequest
+from primflow.apps.samples import sample_documents
+from primflow.collections import CollectionStore, embedding_model_id
+from primflow.engines.base import EngineError, EngineKind, EngineRequest
 from primflow.engines.placement import CoreBudget
 from primflow.engines.unit_vectors import seal_unit_rows
 from primflow.engines.vector import FaissEngine
 from primflow.graph.ir import Op
+from primflow.session import EngineStack, Session, fake_factory
 from primflow.values import Chunk, IndexHandle, seal_chunks
 
 DIM = 24
@@ -159,3 +164,47 @@ async def test_a_budget_that_counts_the_engine_never_reaches_the_fused_step() ->
     assert all(o["hits"] for o in found)
     assert budget.busy_engines() == []
     await engine.close()
+
+
+async def test_concurrent_queries_reach_the_engine_as_one_fused_batch(tmp_path: Path) -> None:
+    """Eight questions asked at once of one collection (fake LLM and embedder, real
+    FAISS): the embedder answers them in one batch, so their eight searches are ready
+    in one loop iteration and the runtime submits them as one batch, which takes the
+    fused step."""
+    batches: list[int] = []
+    fused: list[int] = []
+    fakes = fake_factory(latency_scale=0.001)
+
+    def build(name, kind, budget, profile):  # type: ignore[no-untyped-def]
+        if kind is not EngineKind.VECTOR_INDEX:
+            return fakes(name, kind, budget, profile)
+        engine = FaissEngine(name, profile=profile)
+        submit, run_many_inline = engine.submit, engine.run_many_inline
+
+        def recording_submit(batch: Sequence[EngineRequest]) -> Any:
+            batches.append(sum(r.op is Op.VECTOR_SEARCH for r in batch))
+            return submit(batch)
+
+        def recording_fused(batch: Sequence[EngineRequest]) -> Any:
+            outcomes = run_many_inline(batch)
+            fused.append(0 if outcomes is None else len(outcomes))
+            return outcomes
+
+        engine.submit = recording_submit  # type: ignore[method-assign]
+        engine.run_many_inline = recording_fused  # type: ignore[method-assign]
+        return engine
+
+    stack = EngineStack.for_apps(["naive_rag"], build)
+    async with stack, Session(stack) as session:
+        store = CollectionStore(tmp_path)
+        collection = store.create(
+            "samples", embedding_model=embedding_model_id(stack.engines["embedder"])
+        )
+        await collection.add(sample_documents(), stack.engines["embedder"])
+        reopened = store.open("samples")
+        questions = [f"How many days of leave, case {i}?" for i in range(8)]
+        answers = await asyncio.gather(
+            *(session.ask("naive_rag", q, collection=reopened) for q in questions)
+        )
+    assert all(answer.passages for answer in answers)
+    assert 8 in batches and 8 in fused  # one batch of the eight searches, run fused
