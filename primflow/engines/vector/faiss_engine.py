@@ -13,7 +13,7 @@ Owns per-query and shared collections; request checks and op dispatch are
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
   batch against the same collection run as one FAISS call, or from 16 query rows (from 8
-  on 400 collection rows or more) on an exact collection as one matrix product with
+  on 400-1,000 collection rows) on an exact collection as one matrix product with
   numpy's BLAS at one thread
   (faiss_collection.py, matmul_search.py: ``IndexFlatIP``'s ranking, ties aside).
 - Bad input (wrong dimension, unknown collection) fails that request only.
