@@ -4,9 +4,8 @@ Exact while small: the rows are kept as the sealed, read-only matrices they came
 (unit_vectors.py; no copy), and a search of one query row is one ``faiss.knn`` call over
 them: the very kernel ``IndexFlatIP.search`` runs (``knn_inner_product``, the same SIMD
 code and tie order), without building an index per query or copying the rows into one.
-From 16 query rows (a batch's fused searches), or from 8 on 400-1,000 rows, it is one
-matrix product with numpy's BLAS instead, with ``IndexFlatIP``'s ranking, ties aside
-(matmul_search.py). Past
+From 16 query rows (a batch's fused searches) it is one matrix product with numpy's
+BLAS instead, with ``IndexFlatIP``'s ranking, ties aside (matmul_search.py). Past
 ``hnsw_threshold`` items it is rebuilt once as HNSW (approximate, sub-millisecond at
 100k items) and grows from there.
 
@@ -28,10 +27,7 @@ import numpy.typing as npt
 
 from primflow.engines.unit_vectors import Matrix, is_sealed, seal_checked
 from primflow.engines.vector.matmul_search import (
-    MAX_FEW_COLLECTION_ROWS,
     MAX_MATMUL_PRODUCTS,
-    MIN_FEW_COLLECTION_ROWS,
-    MIN_FEW_QUERY_ROWS,
     MIN_MATMUL_QUERY_ROWS,
     matmul_top_k,
 )
@@ -179,15 +175,8 @@ def exact_search(queries: Matrix, rows: Matrix, k: int) -> tuple[Matrix, Rows]:
 def uses_matmul(num_queries: int, num_rows: int) -> bool:
     """Whether an exact search of ``num_queries`` rows is one matrix product with numpy's
     BLAS (matmul_search.py): from ``MIN_MATMUL_QUERY_ROWS`` rows (the batches the engine
-    runs on its thread), or from ``MIN_FEW_QUERY_ROWS`` on ``MIN_FEW_COLLECTION_ROWS`` to
-    ``MAX_FEW_COLLECTION_ROWS`` rows (where the product beats faiss's scan), up to
-    ``MAX_MATMUL_PRODUCTS``."""
-    if num_queries < MIN_MATMUL_QUERY_ROWS and (
-        num_queries < MIN_FEW_QUERY_ROWS
-        or not MIN_FEW_COLLECTION_ROWS <= num_rows <= MAX_FEW_COLLECTION_ROWS
-    ):
-        return False
-    return num_queries * num_rows <= MAX_MATMUL_PRODUCTS
+    runs on its thread) up to ``MAX_MATMUL_PRODUCTS``."""
+    return num_queries >= MIN_MATMUL_QUERY_ROWS and num_queries * num_rows <= MAX_MATMUL_PRODUCTS
 
 
 def _read_only(vectors: Matrix) -> Matrix:

@@ -12,9 +12,8 @@ Owns per-query and shared collections; request checks and op dispatch are
   so a search already running keeps the collection object it started with.
 - VECTOR_SEARCH with query vectors ``[n × d]`` returns ``{"hits"}``: the ``top_k`` best
   of each query vector, one per chunk (its best score), best first. The searches of one
-  batch against the same collection run as one FAISS call, or from 16 query rows (from 8
-  on 400-1,000 collection rows) on an exact collection as one matrix product with
-  numpy's BLAS at one thread
+  batch against the same collection run as one FAISS call, or from 16 query rows on an
+  exact collection as one matrix product with numpy's BLAS at one thread
   (faiss_collection.py, matmul_search.py: ``IndexFlatIP``'s ranking, ties aside).
 - Bad input (wrong dimension, unknown collection) fails that request only.
 - Small work runs inline (``runs_inline``, threaded.py): batches whose ingests add up to
@@ -28,7 +27,7 @@ Owns per-query and shared collections; request checks and op dispatch are
   batch path's layers; a batch of several searches of one exact collection takes
   ``run_many_inline``: the collection found once, one kernel call, hits split per request.
 - Exact collections keep the sealed rows they are given and search them with faiss's
-  own kernel below those sizes, with ``IndexFlatIP``'s results (faiss_collection.py).
+  own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
 
 from __future__ import annotations

@@ -4,15 +4,14 @@ faiss-cpu 1.15 scans the rows once per query row (SIMD) up to
 ``faiss.cvar.distance_compute_blas_threshold`` query rows (128,000), so 32 searches in
 one faiss call cost what 32 calls do: ~2.3 ms on 2,000 x 384 with one thread. One
 ``rows @ queries.T`` with numpy's BLAS at one thread reads the rows once for all of
-them: ~1 ms with the top k. The product has a fixed cost per call (it packs the rows
-anew): with the top k by repeated ``argmax`` it beats faiss's kernel in CPU time from 8
-query rows on 400 or more rows at 384 dimensions (8 x 650: 66 against 88 us; 8 x 2,000:
-172 against 254 us; 4 x 650: 63 against 41 us, so not below 8). Right after another
-process ran (bench_parity.py's paired rows) it lost that lead on 2,000 rows (8 x 2,000:
-0.67x of the raw loop against 0.80x with faiss's kernel, medians of 4-5 runs; 8 x 650:
-0.74x either way). So it runs from ``MIN_MATMUL_QUERY_ROWS`` query rows, or from
-``MIN_FEW_QUERY_ROWS`` on collections of ``MIN_FEW_COLLECTION_ROWS`` to
-``MAX_FEW_COLLECTION_ROWS`` rows; other searches keep faiss's kernel.
+them: ~1 ms with the top k. Below 16 rows faiss's kernel stays: for 8 rows the product
+with its top k led in CPU time while the caches held the rows (8 x 650: 66 against
+88 us; 8 x 2,000: 172 against 254 us), but not when they did not, as after the LLM's or
+another process's work (the caches flushed before each call: 8 x 650: 190-198 against
+138 us; 8 x 1,000: 226-231 against 197-202 us; 8 x 2,000: even; bench_faiss_cold.py),
+and paired with a raw call in another process it read 0.67x of the raw loop on
+2,000 x 8 against 0.80x with faiss's kernel. So it starts at ``MIN_MATMUL_QUERY_ROWS``:
+the batches that run on the engine thread (faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``).
 
 Invariants:
 
@@ -44,10 +43,6 @@ import numpy as np
 from primflow.engines.unit_vectors import Matrix
 
 MIN_MATMUL_QUERY_ROWS = 16
-# 8-15 query rows (an inline batch of concurrent searches) on a collection this large.
-MIN_FEW_QUERY_ROWS = 8
-MIN_FEW_COLLECTION_ROWS = 400
-MAX_FEW_COLLECTION_ROWS = 1_000  # between the 650 rows measured even and the 2,000 not
 # Up to this k the top k is k passes of argmax (~1 us each on 8 x 650), else argpartition.
 MAX_ARGMAX_K = 8
 # Query rows x collection rows above which a fused search goes to faiss (whose threads
