@@ -5,13 +5,14 @@ faiss-cpu 1.15 scans the rows once per query row (SIMD) up to
 one faiss call cost what 32 calls do: ~2.3 ms on 2,000 x 384 with one thread. One
 ``rows @ queries.T`` with numpy's BLAS at one thread reads the rows once for all of
 them: ~1 ms with the top k. Below 16 rows faiss's kernel stays: for 8 rows the product
-with its top k led in CPU time while the caches held the rows (8 x 650: 66 against
-88 us; 8 x 2,000: 172 against 254 us), but not when they did not, as after the LLM's or
-another process's work (the caches flushed before each call: 8 x 650: 190-198 against
-138 us; 8 x 1,000: 226-231 against 197-202 us; 8 x 2,000: even; bench_faiss_cold.py),
-and paired with a raw call in another process it read 0.67x of the raw loop on
-2,000 x 8 against 0.80x with faiss's kernel. So it starts at ``MIN_MATMUL_QUERY_ROWS``:
-the batches that run on the engine thread (faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``).
+with its top k led in CPU time while the caches held the rows (8 x 650: 67 against
+88 us; 8 x 2,000: 175 against 293 us), but not when they did not, as after the LLM's or
+another process's work (caches flushed before each call, bench/bench_faiss_cold.py:
+8 x 650: 178 against 135 us; 8 x 1,000: 221 against 205 us; 8 x 2,000: 405 against
+391 us; 32 rows: the product still 1.0-1.4x faster), and paired with a raw call in
+another process it read 0.67x of the raw loop on 2,000 x 8 against 0.80x with faiss's
+kernel. So it starts at ``MIN_MATMUL_QUERY_ROWS``: the batches that run on the engine
+thread (faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``).
 
 Invariants:
 
