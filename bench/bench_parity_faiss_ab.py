@@ -10,6 +10,12 @@ each round times, in alternating order:
 - ``submit``: the same through ``submit``, awaiting the futures (what the runtime calls);
   for one query's ingest + search this is the retrieval step as the apps run it.
 
+Then concurrent searches of one shared collection (650 x 8 and 2,000 x 8 query vectors,
+``concurrent``): the raw loop calls ``index.search`` once per query on a prebuilt
+``IndexFlatIP``; the engine gets the eight searches as one ``submit`` batch (as the
+runtime's scheduler hands a burst over) and the futures are awaited; the row ids are
+compared.
+
 Then, per size, the CPU time of single calls (``per_call_us``): faiss's search and
 ``IndexFlatIP`` + ``add``, the engine's search and ingest through each entry point.
 
@@ -65,6 +71,7 @@ except ImportError:  # before: the chunker made plain lists
 
 OUT_PATH = Path(__file__).resolve().parents[1] / "docs" / "bench" / "parity_faiss_ab.json"
 SIZES = (100, 650, 2000)
+CONCURRENT = ((650, 8), (2000, 8))  # (collection rows, searches at once)
 DIM = 384
 TOP_K = 3
 VARIANTS = ("raw", "raw_retrieval", "run_batch", "submit")
@@ -167,6 +174,60 @@ async def measure_size(rows: Rows, num_rounds: int) -> dict[str, Any]:
     return {"median_us": {n: m * 1e6 for n, m in medians.items()}, "speedup_median": speedups}
 
 
+async def measure_concurrent(
+    engine: FaissEngine, size: int, num_queries: int, rng: np.random.Generator, args: Any
+) -> dict[str, Any]:
+    """Eight searches of one shared collection: raw ``index.search`` per query against one
+    engine ``submit`` of the batch, alternating; medians and the paired speedup."""
+    now_s = CLOCKS[args.clock]
+    vectors = rng.standard_normal((size, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.standard_normal((num_queries, DIM)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(DIM)
+    index.add(vectors)
+    name = f"ab_shared_{size}_{num_queries}"
+    chunks = sealed_chunks_of([Chunk(f"p{i}", "ab", i) for i in range(size)])
+    handle = engine.create_shared(name, chunks, seal_unit_rows(vectors))
+    rows = [queries[i : i + 1] for i in range(num_queries)]
+    sealed = [seal_unit_rows(row) for row in rows]
+    found: dict[str, list[list[int]]] = {}
+    count = [0]
+
+    async def raw() -> float:
+        started_s = now_s()
+        hits = [index.search(row, TOP_K)[1] for row in rows]
+        seconds = now_s() - started_s
+        found["raw"] = [h[0].tolist() for h in hits]
+        return seconds
+
+    async def submit() -> float:
+        count[0] += 1
+        requests = [_search(f"c{size}-{count[0]}-{i}", q, handle) for i, q in enumerate(sealed)]
+        started_s = now_s()
+        outputs = [await future for future in engine.submit(requests)]
+        seconds = now_s() - started_s
+        found["submit"] = [[h.chunk.chunk_id for h in out["hits"]] for out in outputs]
+        for request in requests:
+            engine.release(request.query_id)
+        return seconds
+
+    times: dict[str, list[float]] = {"raw": [], "submit": []}
+    for i in range(20 + args.rounds):
+        for name_, run in (("raw", raw), ("submit", submit))[:: 1 if i % 2 else -1]:
+            seconds = await run()
+            if i >= 20:  # warm-up dropped
+                times[name_].append(seconds)
+        await asyncio.sleep(0)
+    engine.drop_shared(name)
+    paired = [r / e for r, e in zip(times["raw"], times["submit"], strict=True)]
+    return {
+        "median_us": {n: statistics.median(t) * 1e6 for n, t in times.items()},
+        "speedup_median": statistics.median(paired),
+        "same_rows": found["raw"] == found["submit"],
+    }
+
+
 async def per_call_us(rows: Rows, num_calls: int) -> dict[str, float]:
     """CPU time of single calls (this thread's, median of ``num_calls``, microseconds):
     faiss's search and index + add, and the engine's search and ingest, each through
@@ -224,12 +285,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "load_avg_start": os.getloadavg(),
         "sizes": {},
         "per_call_us": {},
+        "concurrent": {},
     }
     try:
         for size in SIZES:
             rows = Rows(engine, size, rng, args.clock)
             result["sizes"][str(size)] = await measure_size(rows, args.rounds)
             result["per_call_us"][str(size)] = await per_call_us(rows, args.rounds * 5)
+        for size, num_queries in CONCURRENT:
+            found = await measure_concurrent(engine, size, num_queries, rng, args)
+            result["concurrent"][f"{size}x{num_queries}"] = found
     finally:
         await engine.close()
     result["load_avg_end"] = os.getloadavg()
@@ -244,6 +309,8 @@ def one_line(label: str, result: dict[str, Any]) -> str:
             f"{size} rows run_batch {s['run_batch']:.2f}x submit {s['submit']:.2f}x "
             f"retrieval {s['retrieval']:.2f}x"
         )
+    for key, row in result["concurrent"].items():
+        parts.append(f"{key} concurrent {row['speedup_median']:.2f}x same={row['same_rows']}")
     return f"parity_faiss_ab {label} (raw / engine, median): " + "; ".join(parts)
 
 

@@ -33,7 +33,9 @@ Owns the hand-off between the event loop and an engine's thread. Invariants:
 - A batch of one request (a query's ingest or search) may take one fused step instead:
   ``run_one_inline`` decides whether it runs inline and runs it, with every check of
   the general path, where the core budget does not count the engine; no intermediate
-  lists, and its future is resolved directly.
+  lists, and its future is resolved directly. A larger batch may likewise take
+  ``run_many_inline`` (e.g. concurrent searches of one collection), which gives one
+  outcome per request, refusing each request of an ended query alone.
 """
 
 from __future__ import annotations
@@ -169,6 +171,14 @@ class ThreadedEngine(Engine):
         budget does not count this engine. Never, by default."""
         return None
 
+    def run_many_inline(self, batch: Sequence[EngineRequest]) -> list[Outcome] | None:
+        """The outcomes of a batch of several requests run on the caller's thread in one
+        fused step, or None, before doing anything, when it does not run so (``submit``
+        then takes the general path). As :meth:`run_one_inline`, for each request: an
+        ended query's is refused (:meth:`refused`), the others get what ``run_batch``
+        would give. Called under the same conditions. Never, by default."""
+        return None
+
     def refused(self, request: EngineRequest) -> EngineError:
         """The error of a request whose query has ended."""
         return EngineError(self.name, request.node, "its query has ended")
@@ -178,14 +188,17 @@ class ThreadedEngine(Engine):
         # Read on the loop thread, the only one that adds engine-thread jobs: when it is
         # 0 the engine thread is idle and stays so while this batch runs here.
         if self._num_thread_jobs == 0:
-            if len(batch) == 1 and (self.budget is None or not self.budget.counts(self.name)):
-                request = batch[0]
-                outcome = self.run_one_inline(request)
-                if outcome is not None:
-                    future: asyncio.Future[Outputs] = loop.create_future()
-                    request.future = future
-                    self._resolve(request, future, outcome)
-                    return [future]
+            if self.budget is None or not self.budget.counts(self.name):
+                if len(batch) == 1:
+                    request = batch[0]
+                    outcome = self.run_one_inline(request)
+                    if outcome is not None:
+                        future: asyncio.Future[Outputs] = loop.create_future()
+                        request.future = future
+                        self._resolve(request, future, outcome)
+                        return [future]
+                elif (outcomes := self.run_many_inline(batch)) is not None:
+                    return self._resolved(loop, batch, outcomes)
             requests = list(batch)
             if self.runs_inline(requests):
                 return self._submit_inline(loop, requests)
@@ -202,6 +215,24 @@ class ThreadedEngine(Engine):
             self.budget.begin(self.name)
         self._executor.submit(self._run_on_thread, loop, requests, futures)
         self._num_thread_jobs += 1  # its end is posted to this thread, so it comes later
+        return futures
+
+    def _resolved(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: Sequence[EngineRequest],
+        outcomes: list[Outcome],
+    ) -> list[asyncio.Future[Outputs]]:
+        """Futures already resolved with ``outcomes`` (``run_many_inline``'s)."""
+        if len(outcomes) != len(batch):
+            reason = f"run_many_inline gave {len(outcomes)} outcomes for {len(batch)} requests"
+            outcomes = [RuntimeError(reason)] * len(batch)
+        futures: list[asyncio.Future[Outputs]] = []
+        for request, outcome in zip(batch, outcomes, strict=True):
+            future: asyncio.Future[Outputs] = loop.create_future()
+            request.future = future
+            self._resolve(request, future, outcome)
+            futures.append(future)
         return futures
 
     def _submit_inline(

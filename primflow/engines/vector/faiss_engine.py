@@ -24,7 +24,8 @@ Owns per-query and shared collections; request checks and op dispatch are
   to the engine thread and back took 0.1-0.2 ms per request (CHANGELOG.md).
   Larger work and HNSW collections run on the engine thread. A batch of one ingest or
   search takes ``run_one_inline``: the same limits and checks in one step, without the
-  batch path's layers.
+  batch path's layers; a batch of several searches of one exact collection takes
+  ``run_many_inline``: the collection found once, one kernel call, hits split per request.
 - Exact collections keep the sealed rows they are given and search them with faiss's
   own kernel under 16 query rows, with ``IndexFlatIP``'s results (faiss_collection.py).
 """
@@ -42,8 +43,10 @@ from primflow.engines.base import EngineError, EngineRequest, Outputs
 from primflow.engines.placement import CoreBudget
 from primflow.engines.profile import LatencyProfile
 from primflow.engines.threaded import Outcome
+from primflow.engines.unit_vectors import is_sealed
 from primflow.engines.vector.base_engine import SearchJob, VectorEngine
 from primflow.engines.vector.common import (
+    DEFAULT_TOP_K,
     Matrix,
     check_collection_name,
     check_dim,
@@ -57,14 +60,19 @@ from primflow.engines.vector.common import (
     unit_rows,
 )
 from primflow.engines.vector.faiss_collection import HNSW_THRESHOLD, FaissCollection
+from primflow.engines.vector.faiss_limits import (
+    MAX_INLINE_INGEST_ROWS,
+    MAX_INLINE_QUERY_ROWS,
+    is_small_search,
+    num_ingest_rows,
+    num_query_rows,
+)
+from primflow.engines.vector.faiss_limits import (
+    MAX_INLINE_SEARCH_ROWS as MAX_INLINE_SEARCH_ROWS,  # re-exported
+)
 from primflow.graph.ir import Op
 from primflow.graph.ops import INDEX, VECTORS
 from primflow.values import Chunk, IndexHandle
-
-# Inline limits (see the module docstring): ~0.3 ms of work at most on the caller's thread.
-MAX_INLINE_INGEST_ROWS = 4096
-MAX_INLINE_QUERY_ROWS = 16  # from here: the engine thread and one matrix product
-MAX_INLINE_SEARCH_ROWS = 20_000  # query rows x collection rows
 
 
 class FaissEngine(VectorEngine):
@@ -197,28 +205,125 @@ class FaissEngine(VectorEngine):
         return None
 
     def _search_inline(self, request: EngineRequest) -> Outcome | None:
-        target = self._exact_search(request)
-        if target is None or not is_small_search(target[0], target[0] * len(target[1])):
+        # _exact_search, search_handle, unit_rows and top_k written out for the common
+        # case (each runs in every retrieval step); the rare cases call them for the
+        # very checks and messages.
+        inputs = request.inputs
+        handle, queries = inputs.get(INDEX), inputs.get(VECTORS)
+        if not isinstance(handle, IndexHandle) or not isinstance(queries, np.ndarray):
             return None
-        collection = target[1]
+        if queries.ndim == 0:
+            return None
+        num_rows = 1 if queries.ndim == 1 else len(queries)
+        collection = self._collections.get(handle.collection)
+        if collection is None or collection.is_hnsw:
+            return None
+        if not is_small_search(num_rows, num_rows * len(collection)):
+            return None
         if request.query_id in self._closed_queries:
             return self.refused(request)
-        search_handle(request, self.name)  # raises an engine mismatch
-        matrix = unit_rows(request.inputs[VECTORS], self.name, request.node, collection.dim)
-        k = top_k(request, self.name)
+        if handle.engine != self.name:
+            search_handle(request, self.name)  # raises the engine mismatch
+        dim = collection.dim
+        matrix = (
+            queries
+            if is_sealed(queries) and queries.shape[1] == dim
+            else unit_rows(queries, self.name, request.node, dim)
+        )
+        k = request.params.get("top_k", DEFAULT_TOP_K)
+        if type(k) is not int or k < 1:
+            k = top_k(request, self.name)  # raises what is not a positive int
         faiss.omp_set_num_threads(1)  # under MAX_INLINE_QUERY_ROWS (_set_omp_threads)
         return hits_outputs(collection.search(matrix, k), k)
 
     def _ingest_inline(self, request: EngineRequest) -> Outcome | None:
-        if not self._is_small_ingest(request):
+        # _is_small_ingest and _add_rows written out: the collection looked up once.
+        num_rows = num_ingest_rows(request.inputs.get(VECTORS))
+        if num_rows is None or num_rows > MAX_INLINE_INGEST_ROWS:
+            return None
+        name = request.params.get("collection")
+        scoped = query_scoped(request.query_id, name) if name else ""
+        collection = self._collections.get(scoped) if name else None
+        if collection is not None and (
+            collection.is_hnsw or len(collection) + num_rows > self.hnsw_threshold
+        ):
+            return None
+        if collection is None and num_rows > self.hnsw_threshold:
             return None
         if request.query_id in self._closed_queries:
             return self.refused(request)
-        name = check_collection_name(request.params.get("collection"), self.name, request.node)
-        scoped = query_scoped(request.query_id, name)
+        check_collection_name(name, self.name, request.node)
         chunks, matrix = ingest_inputs(request, self.name)
         # No query can end while this runs (the loop thread is where abort runs).
-        return self._add_rows(request, scoped, chunks, matrix)
+        dim = matrix.shape[1] or None
+        if collection is None:
+            collection = self._get_or_create(scoped, dim, request.node)
+        elif dim is not None:
+            check_dim(matrix, collection.dim, scoped, self.name, request.node)
+        collection.add(chunks, matrix)  # stays exact (the limits above): no OpenMP work
+        return index_outputs(self.name, scoped, len(collection))
+
+    # --- several searches of one collection inline (ThreadedEngine.run_many_inline) ---
+
+    def run_many_inline(self, batch: Sequence[EngineRequest]) -> list[Outcome] | None:
+        """Concurrent searches of one exact collection (a serving burst), checked and run
+        in one step when ``runs_inline`` would take the batch: the collection found
+        once, each request checked as ``run_batch`` checks it (same order, same
+        messages; a bad one fails alone), the query rows stacked into one kernel call,
+        the hits split per request. Anything else returns None (the general path)."""
+        target = self._one_exact_collection(batch)
+        if target is None:
+            return None
+        try:
+            return self._searches_inline(batch, target)
+        except Exception as err:  # a bug: it fails the batch, as run_batch's caller does
+            return [err] * len(batch)
+
+    def _one_exact_collection(self, batch: Sequence[EngineRequest]) -> FaissCollection | None:
+        """The one exact collection that every request of ``batch`` searches, if the
+        searches are small enough to run inline (``runs_inline``'s limits), else None."""
+        collection: FaissCollection | None = None
+        num_rows = 0
+        for request in batch:
+            if request.op is not Op.VECTOR_SEARCH:
+                return None
+            target = self._exact_search(request)
+            if target is None or (collection is not None and target[1] is not collection):
+                return None
+            num_rows += target[0]
+            collection = target[1]
+        if collection is None or not is_small_search(num_rows, num_rows * len(collection)):
+            return None
+        return collection
+
+    def _searches_inline(
+        self, batch: Sequence[EngineRequest], collection: FaissCollection
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        jobs: list[tuple[int, Matrix, int]] = []  # (place in batch, query rows, top k)
+        for i, request in enumerate(batch):
+            if request.query_id in self._closed_queries:
+                outcomes.append(self.refused(request))
+                continue
+            try:
+                search_handle(request, self.name)  # raises an engine mismatch
+                vectors = request.inputs[VECTORS]
+                matrix = unit_rows(vectors, self.name, request.node, collection.dim)
+                k = top_k(request, self.name)
+            except EngineError as err:
+                outcomes.append(err)
+                continue
+            outcomes.append({})
+            jobs.append((i, matrix, k))
+        if jobs:
+            stacked = np.concatenate([matrix for _, matrix, _ in jobs])
+            self._set_omp_threads(len(stacked))
+            per_row = collection.search(stacked, max(k for _, _, k in jobs))
+            start = 0
+            for i, matrix, k in jobs:
+                outcomes[i] = hits_outputs(per_row[start : start + len(matrix)], k)
+                start += len(matrix)
+        return outcomes
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
         if len(batch) != 1 or batch[0].op is not Op.VECTOR_SEARCH:
@@ -278,23 +383,3 @@ class FaissEngine(VectorEngine):
         with self._collections_lock:
             for name in names_of_query(self._collections, query_id):
                 del self._collections[name]
-
-
-def is_small_search(num_query_rows: int, num_products: int) -> bool:
-    """Whether searches of this many query rows (x collection rows) run inline."""
-    return num_query_rows < MAX_INLINE_QUERY_ROWS and num_products <= MAX_INLINE_SEARCH_ROWS
-
-
-def num_ingest_rows(vectors: object) -> int | None:
-    """The rows of an ingest's vectors if they may run inline (a list or an array of
-    rows), else None: anything else goes to the engine thread, whose checks say why."""
-    if isinstance(vectors, list) or (isinstance(vectors, np.ndarray) and vectors.ndim > 0):
-        return len(vectors)
-    return None
-
-
-def num_query_rows(queries: object) -> int | None:
-    """The query rows of a search's array (one for a single vector), else None."""
-    if not isinstance(queries, np.ndarray) or queries.ndim == 0:
-        return None
-    return 1 if queries.ndim == 1 else len(queries)

@@ -4,10 +4,15 @@ faiss-cpu 1.15 scans the rows once per query row (SIMD) up to
 ``faiss.cvar.distance_compute_blas_threshold`` query rows (128,000), so 32 searches in
 one faiss call cost what 32 calls do: ~2.3 ms on 2,000 x 384 with one thread. One
 ``rows @ queries.T`` with numpy's BLAS at one thread reads the rows once for all of
-them: ~1 ms with the top k. For 8 rows it was no faster (~0.1 ms of product on 650
-rows, and slower paired with a raw call: the product packs the rows anew each call),
-so it starts at ``MIN_MATMUL_QUERY_ROWS``: the batches that run on the engine thread
-(faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``); smaller ones keep faiss's kernel.
+them: ~1 ms with the top k. Below 16 rows faiss's kernel stays: for 8 rows the product
+with its top k led in CPU time while the caches held the rows (8 x 650: 67 against
+88 us; 8 x 2,000: 175 against 293 us), but not when they did not, as after the LLM's or
+another process's work (caches flushed before each call, bench/bench_faiss_cold.py:
+8 x 650: 178 against 135 us; 8 x 1,000: 221 against 205 us; 8 x 2,000: 405 against
+391 us; 32 rows: the product still 1.0-1.4x faster), and paired with a raw call in
+another process it read 0.67x of the raw loop on 2,000 x 8 against 0.80x with faiss's
+kernel. So it starts at ``MIN_MATMUL_QUERY_ROWS``: the batches that run on the engine
+thread (faiss_engine.py's ``MAX_INLINE_QUERY_ROWS``).
 
 Invariants:
 
@@ -39,6 +44,8 @@ import numpy as np
 from primflow.engines.unit_vectors import Matrix
 
 MIN_MATMUL_QUERY_ROWS = 16
+# Up to this k the top k is k passes of argmax (~1 us each on 8 x 650), else argpartition.
+MAX_ARGMAX_K = 8
 # Query rows x collection rows above which a fused search goes to faiss (whose threads
 # follow the engine's core budget): ~25 ms of single-thread BLAS at 384 dimensions.
 MAX_MATMUL_PRODUCTS = 2_000_000
@@ -103,11 +110,34 @@ def matmul_top_k(
 ) -> tuple[list[list[float]], list[list[int]]]:
     """The scores and rows of the top ``k`` (1 <= ``k`` <= len(rows)) rows of ``rows``
     per query row by inner product, as ``IndexFlatIP.search`` ranks them, as lists (what
-    the hits are made from; the k per row are ordered in Python, cheaper than numpy's
-    calls on a few values)."""
+    the hits are made from)."""
     with one_blas_thread():
         # (rows x queries) then one transposing copy: ~20 % less than queries @ rows.T
         scores: Matrix = np.ascontiguousarray((rows @ queries.T).T)
+    if k <= MAX_ARGMAX_K:
+        return _argmax_top_k(scores, k)
+    return _partition_top_k(scores, k)
+
+
+def _argmax_top_k(scores: Matrix, k: int) -> tuple[list[list[float]], list[list[int]]]:
+    """k passes of ``argmax`` per row, each taking the best row left (the first, so the
+    lowest, among equal scores) and marking it taken: best first, ties by row. Changes
+    ``scores`` (the caller's own product); scores are finite, so -inf is never a tie."""
+    num_queries = len(scores)
+    every = np.arange(num_queries)
+    found_rows = np.empty((num_queries, k), dtype=np.int64)
+    found_scores = np.empty((num_queries, k), dtype=np.float32)
+    for place in range(k):
+        best = scores.argmax(axis=1)
+        found_rows[:, place] = best
+        found_scores[:, place] = scores[every, best]
+        scores[every, best] = -np.inf
+    return found_scores.tolist(), found_rows.tolist()
+
+
+def _partition_top_k(scores: Matrix, k: int) -> tuple[list[list[float]], list[list[int]]]:
+    """``argpartition`` per row, the ties at the k-th place settled by row, then the k
+    per row ordered in Python (cheaper than numpy's calls on a few values)."""
     num_rows = scores.shape[1]
     if k == num_rows:
         ids = np.argsort(-scores, axis=1, kind="stable")
