@@ -27,12 +27,6 @@ from primflow.session.stack import EngineStack
 
 EMBED_SIZES = (100, 650, 2000)
 MAX_TOKENS = 32
-# After a raw call, the executor's manager thread in this process is still handing the
-# result over when the engine's timed call would start, and competes with it for the
-# GIL (a 100-row FAISS ingest + search took 25-32 us right after a raw call, 14 us
-# alone). A short pause lets it go back to waiting; the raw side's calls are timed
-# inside its own process, which has no such thread.
-RAW_SETTLE_S = 0.002
 
 
 class Sides:
@@ -51,14 +45,8 @@ class Sides:
         self._num_queries += 1
         return f"parity-{tag}-{self._num_queries}"
 
-    async def on_raw(
-        self, fn: Callable[..., Any], *args: Any, settle_s: float = RAW_SETTLE_S
-    ) -> Any:
-        """``fn(*args)`` on the raw side, then ``settle_s`` for this process's executor
-        threads to go idle before anything else is timed here."""
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-        await asyncio.sleep(settle_s)
-        return result
+    async def on_raw(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
 
 async def paired(

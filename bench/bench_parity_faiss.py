@@ -37,7 +37,7 @@ from typing import Any
 import bench_parity_raw as raw
 import numpy as np
 from bench_parity_common import paired_stats
-from bench_parity_engines import RAW_SETTLE_S, Sides, paired
+from bench_parity_engines import Sides, paired
 
 from primflow.engines.base import EngineRequest
 from primflow.engines.unit_vectors import seal_unit_rows
@@ -174,20 +174,17 @@ async def retrieval_row(sides: Sides, size: int, vectors: np.ndarray, num: int) 
 
 async def pairing_row(sides: Sides, size: int, vectors: np.ndarray, num: int) -> dict[str, Any]:
     """What pairing costs the engine: its ingest + search (sealed inputs, via ``submit``)
-    alone, right after a raw call (settled, as every paired row is) with the same arrays
-    every time or with fresh copies, and right after a raw call without the settling
-    pause (fresh copies); medians in seconds."""
+    alone, right after a raw call with the same arrays every time, and right after a raw
+    call with fresh copies; medians in seconds."""
     chunks = [Chunk(f"p{i}", "parity", i) for i in range(size)]
     query = vectors[:1].copy()
     same = fresh(chunks, vectors, query, is_sealed=True)
-    keys = ("alone", "after_raw_same", "after_raw_fresh", "after_raw_unsettled")
-    found: dict[str, list[float]] = {key: [] for key in keys}
+    found: dict[str, list[float]] = {"alone": [], "after_raw_same": [], "after_raw_fresh": []}
     for _ in range(num):
         found["alone"].append((await engine_submit(sides, *same))[0])
-    for key in keys[1:]:
-        settle_s = 0.0 if key == "after_raw_unsettled" else RAW_SETTLE_S
+    for key in ("after_raw_same", "after_raw_fresh"):
         for _ in range(num):
-            await sides.on_raw(raw.timed_faiss, vectors, query, TOP_K, settle_s=settle_s)
+            await sides.on_raw(raw.timed_faiss, vectors, query, TOP_K)
             inputs = same if key == "after_raw_same" else fresh(chunks, vectors, query, True)
             found[key].append((await engine_submit(sides, *inputs))[0])
     medians = {key: statistics.median(times) for key, times in found.items()}
