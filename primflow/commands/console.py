@@ -32,6 +32,7 @@ EXIT_ENGINES_UNAVAILABLE = 3
 EXIT_QUERY_FAILED = 4
 # A progress bar appears only for graphs with at least this many engine primitives.
 MIN_PRIMITIVES_FOR_BAR = 8
+MAX_NAME_WIDTH = 60  # the breakdown's name column; longer names run past it, whole
 
 
 async def answer_all(args: argparse.Namespace, inputs: RunInputs) -> int:
@@ -205,14 +206,17 @@ def format_breakdown(answer: Answer) -> str:
             f"re-optimization: {answer.reoptimize_s * 1e3:.1f} ms over {len(answer.rounds)} "
             f"rounds, {answer.reoptimize_s / answer.latency_s:.2%} of the query"
         )
+    # Names in full (a cut name can match two nodes), up to a width that keeps rows on
+    # one line of a wide terminal.
+    width = min(max([9, *(len(p.node) for p in answer.timing.primitives)]), MAX_NAME_WIDTH)
     lines.append(
-        f"  {'primitive':<34} {'engine':<12} {'start s':>8} {'queue s':>8} "
+        f"  {'primitive':<{width}} {'engine':<12} {'start s':>8} {'queue s':>8} "
         f"{'service s':>9} {'batch':>5}"
     )
     for p in answer.timing.primitives:
         mark = "*" if p.is_critical else " "
         lines.append(
-            f"{mark} {p.node[:34]:<34} {str(p.engine)[:12]:<12} {p.start_s:>8.3f} "
+            f"{mark} {p.node:<{width}} {str(p.engine)[:12]:<12} {p.start_s:>8.3f} "
             f"{p.queue_s:>8.3f} {p.service_s:>9.3f} {p.batch_size:>5}"
         )
     lines.append("* = on the critical path of the measured service times")

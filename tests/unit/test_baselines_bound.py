@@ -216,7 +216,13 @@ async def test_session_answers_get_the_bound_of_their_sequential_reference() -> 
     reference = answers["sequential"]
     assert reference.solo is not None  # a sequential run is its own reference
     assert answers["primflow"].bound_s is None
-    assert "critical-path bound: pass --bound" in format_breakdown(answers["primflow"])
+    breakdown = format_breakdown(answers["primflow"])
+    assert "critical-path bound: pass --bound" in breakdown
+    names = [p.node for p in answers["primflow"].timing.primitives]
+    assert any(len(name) > 34 for name in names)  # longer than the column used to be
+    rows = breakdown.splitlines()
+    for name in names:  # every name whole, in the column its header starts
+        assert any(row[2:].startswith(name + " ") for row in rows), name
     for scheme in ("primflow", "parallel"):
         answers[scheme].set_reference(reference)
         solo = answers[scheme].solo
