@@ -300,29 +300,19 @@ class FaissEngine(VectorEngine):
         self, batch: Sequence[EngineRequest], collection: FaissCollection
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        jobs: list[tuple[int, Matrix, int]] = []  # (place in batch, query rows, top k)
+        jobs: list[tuple[int, SearchJob]] = []  # (place in batch, checked search)
         for i, request in enumerate(batch):
             if request.query_id in self._closed_queries:
                 outcomes.append(self.refused(request))
                 continue
             try:
-                search_handle(request, self.name)  # raises an engine mismatch
-                vectors = request.inputs[VECTORS]
-                matrix = unit_rows(vectors, self.name, request.node, collection.dim)
-                k = top_k(request, self.name)
+                jobs.append((i, self._search_job(request)))
             except EngineError as err:
                 outcomes.append(err)
                 continue
             outcomes.append({})
-            jobs.append((i, matrix, k))
         if jobs:
-            stacked = np.concatenate([matrix for _, matrix, _ in jobs])
-            self._set_omp_threads(len(stacked))
-            per_row = collection.search(stacked, max(k for _, _, k in jobs))
-            start = 0
-            for i, matrix, k in jobs:
-                outcomes[i] = hits_outputs(per_row[start : start + len(matrix)], k)
-                start += len(matrix)
+            self._search_in(collection, jobs, outcomes)
         return outcomes
 
     def run_batch(self, batch: Sequence[EngineRequest]) -> list[Outcome]:
@@ -355,6 +345,15 @@ class FaissEngine(VectorEngine):
             for i, _ in jobs:
                 outcomes[i] = EngineError(self.name, "search", f"collection {name!r} was freed")
             return
+        self._search_in(collection, jobs, outcomes)
+
+    def _search_in(
+        self,
+        collection: FaissCollection,
+        jobs: list[tuple[int, SearchJob]],
+        outcomes: list[Outcome],
+    ) -> None:
+        """The searches of ``jobs`` on ``collection`` as one call, hits split per job."""
         if len(jobs) == 1:  # the common case: no stacking copy
             stacked, k = jobs[0][1].queries, jobs[0][1].k
         else:
